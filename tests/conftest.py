@@ -1,0 +1,30 @@
+"""Shared fixtures: the real-data root (skipping with a reason when unset) and offline settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from cascade_defect.config import DATA_ROOT_ENV, data_root  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """Root of the real datasets; tests using it skip when CASCADE_DATA_ROOT is unset."""
+    root = data_root()
+    if root is None:
+        pytest.skip(f"{DATA_ROOT_ENV} is not set: real-data test skipped")
+    if not root.is_dir():
+        pytest.skip(f"{DATA_ROOT_ENV}={root} is not a directory: real-data test skipped")
+    return root
+
+
+def real_subdir(root: Path, name: str) -> Path:
+    path = root / name
+    if not path.is_dir():
+        pytest.skip(f"{path} missing: real-data test skipped")
+    return path
