@@ -1,0 +1,172 @@
+"""The cascade policy: every threshold in one object, loaded from a bundle's calibration file.
+
+Layers only score. The router asks the policy two questions:
+
+* `escalate_from_gate(domain, z, score)`: does Layer 1 pass the frame on? (z > τ of the domain,
+  or, for the autoencoder gate, score > its MSE threshold)
+* `accept_detection(detections)`: is Layer 2 sure enough to decide? (top confidence ≥ the bar,
+  optionally per class; no detection is never sure)
+
+Environment overrides (applied on top of the calibration file, checked at start-up):
+`CASCADE_TAU_<DOMAIN>`, `MSE_THRESHOLD_<DOMAIN>` and `CASCADE_L2_BAR`, with `<DOMAIN>` the domain
+name upper-cased and every other character than A-Z/0-9 replaced by `_`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import ConfigError
+from ..records import Detection
+
+DEFAULT_L2_BAR = 0.85
+CALIBRATION_FILE = "calibration.json"
+
+
+def env_key(domain: str) -> str:
+    """`ksdd2` -> `KSDD2`, `neu-det` -> `NEU_DET`: the suffix of per-domain variables."""
+    return re.sub(r"[^A-Z0-9]", "_", domain.upper())
+
+
+def _finite(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{what}: {value!r} is not a finite number")
+    return number
+
+
+def _bar(value: Any, what: str) -> float:
+    number = _finite(value, what)
+    if not 0.0 <= number <= 1.0:
+        raise ConfigError(f"{what}: {number} is outside [0, 1]")
+    return number
+
+
+@dataclass(frozen=True)
+class DomainThresholds:
+    """Layer-1 thresholds of one domain: τ in z units, and the autoencoder's raw MSE threshold."""
+
+    tau: float | None = None
+    mse_threshold: float | None = None
+    source: str = "calibration"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Per-domain Layer-1 thresholds and the Layer-2 confidence bar (optionally per class)."""
+
+    domains: Mapping[str, DomainThresholds] = field(default_factory=dict)
+    l2_bar: float = DEFAULT_L2_BAR
+    l2_bar_per_class: Mapping[str, float] = field(default_factory=dict)
+
+    # -- questions the router asks --------------------------------------------------------
+    def thresholds(self, domain: str) -> DomainThresholds:
+        try:
+            return self.domains[domain]
+        except KeyError:
+            have = ", ".join(sorted(self.domains)) or "none"
+            raise ConfigError(
+                f"no Layer-1 threshold for domain '{domain}' (calibrated domains: {have}); "
+                f"run `cascade-defect calibrate` or set CASCADE_TAU_{env_key(domain)}"
+            ) from None
+
+    def escalate_from_gate(self, domain: str, z: float | None, score: float | None = None) -> bool:
+        """True when Layer 1 flags the frame (passes it to Layer 2). Recall first: NaN escalates."""
+        th = self.thresholds(domain)
+        if th.tau is not None:
+            return z is None or not math.isfinite(z) or z > th.tau
+        if th.mse_threshold is not None:
+            return score is None or not math.isfinite(score) or score > th.mse_threshold
+        raise ConfigError(f"domain '{domain}' has neither τ nor an MSE threshold")
+
+    def bar_for(self, cls: str) -> float:
+        return self.l2_bar_per_class.get(cls, self.l2_bar)
+
+    def accept_detection(self, detections: Sequence[Detection]) -> Detection | None:
+        """The top detection when Layer 2 is sure enough to decide, else None (escalate)."""
+        if not detections:
+            return None
+        top = max(detections, key=lambda d: d.confidence)
+        return top if top.confidence >= self.bar_for(top.cls) else None
+
+    # -- building -------------------------------------------------------------------------
+    def with_tau(self, domain: str, tau: float, source: str = "calibration") -> "Policy":
+        old = self.domains.get(domain, DomainThresholds())
+        domains = dict(self.domains)
+        domains[domain] = replace(old, tau=_finite(tau, f"τ of {domain}"), source=source)
+        return replace(self, domains=domains)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "l2_bar": self.l2_bar,
+            "l2_bar_per_class": dict(self.l2_bar_per_class),
+            "domains": {
+                name: {"tau": th.tau, "mse_threshold": th.mse_threshold}
+                for name, th in sorted(self.domains.items())
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], origin: str = "calibration") -> "Policy":
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{origin}: calibration must be a JSON object")
+        domains = {}
+        for name, entry in (data.get("domains") or {}).items():
+            if not isinstance(entry, Mapping):
+                raise ConfigError(f"{origin}: domain '{name}' must be an object")
+            tau = entry.get("tau")
+            mse = entry.get("mse_threshold")
+            domains[name] = DomainThresholds(
+                tau=None if tau is None else _finite(tau, f"{origin}: τ of {name}"),
+                mse_threshold=None if mse is None else _finite(mse, f"{origin}: MSE threshold of {name}"),
+                source=origin,
+            )
+        per_class = {
+            str(k): _bar(v, f"{origin}: Layer-2 bar of class {k}")
+            for k, v in (data.get("l2_bar_per_class") or {}).items()
+        }
+        bar = _bar(data.get("l2_bar", DEFAULT_L2_BAR), f"{origin}: Layer-2 bar")
+        return cls(domains=domains, l2_bar=bar, l2_bar_per_class=per_class)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Policy":
+        """Read a calibration file (the `domains`, `l2_bar` keys; other keys are kept by the writer)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: calibration file not found") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: unreadable calibration file: {exc}") from None
+        return cls.from_dict(data, origin=str(path))
+
+    def with_env(self, environ: Mapping[str, str] | None = None) -> "Policy":
+        """Apply `CASCADE_TAU_<D>`, `MSE_THRESHOLD_<D>` and `CASCADE_L2_BAR`; invalid values raise.
+
+        A variable naming a domain the policy does not know adds that domain.
+        """
+        env = os.environ if environ is None else environ
+        domains = dict(self.domains)
+        for var, raw in env.items():
+            for prefix, attr in (("CASCADE_TAU_", "tau"), ("MSE_THRESHOLD_", "mse_threshold")):
+                if not var.startswith(prefix) or len(var) == len(prefix):
+                    continue
+                suffix = var[len(prefix):]
+                matches = [d for d in domains if env_key(d) == suffix]
+                name = matches[0] if matches else suffix.lower()
+                value = _finite(raw, f"environment {var}")
+                domains[name] = replace(domains.get(name, DomainThresholds()),
+                                        **{attr: value}, source=f"environment {var}")
+        bar = self.l2_bar
+        if "CASCADE_L2_BAR" in env:
+            bar = _bar(env["CASCADE_L2_BAR"], "environment CASCADE_L2_BAR")
+        return replace(self, domains=domains, l2_bar=bar)
