@@ -3,54 +3,10 @@
 import numpy as np
 
 from cascade_defect.cascade.policy import Policy
-from cascade_defect.cascade.router import GateScore, OracleVerdict, Router
-from cascade_defect.records import NO_DEFECT, Detection, Frame
+from cascade_defect.cascade.router import Router
+from cascade_defect.records import NO_DEFECT, Frame
 
-
-class BrightnessGate:
-    """Scores a frame by its mean brightness (z = (mean - 100) / 10)."""
-
-    def __init__(self):
-        self.calls = []
-
-    def score_batch(self, images, domain):
-        self.calls.append(len(images))
-        out = []
-        for img in images:
-            if img.ndim != 3:
-                raise ValueError("needs HxWx3")
-            m = float(img.mean())
-            out.append(GateScore(score=m, z=(m - 100.0) / 10.0))
-        return out
-
-
-class CornerDetector:
-    """Reports one 'scratch' box whose confidence is the top-left pixel / 255."""
-
-    def __init__(self):
-        self.calls = []
-
-    def detect_batch(self, images):
-        self.calls.append(len(images))
-        return [[Detection("scratch", img[0, 0, 0] / 255.0, (1.0, 2.0, 3.0, 4.0))] if img[0, 0, 1] else []
-                for img in images]
-
-
-class LabelOracle:
-    def __init__(self, fail_ids=()):
-        self.seen = []
-        self.fail_ids = set(fail_ids)
-
-    def judge_batch(self, frames, hints):
-        self.seen.extend(f.frame_id for f in frames)
-        out = []
-        for f, h in zip(frames, hints):
-            if f.frame_id in self.fail_ids:
-                out.append(OracleVerdict(None, to_review=True, error="oracle down"))
-            else:
-                out.append(OracleVerdict("inclusion", 0.8, "dark spot", prompt_tokens=100,
-                                         completion_tokens=10, cost_usd=0.001, latency_ms=5.0))
-        return out
+from layers_for_tests import BrightnessGate, CornerDetector, LabelOracle
 
 
 def frame(fid, mean, corner=0, has_det=True, domain="steel"):

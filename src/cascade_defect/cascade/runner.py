@@ -1,0 +1,154 @@
+"""The main job: inputs -> frames -> router -> decision log (+ JSONL), resumable.
+
+Every input ends as exactly one decision or one error: unreadable paths and corrupt images
+become error decisions, never gaps. Decisions are committed to SQLite batch by batch and
+appended (flushed, fsynced) to the JSONL file, so killing the process loses nothing decided.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from ..errors import DataError
+from ..imaging import load_image
+from ..records import Decision, Frame, Sample
+from ..store.decisions import DecisionLog
+from .router import Router
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input frame: where it comes from, its ground truth when known, or why it is unusable."""
+
+    image: str
+    path: Path | None = None
+    truth: Sample | None = None
+    error: str | None = None
+
+
+def resolve_inputs(specs: Sequence[str]) -> list[InputItem]:
+    """Expand files, folders (recursively, image files) and globs, in a stable order.
+
+    A spec that matches nothing becomes an error item, so it is reported rather than dropped.
+    """
+    items: list[InputItem] = []
+    for spec in specs:
+        if GLOB_CHARS & set(spec):
+            matches = sorted(glob.glob(spec, recursive=True))
+            files = [Path(m) for m in matches if Path(m).is_file()]
+            if not files:
+                items.append(InputItem(spec, error=f"{spec}: no file matches this pattern"))
+            items.extend(InputItem(str(p), p) for p in files)
+            continue
+        path = Path(spec)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                items.append(InputItem(spec, error=f"{spec}: folder holds no image files"))
+            items.extend(InputItem(str(p), p) for p in files)
+        elif path.is_file():
+            items.append(InputItem(str(path), path))
+        else:
+            items.append(InputItem(spec, error=f"{spec}: no such file or folder"))
+    return items
+
+
+def items_from_samples(samples: Iterable[Sample]) -> list[InputItem]:
+    return [InputItem(str(s.image_path), Path(s.image_path), truth=s) for s in samples]
+
+
+def _frame_key(item: InputItem, data: bytes | None) -> str:
+    digest = hashlib.sha256(data).hexdigest() if data is not None else "unreadable"
+    return f"{digest}:{item.image}"
+
+
+def _batches(items: Sequence[InputItem], size: int) -> Iterator[Sequence[InputItem]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class CascadeRunner:
+    """Runs input items through a router, logging every decision of a run."""
+
+    def __init__(self, router: Router, log: DecisionLog, *, batch_size: int = 16,
+                 jsonl_path: str | Path | None = None):
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.router = router
+        self.log = log
+        self.batch_size = batch_size
+        self.jsonl_path = Path(jsonl_path) if jsonl_path else None
+
+    def run(self, items: Sequence[InputItem], domain: str, run_id: str,
+            on_batch: Callable[[int], None] | None = None) -> tuple[list[Decision], int]:
+        """Decide every item not yet decided in `run_id`; returns (new decisions, skipped count)."""
+        done = self.log.decided_keys(run_id)
+        if self.jsonl_path:  # start the file from what the log already holds for this run
+            self.log.export_jsonl(run_id, self.jsonl_path)
+        decided: list[Decision] = []
+        skipped = 0
+        for batch in _batches(items, self.batch_size):
+            frames, frame_keys, errors = [], [], []
+            for item in batch:
+                data, error = self._read(item)
+                key = _frame_key(item, data)
+                if key in done or key in frame_keys or key in (k for k, _ in errors):
+                    skipped += 1  # decided before, or the same input listed twice
+                    continue
+                frame, error = (None, error) if error else self._decode(item, data, domain)
+                if error:
+                    errors.append((key, Decision(frame_id=item.image, image=item.image, domain=domain,
+                                                 label=None, layer=None, error=error)))
+                else:
+                    frames.append(frame)
+                    frame_keys.append(key)
+            routed = list(zip(frame_keys, self.router.route(frames))) if frames else []
+            keyed = routed + errors
+            self.log.record(run_id, keyed)
+            self._append_jsonl([d for _, d in keyed])
+            done.update(k for k, d in keyed if d.error is None)
+            decided.extend(d for _, d in keyed)
+            if on_batch:
+                on_batch(len(batch))
+        if self.jsonl_path:  # rewrite once at the end: exactly one line per frame of the run
+            self.log.export_jsonl(run_id, self.jsonl_path)
+        return decided, skipped
+
+    @staticmethod
+    def _read(item: InputItem) -> tuple[bytes | None, str | None]:
+        if item.error:
+            return None, item.error
+        try:
+            return item.path.read_bytes(), None
+        except OSError as exc:
+            return None, f"{item.image}: cannot read file: {exc.strerror or exc}"
+
+    @staticmethod
+    def _decode(item: InputItem, data: bytes, domain: str) -> tuple[Frame | None, str | None]:
+        try:
+            image = load_image(data, name=item.image)
+        except DataError as exc:
+            return None, str(exc)
+        return Frame(frame_id=item.image, domain=domain, image=image, source=item.image,
+                     truth=item.truth), None
+
+    def _append_jsonl(self, decisions: Sequence[Decision]) -> None:
+        if not self.jsonl_path or not decisions:
+            return
+        from .serialize import decision_to_dict
+
+        with open(self.jsonl_path, "a") as fh:
+            for d in decisions:
+                fh.write(json.dumps(decision_to_dict(d), default=float) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())

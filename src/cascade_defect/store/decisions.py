@@ -1,0 +1,129 @@
+"""The decision log: one row per input frame per run, in the shared SQLite database.
+
+A row is keyed by (run, frame key) where the frame key is the SHA-256 of the image bytes plus
+the path it came from, so `--resume` skips exactly the frames already decided and a file whose
+content changed is decided again. Error rows are retried on resume (the cause may be gone).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from ..cascade.serialize import decision_from_dict, decision_to_dict
+from ..records import Decision
+from .db import Database, Migration
+
+DECISIONS_MIGRATION = Migration(5, "decision log", (
+    """CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        started REAL NOT NULL,
+        info TEXT NOT NULL
+    )""",
+    """CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        frame_key TEXT NOT NULL,
+        frame_id TEXT NOT NULL,
+        image TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        label TEXT,
+        layer TEXT,
+        error TEXT,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        record TEXT NOT NULL,
+        UNIQUE (run_id, frame_key)
+    )""",
+    "CREATE INDEX decisions_run ON decisions(run_id, id)",
+))
+
+
+class DecisionLog:
+    """Append decisions of a run; list what is decided; export to JSONL and Parquet."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    # -- runs -----------------------------------------------------------------------------
+    def start_run(self, info: dict[str, Any], resume: bool = False) -> str:
+        """A new run id, or with `resume` the latest run's id (a new one if there is none)."""
+        if resume:
+            rows = self.db.query("SELECT run_id FROM runs ORDER BY started DESC, rowid DESC LIMIT 1")
+            if rows:
+                return rows[0]["run_id"]
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.db.execute("INSERT INTO runs (run_id, started, info) VALUES (?, ?, ?)",
+                        (run_id, time.time(), json.dumps(info, default=str)))
+        return run_id
+
+    def decided_keys(self, run_id: str) -> set[str]:
+        """Frame keys of this run with a decision (errors excluded: they are retried)."""
+        rows = self.db.query("SELECT frame_key FROM decisions WHERE run_id = ? AND error IS NULL",
+                             (run_id,))
+        return {r["frame_key"] for r in rows}
+
+    # -- writing --------------------------------------------------------------------------
+    def record(self, run_id: str, items: Sequence[tuple[str, Decision]]) -> None:
+        """Write a batch of (frame key, decision) in one transaction (replacing earlier errors)."""
+        now = time.time()
+        with self.db.transaction() as conn:
+            for key, d in items:
+                conn.execute(
+                    """INSERT INTO decisions (ts, run_id, frame_key, frame_id, image, domain, label,
+                                              layer, error, cost_usd, record)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (run_id, frame_key) DO UPDATE SET
+                         ts = excluded.ts, label = excluded.label, layer = excluded.layer,
+                         error = excluded.error, cost_usd = excluded.cost_usd,
+                         record = excluded.record""",
+                    (now, run_id, key, d.frame_id, d.image, d.domain, d.label,
+                     None if d.layer is None else str(d.layer), d.error, d.cost_usd,
+                     json.dumps(decision_to_dict(d), default=float)))
+
+    # -- reading --------------------------------------------------------------------------
+    def records(self, run_id: str) -> Iterator[dict[str, Any]]:
+        for row in self.db.query("SELECT record FROM decisions WHERE run_id = ? ORDER BY id", (run_id,)):
+            yield json.loads(row["record"])
+
+    def decisions(self, run_id: str) -> list[Decision]:
+        return [decision_from_dict(r) for r in self.records(run_id)]
+
+    def export_jsonl(self, run_id: str, path: str | Path) -> int:
+        """Write the run's decisions, one JSON object per line; returns the line count."""
+        return write_jsonl(self.records(run_id), path)
+
+    def export_parquet(self, run_id: str, path: str | Path) -> int:
+        """Write the run's decisions as Parquet (trace kept as a JSON string column)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = []
+        for r in self.records(run_id):
+            rows.append({"image": r["image"], "frame_id": r["frame_id"], "domain": r["domain"],
+                         "label": r.get("label"), "layer": None if r.get("layer") is None else str(r["layer"]),
+                         "error": r.get("error"), "box": r.get("box"), "cost_usd": r.get("cost_usd", 0.0),
+                         "trace": json.dumps(r.get("trace", []))})
+        schema = pa.schema([("image", pa.string()), ("frame_id", pa.string()), ("domain", pa.string()),
+                            ("label", pa.string()), ("layer", pa.string()), ("error", pa.string()),
+                            ("box", pa.list_(pa.float64())), ("cost_usd", pa.float64()),
+                            ("trace", pa.string())])
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), str(path))
+        return len(rows)
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> int:
+    """Write records to `path` atomically (temp file + rename); returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    n = 0
+    with open(tmp, "w") as fh:
+        for r in records:
+            fh.write(json.dumps(r, default=float) + "\n")
+            n += 1
+    tmp.replace(path)
+    return n

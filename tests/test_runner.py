@@ -1,0 +1,84 @@
+"""Main-job pipeline: every input ends as exactly one decision or error; resume repeats nothing."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+from cascade_defect.cascade.policy import Policy
+from cascade_defect.cascade.router import Router
+from cascade_defect.cascade.runner import CascadeRunner, resolve_inputs
+from cascade_defect.store.db import MIGRATIONS, Database
+from cascade_defect.store.decisions import DECISIONS_MIGRATION, DecisionLog
+
+from layers_for_tests import BrightnessGate, CornerDetector, LabelOracle
+
+POLICY = Policy.from_dict({"domains": {"steel": {"tau": 1.0}}})
+
+
+def _db(path):
+    migrations = MIGRATIONS if MIGRATIONS[-1].version >= 5 else MIGRATIONS + (DECISIONS_MIGRATION,)
+    return Database(path, migrations=migrations)
+
+
+def _write(folder, name, mean, corner=0):
+    img = np.full((16, 16, 3), mean, np.uint8)
+    img[0, 0, 0] = corner
+    img[0, 0, 1] = 1
+    Image.fromarray(img).save(folder / name)
+
+
+def _inputs(tmp_path):
+    d = tmp_path / "frames"
+    d.mkdir()
+    _write(d, "a.png", 100)
+    _write(d, "b.png", 150, 250)
+    _write(d, "c.png", 150, 10)
+    (d / "corrupt.png").write_bytes(b"\x89PNG broken")
+    return d
+
+
+def test_every_input_is_one_decision_or_error(tmp_path):
+    d = _inputs(tmp_path)
+    items = resolve_inputs([str(d), str(d / "nope.png"), str(tmp_path / "*.jpg")])
+    log = DecisionLog(_db(tmp_path / "log.db"))
+    run = log.start_run({"test": True})
+    runner = CascadeRunner(Router(POLICY, BrightnessGate(), CornerDetector(), LabelOracle()), log,
+                           batch_size=2, jsonl_path=tmp_path / "out.jsonl")
+    decided, skipped = runner.run(items, "steel", run)
+    assert skipped == 0 and len(decided) == 6
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(lines) == 6
+    by = {x["image"]: x for x in lines}
+    assert by[str(d / "a.png")]["label"] == "no_defect" and by[str(d / "a.png")]["layer"] == 1
+    assert by[str(d / "b.png")]["layer"] == 2 and by[str(d / "c.png")]["layer"] == 3
+    assert "corrupt.png" in by[str(d / "corrupt.png")]["error"]
+    assert "no such file" in by[str(d / "nope.png")]["error"]
+    assert "no file matches" in by[str(tmp_path / "*.jpg")]["error"]
+    assert all(("error" in x) != ("label" in x) for x in lines)
+    assert log.export_parquet(run, tmp_path / "out.parquet") == 6
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert sorted(table.column("image").to_pylist()) == sorted(by)
+
+
+def test_resume_skips_decided_frames_and_keeps_one_line_each(tmp_path):
+    d = _inputs(tmp_path)
+    items = resolve_inputs([str(d)])
+    db_path = tmp_path / "log.db"
+    log = DecisionLog(_db(db_path))
+    run = log.start_run({})
+    gate = BrightnessGate()
+    router = Router(POLICY, gate, CornerDetector(), LabelOracle())
+    CascadeRunner(router, log, jsonl_path=tmp_path / "o.jsonl").run(items[:2], "steel", run)
+    log.db.close()
+
+    log2 = DecisionLog(_db(db_path))
+    assert log2.start_run({}, resume=True) == run
+    gate2 = BrightnessGate()
+    decided, skipped = CascadeRunner(Router(POLICY, gate2, CornerDetector(), LabelOracle()), log2,
+                                     jsonl_path=tmp_path / "o.jsonl").run(items + items[:1], "steel", run)
+    assert skipped == 3  # two decided before, one listed twice
+    assert sum(gate2.calls) == 1  # only c.png (new and readable) reached Layer 1
+    lines = (tmp_path / "o.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and len({json.loads(x)["image"] for x in lines}) == 4
