@@ -89,6 +89,7 @@ def read_folder(
                         raise DataError(
                             str(image_path), f"missing mask {MASKS}/{image_path.stem}.png "
                             f"(this class folder has masks, so every image needs one)")
+                    check_image(mask_path)
                     mask = load_mask(mask_path)
                     if mask.shape != (size[1], size[0]):
                         raise DataError(

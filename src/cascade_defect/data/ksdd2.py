@@ -48,9 +48,10 @@ def read_mask_sample(
 ) -> Sample:
     """A `Sample` for an image with a binary defect mask (KolektorSDD and KolektorSDD2).
 
-    Checks that the image is readable and not truncated, and that the mask has its size.
+    Checks that image and mask are readable and not truncated, and that they have one size.
     """
     width, height = check_image(image_path)
+    check_image(mask_path)
     mask = load_mask(mask_path)
     if mask.shape != (height, width):
         raise DataError(
