@@ -51,3 +51,135 @@ def summary(
             err_console.print(f"[yellow]skipped:[/] {error}", highlight=False, soft_wrap=True)
         err_console.print(
             f"[yellow]{len(result.skipped)} invalid item(s) skipped[/]", highlight=False)
+
+
+# --- data export-yolo / data synth ------------------------------------------------------------
+
+def _print_skipped(errors) -> None:
+    for error in errors:
+        err_console.print(f"[yellow]skipped:[/] {error}", highlight=False, soft_wrap=True)
+    if errors:
+        err_console.print(f"[yellow]{len(errors)} invalid item(s) skipped[/]", highlight=False)
+
+
+@app.command("export-yolo")
+def export_yolo_cmd(
+    fmt: str = typer.Option(
+        ..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
+    root: Path = typer.Option(..., "--root", help="Dataset root folder."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the YOLO dataset to."),
+    tile: Optional[int] = typer.Option(
+        None, "--tile", help="Cut frames into square tiles of this side (0: the frame's short side)."),
+    overlap: float = typer.Option(0.25, "--overlap", help="Least overlap between neighbouring tiles, in [0, 1)."),
+    ratios: str = typer.Option("0.7,0.15,0.15", "--ratios", help="train,val,test fractions."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Skip invalid items and list them on stderr at the end."),
+    class_names: Optional[str] = typer.Option(
+        None, "--class-names",
+        help="Rename classes: Severstal ids (1=pitting,2=inclusion,...) or folder names (folder)."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Domain name (default: the format's)."),
+    min_area: float = typer.Option(16.0, "--min-area", help="Drop tile box pieces under this many px²."),
+    min_fraction: float = typer.Option(
+        0.25, "--min-fraction", help="Drop tile box pieces keeping less of their box than this."),
+    image_format: str = typer.Option("png", "--image-format", help="Tile image format: png or jpg."),
+    link: str = typer.Option(
+        "hardlink", "--link", help="Untiled images: hardlink (copy if impossible), copy or symlink."),
+    ignore_dataset_split: bool = typer.Option(
+        False, "--ignore-dataset-split", help="Split everything by --ratios, ignoring the dataset's own split."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Write a dataset as an Ultralytics YOLO dataset (images, labels, data.yaml, export.json)."""
+    from ..data.registry import FORMATS, read_dataset
+    from ..data.splits import parse_ratios
+    from ..data.summary import known_classes, parse_class_names
+    from ..data.synthetic import is_synthetic_root, synthetic_classes
+    from ..data.yolo_export import export_yolo
+    from .common import progress
+
+    if fmt not in FORMATS:
+        fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if image_format not in ("png", "jpg"):
+        fail(f"--image-format must be png or jpg, not {image_format!r}")
+    if link not in ("hardlink", "copy", "symlink"):
+        fail(f"--link must be hardlink, copy or symlink, not {link!r}")
+    if not 0.0 <= overlap < 1.0:
+        fail(f"--overlap must be in [0, 1), got {overlap}")
+    if tile is not None and tile < 0:
+        fail(f"--tile must be positive (or 0 for the frame's short side), got {tile}")
+    try:
+        split_ratios = parse_ratios(ratios)
+    except ValueError as exc:
+        fail(f"--ratios: {exc}")
+    names = run_guarded(parse_class_names, class_names) if class_names is not None else None
+    if names is not None and fmt not in ("severstal", "folder"):
+        fail(f"--class-names applies to the severstal and folder formats, not {fmt}")
+    with err_console.status(f"reading {fmt} dataset at {root}", spinner="dots"):
+        result = run_guarded(
+            read_dataset, fmt, root, domain=domain, class_names=names, skip_invalid=skip_invalid)
+    order = known_classes(fmt, names)
+    if fmt == "folder" and names is None:
+        order = synthetic_classes(root) or []
+    order += sorted({b.cls for s in result.samples for b in s.boxes} - set(order))
+    source = {"format": fmt, "root": str(root.resolve()), "domain": domain,
+              "synthetic": is_synthetic_root(root)}
+    res = run_guarded(
+        export_yolo, result.samples, out, class_names=order, ratios=split_ratios, seed=seed,
+        respect_existing=not ignore_dataset_split, tiling=tile is not None, tile=tile or None,
+        overlap=overlap, min_area=min_area, min_fraction=min_fraction, image_format=image_format,
+        link=link, skip_invalid=skip_invalid, overwrite=overwrite, source=source,
+        prior_skipped=result.skipped, progress=progress,
+    )
+    all_skipped = [*result.skipped, *res.skipped]
+    if json_out:
+        emit_json({**res.to_dict(), "skipped": [str(e) for e in all_skipped],
+                   "excluded_items": res.excluded})
+    else:
+        typer.echo(f"wrote {res.data_yaml}")
+        for split, c in res.counts.items():
+            typer.echo(f"  {split:5s} {c['frames']:6d} frames -> {c['images']:6d} images, "
+                       f"{c['boxes']:6d} boxes, {c['empty']:6d} without boxes")
+        typer.echo(f"  classes: {', '.join(f'{i}={n}' for i, n in enumerate(res.class_names))}")
+        if res.excluded:
+            reasons: dict[str, int] = {}
+            for e in res.excluded:
+                reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
+            typer.echo("  excluded: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
+    _print_skipped(all_skipped)
+
+
+@app.command("synth")
+def synth_cmd(
+    out: Path = typer.Option(..., "--out", help="Folder to write the synthetic dataset to (folder format)."),
+    n: int = typer.Option(200, "--n", help="Number of frames."),
+    defect_rate: float = typer.Option(0.5, "--defect-rate", help="Fraction of defective frames."),
+    size: str = typer.Option("256x256", "--size", help="Frame size WIDTHxHEIGHT, e.g. 1600x256."),
+    style: str = typer.Option("steel", "--style", help="Texture: steel or commutator."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same bytes)."),
+    contrast: float = typer.Option(1.0, "--contrast", help="Defect contrast: 0.5 subtle, 1 default, 2 obvious."),
+    classes: Optional[str] = typer.Option(
+        None, "--classes", help="Comma-separated subset of pitting,inclusion,scratch,patch."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Generate synthetic steel-like frames with injected defects and exact masks (marked synthetic)."""
+    from ..data.synthetic import DEFECT_CLASSES, SyntheticGenerator, write_synthetic
+    from .common import progress
+
+    if n < 1:
+        fail(f"--n must be at least 1, got {n}")
+    chosen = DEFECT_CLASSES if classes is None else tuple(c.strip() for c in classes.split(",") if c.strip())
+    try:
+        gen = SyntheticGenerator(size=size, style=style, defect_rate=defect_rate, contrast=contrast,
+                                 classes=chosen, seed=seed)
+    except ValueError as exc:
+        fail(str(exc))
+    res = run_guarded(write_synthetic, out, n, generator=gen, overwrite=overwrite, progress=progress)
+    if json_out:
+        emit_json(res.to_dict())
+    else:
+        per_class = ", ".join(f"{c} {k}" for c, k in res.classes.items())
+        typer.echo(f"wrote {res.frames} SYNTHETIC {gen.style} frames ({gen.size[0]}x{gen.size[1]}) to {res.out}")
+        typer.echo(f"  defective {res.defective} ({per_class}), defect-free {res.frames - res.defective}")
+        typer.echo(f"  read it with: cascade-defect data summary --format folder --root {res.out}")

@@ -393,12 +393,9 @@ def write_synthetic(
     files: list[dict[str, Any]] = []
     counts: dict[str, int] = {c: 0 for c in gen.classes}
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        for folder in (GOOD_DIR, *gen.classes):
-            (tmp / folder).mkdir()
-        for c in gen.classes:
-            (tmp / c / MASKS_DIR).mkdir()
         for fr in progress(gen.generate(n), "generating synthetic frames", n):
             folder = fr.cls or GOOD_DIR
+            (tmp / folder / (MASKS_DIR if fr.defective else "")).mkdir(parents=True, exist_ok=True)
             rel = f"{folder}/{fr.name}.png"
             _save_png(fr.image, tmp / rel, "image", params, fr.index)
             entry: dict[str, Any] = {"image": rel, "class": fr.cls, "defective": fr.defective}
@@ -428,12 +425,24 @@ def write_synthetic(
     return SynthResult(Path(out).expanduser().absolute(), n, defective, counts, params)
 
 
-def is_synthetic_root(root: str | Path) -> bool:
-    """True when `root` holds the synthetic marker written by `write_synthetic`."""
+def _marker(root: str | Path) -> dict[str, Any] | None:
     path = Path(root) / MARKER_JSON
     if not path.is_file():
-        return False
+        return None
     try:
-        return bool(json.loads(path.read_text()).get("synthetic"))
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
+        return None
+    return data if isinstance(data, dict) and data.get("synthetic") else None
+
+
+def is_synthetic_root(root: str | Path) -> bool:
+    """True when `root` holds the synthetic marker written by `write_synthetic`."""
+    return _marker(root) is not None
+
+
+def synthetic_classes(root: str | Path) -> list[str] | None:
+    """The class order a synthetic set was generated with (Severstal's order by default)."""
+    data = _marker(root)
+    classes = (data or {}).get("params", {}).get("classes")
+    return [str(c) for c in classes] if isinstance(classes, list) else None

@@ -337,7 +337,7 @@ def _export_one(
     ext = "png" if image_format == "png" else "jpg"
     for t in tile_boxes(boxes, width, height, tile, overlap, min_area=min_area, min_fraction=min_fraction, masks=masks):
         w = t.window
-        name = f"{base}__x{w.x1}_y{w.y1}"
+        name = f"{base}__x{w.x1:04d}_y{w.y1:04d}"
         _write_image(crop(image, w), img_dir / f"{name}.{ext}", image_format)
         lines = [yolo_line(b, index[b.cls], w.width, w.height) for b in t.boxes]
         (lbl_dir / f"{name}.txt").write_text("".join(line + "\n" for line in lines))
