@@ -199,6 +199,10 @@ def test_sweep_equals_direct_loop(data):
     z, y, correct = data
     sw = sweep_tau(z, y, downstream_correct=correct)
     pred = [t if ok else not t for t, ok in zip(y, correct)]
+    at_scores = sweep_tau(z, y, downstream_correct=correct, taus=[v for v in z if math.isfinite(v)])
+    for i, tau in enumerate(at_scores.tau):
+        n_esc, _, c = direct_sweep_row(z, y, pred, tau)
+        assert (at_scores.n_escalated[i], at_scores.tp[i], at_scores.fp[i]) == (n_esc, c.tp, c.fp)
     for i, tau in enumerate(sw.tau):
         n_esc, gate_tp, c = direct_sweep_row(z, y, pred, tau)
         assert sw.n_escalated[i] == n_esc and sw.gate_tp[i] == gate_tp
@@ -240,10 +244,16 @@ def test_sweep_rule_is_the_policy_rule():
     rng = np.random.default_rng(2)
     z = np.r_[np.round(rng.normal(size=40), 1), math.nan]
     y = np.r_[rng.random(40) < 0.5, True]
-    sw = sweep_tau(z, y)
-    for tau, n_esc in zip(sw.tau, sw.n_escalated):
-        policy = Policy().with_tau("steel", float(tau))
-        assert n_esc == sum(policy.escalate_from_gate("steel", float(v)) for v in z)
+    # the default grid, and τ values equal to observed scores (z == τ does not escalate)
+    for sw in (sweep_tau(z, y), sweep_tau(z, y, taus=np.unique(z[np.isfinite(z)]))):
+        for tau, n_esc in zip(sw.tau, sw.n_escalated):
+            policy = Policy().with_tau("steel", float(tau))
+            assert n_esc == sum(policy.escalate_from_gate("steel", float(v)) for v in z)
+
+
+def test_score_equal_to_tau_is_not_escalated():
+    sw = sweep_tau([0.5, 1.0, 2.0], [1, 1, 1], taus=[1.0])
+    assert sw.n_escalated.tolist() == [1]
 
 
 def test_tau_grid_midpoints_and_margins():
