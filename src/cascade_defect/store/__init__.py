@@ -1,0 +1,12 @@
+"""SQLite stores: oracle call log, perceptual-cache rows, labels + retrain queue, review queue.
+
+All live in one WAL-mode database (`Database`), migrated by `PRAGMA user_version`.
+"""
+
+from .db import DB_ENV, MIGRATIONS, Database, Migration, default_db_path
+from .labels import Label, LabelStore, RetrainQueue
+from .oracle_calls import OracleCall, OracleCallLog
+from .review import ReviewItem, ReviewQueue
+
+__all__ = ["DB_ENV", "MIGRATIONS", "Database", "Migration", "default_db_path", "Label", "LabelStore",
+           "RetrainQueue", "OracleCall", "OracleCallLog", "ReviewItem", "ReviewQueue"]

@@ -1,0 +1,190 @@
+"""Perceptual answer cache: a frame within Hamming distance `radius` of a cached one reuses its answer.
+
+Lookups use multi-index hashing (Norouzi et al., 2012): the 64 bits are split into `m` chunks.
+If two hashes differ in at most r bits, at least one chunk differs in at most floor(r / m) bits
+(pigeonhole), so probing each chunk's table with every value within floor(r / m) of the query's
+chunk finds every true neighbour; candidates are then verified exactly. With m = r + 1 every
+neighbour shares one chunk exactly; with fewer, wider chunks each table is sparser and the
+candidate list shorter. Either way the result equals a brute-force scan (property-tested).
+
+`PerceptualCache` persists entries in the shared SQLite database, keyed by domain, oracle version
+(model + prompt version) and hashed region, and keeps one in-memory index per key, brought up to
+date from the table (by row id) before each lookup so entries written by other processes count.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Iterable
+
+from ..store.db import Database, insert
+from .dhash import HASH_BITS, to_signed, to_unsigned
+
+DEFAULT_RADIUS = 6
+DEFAULT_CHUNKS = 4
+
+
+def chunk_layout(n_chunks: int, bits: int = HASH_BITS) -> list[tuple[int, int]]:
+    """(shift, width) of each chunk, widths differing by at most one bit."""
+    if not 1 <= n_chunks <= bits:
+        raise ValueError(f"n_chunks must be in 1..{bits}, got {n_chunks}")
+    base, extra = divmod(bits, n_chunks)
+    out, shift = [], 0
+    for i in range(n_chunks):
+        width = base + (1 if i < extra else 0)
+        out.append((shift, width))
+        shift += width
+    return out
+
+
+def _flip_masks(width: int, radius: int) -> list[int]:
+    """Every `width`-bit mask with at most `radius` bits set (0 first)."""
+    masks = [0]
+    for k in range(1, min(radius, width) + 1):
+        for combo in combinations(range(width), k):
+            m = 0
+            for b in combo:
+                m |= 1 << b
+            masks.append(m)
+    return masks
+
+
+class MultiIndexHash:
+    """In-memory Hamming-ball search over 64-bit hashes with exact results.
+
+    `add(key, h)` stores a hash under an integer key; `query(h)` returns every `(distance, key)`
+    within `radius`, sorted by distance then key — exactly what `brute_force` returns.
+    """
+
+    def __init__(self, radius: int = DEFAULT_RADIUS, n_chunks: int = DEFAULT_CHUNKS):
+        if radius < 0:
+            raise ValueError("radius must be >= 0")
+        self.radius = int(radius)
+        self.layout = chunk_layout(n_chunks)
+        self.chunk_radius = self.radius // len(self.layout)
+        self._masks = {w: _flip_masks(w, self.chunk_radius) for _, w in self.layout}
+        self._tables: list[dict[int, list[int]]] = [{} for _ in self.layout]
+        self._hashes: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def add(self, key: int, h: int) -> None:
+        h = to_unsigned(h)
+        if key in self._hashes:
+            raise KeyError(f"key {key} already indexed")
+        self._hashes[key] = h
+        for table, (shift, width) in zip(self._tables, self.layout):
+            table.setdefault((h >> shift) & ((1 << width) - 1), []).append(key)
+
+    def candidates(self, h: int) -> set[int]:
+        """Keys sharing a chunk within the chunk radius (a superset of the true neighbours)."""
+        h = to_unsigned(h)
+        found: set[int] = set()
+        for table, (shift, width) in zip(self._tables, self.layout):
+            value = (h >> shift) & ((1 << width) - 1)
+            for m in self._masks[width]:
+                keys = table.get(value ^ m)
+                if keys:
+                    found.update(keys)
+        return found
+
+    def query(self, h: int) -> list[tuple[int, int]]:
+        h = to_unsigned(h)
+        out = []
+        for key in self.candidates(h):
+            d = (self._hashes[key] ^ h).bit_count()
+            if d <= self.radius:
+                out.append((d, key))
+        out.sort()
+        return out
+
+    def nearest(self, h: int) -> tuple[int, int] | None:
+        """(distance, key) of the closest hash within radius (ties: smallest key), or None."""
+        hits = self.query(h)
+        return hits[0] if hits else None
+
+    def items(self) -> Iterable[tuple[int, int]]:
+        return self._hashes.items()
+
+
+def brute_force(items: Iterable[tuple[int, int]], h: int, radius: int) -> list[tuple[int, int]]:
+    """Reference scan: every (distance, key) within `radius` of `h`, sorted."""
+    h = to_unsigned(h)
+    out = [((to_unsigned(v) ^ h).bit_count(), k) for k, v in items]
+    return sorted((d, k) for d, k in out if d <= radius)
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A cache hit: the stored answer, which call produced it, and how far the hashes are."""
+
+    entry_id: int
+    distance: int
+    defect_class: str
+    confidence: float
+    reasoning: str
+    call_id: int | None
+    dhash: int
+
+
+CacheKey = tuple[str, str, str]
+
+
+class PerceptualCache:
+    """dHash-keyed answers in SQLite with sub-linear lookups; see the module docstring."""
+
+    def __init__(self, db: Database, radius: int = DEFAULT_RADIUS, n_chunks: int = DEFAULT_CHUNKS,
+                 clock=time.time):
+        self.db = db
+        self.radius = int(radius)
+        self.n_chunks = int(n_chunks)
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._index: dict[CacheKey, tuple[MultiIndexHash, int]] = {}
+
+    def _synced(self, key: CacheKey) -> MultiIndexHash:
+        index, last = self._index.get(key) or (MultiIndexHash(self.radius, self.n_chunks), 0)
+        rows = self.db.query(
+            "SELECT id, dhash FROM oracle_cache WHERE domain = ? AND oracle_version = ? AND hash_region = ? "
+            "AND id > ? ORDER BY id", (*key, last))
+        for r in rows:
+            index.add(int(r[0]), to_unsigned(int(r[1])))
+            last = int(r[0])
+        self._index[key] = (index, last)
+        return index
+
+    def lookup(self, domain: str, oracle_version: str, hash_region: str, h: int) -> CachedAnswer | None:
+        """The nearest cached answer within `radius` for this key, or None."""
+        key = (domain, oracle_version, hash_region)
+        with self._lock:
+            hit = self._synced(key).nearest(h)
+        if hit is None:
+            return None
+        distance, entry_id = hit
+        r = self.db.query("SELECT * FROM oracle_cache WHERE id = ?", (entry_id,))[0]
+        return CachedAnswer(entry_id=entry_id, distance=distance, defect_class=r["defect_class"],
+                            confidence=float(r["confidence"]), reasoning=r["reasoning"],
+                            call_id=r["call_id"], dhash=to_unsigned(int(r["dhash"])))
+
+    def add(self, domain: str, oracle_version: str, hash_region: str, h: int, *, defect_class: str,
+            confidence: float, reasoning: str, call_id: int | None) -> int:
+        """Store an answer; it is visible to the next lookup (in this and other processes)."""
+        with self.db.transaction() as conn:
+            return insert(conn, "oracle_cache", dict(
+                ts=self.clock(), domain=domain, oracle_version=oracle_version, hash_region=hash_region,
+                dhash=to_signed(h), defect_class=defect_class, confidence=float(confidence),
+                reasoning=reasoning, call_id=call_id))
+
+    def size(self, domain: str | None = None, oracle_version: str | None = None) -> int:
+        sql, params = "SELECT COUNT(*) FROM oracle_cache WHERE 1=1", []
+        if domain is not None:
+            sql += " AND domain = ?"
+            params.append(domain)
+        if oracle_version is not None:
+            sql += " AND oracle_version = ?"
+            params.append(oracle_version)
+        return int(self.db.query(sql, params)[0][0])

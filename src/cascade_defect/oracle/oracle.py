@@ -1,0 +1,322 @@
+"""Layer 3: the `Oracle` — cache first, spending guard, resilient call, everything logged.
+
+The router is its only caller (`judge_batch`, the router's `OracleLayer` protocol, or
+`classify` with `OracleRequest`s). For each frame, in order:
+
+1. no backend configured -> review queue ("no_backend");
+2. perceptual cache (dHash of the whole frame or of the hinted region, keyed by domain, model and
+   prompt version): a hit returns the stored answer at zero cost and is logged as a hit;
+3. spending guard (dollars in the last hour / day, summed from the call log) -> review ("budget");
+4. circuit breaker open -> review ("circuit_open");
+5. the call, retried on 429 / 5xx / timeouts; a valid answer is logged with its metered tokens
+   and cost, cached, and stored as an oracle label (which enters the retrain queue); a malformed,
+   refused or truncated answer is logged as an error with the raw text and goes to review; a
+   server that stays down goes to review ("oracle_unavailable").
+
+Every frame gets exactly one `OracleAnswer` and one row in the call log; nothing is lost and no
+error becomes a label.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from ..records import Frame, LayerResult
+from ..store.db import Database, default_db_path
+from ..store.labels import LabelStore
+from ..store.oracle_calls import OracleCall, OracleCallLog
+from ..store.review import ReviewQueue
+from .cache import DEFAULT_CHUNKS, DEFAULT_RADIUS, PerceptualCache
+from .clients import BackendConfig, ChatBackend, OracleAnswerError, make_backend
+from .dhash import dhash, region_box, to_hex
+from .pricing import PriceTable, SpendingGuard, Usage
+from .prompt import PromptBuilder, load_exemplars
+from .resilience import CircuitBreaker, PermanentError, RetriesExhausted, RetryPolicy, call_with_retries
+from .schema import prediction_model
+
+log = logging.getLogger("cascade_defect.oracle")
+
+HASH_REGIONS = ("whole", "hint")
+
+
+@dataclass(frozen=True)
+class OracleRequest:
+    """One frame for the oracle: id, domain, HxW(x3) uint8 image, optional xyxy hint, a reference."""
+
+    frame_id: str
+    domain: str
+    image: np.ndarray
+    hint_box: tuple[float, float, float, float] | None = None
+    image_ref: str = ""
+
+
+@dataclass
+class OracleAnswer:
+    """The oracle's outcome for one frame: an answer ("answer" / "cache_hit") or a review hand-over.
+
+    Carries the attributes of the router's `OracleVerdict` (`defect_class`, `to_review`, `cached`,
+    tokens, `cost_usd`, `latency_ms`, `error`).
+    """
+
+    frame_id: str
+    image_ref: str
+    domain: str
+    outcome: str
+    defect_class: str | None = None
+    confidence: float | None = None
+    reasoning: str | None = None
+    cached: bool = False
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    attempts: int = 0
+    call_id: int | None = None
+    review_id: int | None = None
+    review_reason: str | None = None
+    error: str | None = None
+    backend: str = "review"
+    model: str | None = None
+    prompt_version: str | None = None
+    dhash: str | None = None
+
+    @property
+    def to_review(self) -> bool:
+        return self.outcome == "review"
+
+    def to_layer_result(self) -> LayerResult:
+        return LayerResult(
+            "review" if self.to_review else "oracle", self.latency_ms, defect_class=self.defect_class,
+            confidence=self.confidence, reasoning=self.reasoning, prompt_tokens=self.prompt_tokens,
+            cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens, cost_usd=self.cost_usd,
+            cache_hit=self.cached, error=self.error,
+            extra={"call_id": self.call_id, "review_id": self.review_id, "review_reason": self.review_reason,
+                   "model": self.model, "prompt_version": self.prompt_version, "attempts": self.attempts})
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's object: an answer, or `error` and/or the review hand-over."""
+        base: dict[str, Any] = {"image": self.image_ref or self.frame_id, "domain": self.domain}
+        if not self.to_review:
+            return {**base, "defect_class": self.defect_class, "confidence": self.confidence,
+                    "reasoning": self.reasoning, "cached": self.cached, "prompt_tokens": self.prompt_tokens,
+                    "cached_tokens": self.cached_tokens, "completion_tokens": self.completion_tokens,
+                    "cost_usd": self.cost_usd, "latency_ms": round(self.latency_ms, 3),
+                    "model": self.model, "prompt_version": self.prompt_version, "call_id": self.call_id}
+        out = {**base, "queued_for_review": True, "review_id": self.review_id, "reason": self.review_reason,
+               "cost_usd": self.cost_usd, "call_id": self.call_id}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+class Oracle:
+    """Layer 3; see the module docstring. Build with `Oracle.from_config` or pass the parts."""
+
+    def __init__(self, db: Database, backend: ChatBackend | None, prompt: PromptBuilder | None = None, *,
+                 prices: PriceTable | None = None, max_usd_per_hour: float | None = 5.0,
+                 max_usd_per_day: float | None = 50.0, retry: RetryPolicy | None = None,
+                 breaker: CircuitBreaker | None = None, cache: bool = True, cache_radius: int = DEFAULT_RADIUS,
+                 cache_chunks: int = DEFAULT_CHUNKS, hash_region: str = "whole", hash_margin: float = 0.25,
+                 clock=time.time, sleep=time.sleep, rng: random.Random | None = None):
+        if hash_region not in HASH_REGIONS:
+            raise ConfigError(f"hash region must be one of {', '.join(HASH_REGIONS)}, not {hash_region!r}")
+        self.db = db
+        self.backend = backend
+        self.prompt = prompt or PromptBuilder()
+        self.prices = prices or PriceTable.from_env()
+        if backend is not None:
+            self.prices.price(backend.config.price_model)  # unknown model: ConfigError now, not per call
+        self.calls = OracleCallLog(db, clock)
+        self.labels = LabelStore(db, clock)
+        self.review = ReviewQueue(db, clock)
+        self.cache = PerceptualCache(db, cache_radius, cache_chunks, clock) if cache else None
+        self.guard = SpendingGuard(self.calls.spent_since, max_usd_per_hour, max_usd_per_day, clock)
+        self.retry = retry or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker()
+        self.hash_region = hash_region
+        self.hash_margin = hash_margin
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+
+    @classmethod
+    def from_config(cls, config: BackendConfig | None = None, *, db: Database | str | Path | None = None,
+                    bundle: Any = None, prompt_options: dict[str, Any] | None = None, **kwargs: Any) -> "Oracle":
+        """An oracle from settings (environment when `config` is None), a database and a bundle."""
+        config = config or BackendConfig.from_env()
+        if not isinstance(db, Database):
+            db = Database(db if db is not None else default_db_path())
+        exemplars = load_exemplars(bundle) if bundle is not None else None
+        prompt = PromptBuilder(exemplars, **(prompt_options or {}))
+        if "max_usd_per_hour" not in kwargs and "max_usd_per_day" not in kwargs:
+            kwargs["max_usd_per_hour"], kwargs["max_usd_per_day"] = SpendingGuard.limits_from_env()
+        return cls(db, make_backend(config), prompt, **kwargs)
+
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name if self.backend is not None else "review"
+
+    @property
+    def model(self) -> str | None:
+        return self.backend.config.request_model if self.backend is not None else None
+
+    def oracle_version(self, domain: str) -> str:
+        """What a cached answer must match: model and prompt version."""
+        return f"{self.model}@{self.prompt.version(domain)}"
+
+    # -- entry points ---------------------------------------------------------------------
+    def judge_batch(self, frames: Sequence[Frame], hints: Sequence[tuple | None]) -> list[OracleAnswer]:
+        """The router's entry point: frames with the box earlier layers point at (or None)."""
+        if len(hints) != len(frames):
+            raise ValueError(f"{len(frames)} frames but {len(hints)} hints")
+        return self.classify([OracleRequest(f.frame_id, f.domain, f.image, tuple(h) if h is not None else None,
+                                            f.source or f.frame_id) for f, h in zip(frames, hints)])
+
+    def classify(self, requests: Sequence[OracleRequest]) -> list[OracleAnswer]:
+        """One answer per request, in order. Bad input raises before any call is made."""
+        for r in requests:
+            self._validate(r)
+        return [self._one(r) for r in requests]
+
+    # -- internals ------------------------------------------------------------------------
+    def _validate(self, r: OracleRequest) -> None:
+        self.prompt.classes(r.domain)  # ConfigError for an unknown domain
+        img = r.image
+        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim not in (2, 3) or img.size == 0 \
+                or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+            raise DataError(r.image_ref or r.frame_id, "oracle input must be a non-empty uint8 HxW or HxWxC image, "
+                            f"got {getattr(img, 'dtype', type(img).__name__)} {getattr(img, 'shape', '')}")
+        if r.hint_box is not None:
+            b = r.hint_box
+            try:
+                region_box(img.shape[:2], b)
+            except (ValueError, TypeError) as exc:
+                raise DataError(r.image_ref or r.frame_id, f"hint box: {exc}") from None
+
+    def _answer(self, r: OracleRequest, outcome: str, t0: float, **kw: Any) -> OracleAnswer:
+        return OracleAnswer(frame_id=r.frame_id, image_ref=r.image_ref or r.frame_id, domain=r.domain,
+                            outcome=outcome, latency_ms=(time.perf_counter() - t0) * 1000, backend=self.backend_name,
+                            model=self.model, **kw)
+
+    def _to_review(self, r: OracleRequest, t0: float, reason: str, detail: str | None, *, call: OracleCall,
+                   usage: Usage = Usage(), cost: float = 0.0, attempts: int = 0) -> OracleAnswer:
+        ans = self._answer(r, "review", t0, review_reason=reason, error=detail, prompt_tokens=usage.prompt_tokens,
+                           cached_tokens=usage.cached_tokens, completion_tokens=usage.completion_tokens,
+                           cost_usd=cost, attempts=attempts, prompt_version=call.prompt_version, dhash=call.dhash)
+        call.latency_ms = ans.latency_ms
+        with self.db.transaction():
+            ans.call_id = self.calls.record(call)
+            ans.review_id = self.review.enqueue(
+                frame_id=r.frame_id, image_ref=ans.image_ref, domain=r.domain, reason=reason, detail=detail,
+                classes=self.prompt.labels(r.domain), hint_box=r.hint_box, oracle_call_id=ans.call_id)
+        level = logging.INFO if reason == "no_backend" else logging.WARNING
+        log.log(level, "oracle: %s -> review (%s)%s", ans.image_ref, reason, f": {detail}" if detail else "")
+        return ans
+
+    def _one(self, r: OracleRequest) -> OracleAnswer:
+        t0 = time.perf_counter()
+        ref = r.image_ref or r.frame_id
+        call = OracleCall(frame_id=r.frame_id, image_ref=ref, domain=r.domain, backend=self.backend_name,
+                          outcome="review", model=self.model)
+        if self.backend is None:
+            return self._to_review(r, t0, "no_backend", None, call=call)
+
+        version = self.prompt.version(r.domain)
+        call.prompt_version = version
+        region = "hint" if (self.hash_region == "hint" and r.hint_box is not None) else "whole"
+        h = dhash(r.image, r.hint_box if region == "hint" else None, margin=self.hash_margin)
+        call.dhash, call.hash_region = to_hex(h), region
+        oracle_version = self.oracle_version(r.domain)
+
+        if self.cache is not None:
+            hit = self.cache.lookup(r.domain, oracle_version, region, h)
+            if hit is not None:
+                ans = self._answer(r, "cache_hit", t0, defect_class=hit.defect_class, confidence=hit.confidence,
+                                   reasoning=hit.reasoning, cached=True, prompt_version=version, dhash=call.dhash)
+                call.outcome, call.latency_ms = "cache_hit", ans.latency_ms
+                call.defect_class, call.confidence, call.reasoning = hit.defect_class, hit.confidence, hit.reasoning
+                call.cache_source_id = hit.call_id
+                with self.db.transaction():
+                    ans.call_id = self.calls.record(call)
+                    self.labels.add(frame_id=r.frame_id, image_ref=ref, domain=r.domain, label=hit.defect_class,
+                                    source="oracle_cache", confidence=hit.confidence, oracle_call_id=ans.call_id)
+                log.info("oracle: %s cache hit (distance %d, call %s) -> %s", ref, hit.distance, hit.call_id,
+                         hit.defect_class)
+                return ans
+
+        blocked = self.guard.blocked()
+        if blocked:
+            return self._to_review(r, t0, "budget", blocked, call=call)
+        if not self.breaker.allow():
+            return self._to_review(r, t0, "circuit_open", "oracle circuit breaker is open after repeated failures",
+                                   call=call)
+
+        schema = prediction_model(self.prompt.classes(r.domain))
+        messages = self.prompt.messages(r.domain, r.image, r.hint_box)
+        tries = [0]
+
+        def attempt():
+            tries[0] += 1
+            return self.backend.complete(messages, schema)
+
+        def on_retry(n: int, exc: Exception, delay: float) -> None:
+            log.warning("oracle: %s attempt %d failed (%s); retrying in %.2f s", ref, n, exc, delay)
+
+        try:
+            result, attempts = call_with_retries(attempt, self.retry, sleep=self.sleep, rng=self.rng,
+                                                 on_retry=on_retry)
+        except OracleAnswerError as exc:
+            self.breaker.record_success()  # the server is up; the answer is the problem
+            cost = self.prices.cost(self.backend.config.price_model, exc.usage)
+            call.outcome, call.error, call.raw_text = "error", str(exc), exc.raw_text
+            call.response_model, call.attempts = exc.response_model, tries[0]
+            _fill_usage(call, exc.usage, cost)
+            log.error("oracle: %s %s; raw text: %r", ref, exc, exc.raw_text)
+            return self._to_review(r, t0, exc.kind, str(exc), call=call, usage=exc.usage, cost=cost,
+                                   attempts=tries[0])
+        except RetriesExhausted as exc:
+            self.breaker.record_failure()
+            call.outcome, call.error, call.raw_text, call.attempts = "error", str(exc), exc.last.raw_text, exc.attempts
+            log.error("oracle: %s unavailable: %s; raw text: %r", ref, exc, exc.last.raw_text)
+            return self._to_review(r, t0, "oracle_unavailable", str(exc), call=call, attempts=exc.attempts)
+        except PermanentError as exc:
+            self.breaker.record_failure()
+            call.outcome, call.error, call.raw_text, call.attempts = "error", str(exc), exc.raw_text, tries[0]
+            log.error("oracle: %s call failed: %s; raw text: %r", ref, exc, exc.raw_text)
+            return self._to_review(r, t0, "oracle_error", str(exc), call=call, attempts=tries[0])
+
+        self.breaker.record_success()
+        p = result.prediction
+        cost = self.prices.cost(self.backend.config.price_model, result.usage)
+        ans = self._answer(r, "answer", t0, defect_class=p.defect_class, confidence=p.confidence, reasoning=p.reasoning,
+                           prompt_tokens=result.usage.prompt_tokens, cached_tokens=result.usage.cached_tokens,
+                           completion_tokens=result.usage.completion_tokens, cost_usd=cost, attempts=attempts,
+                           prompt_version=version, dhash=call.dhash)
+        call.outcome, call.latency_ms, call.attempts = "answer", ans.latency_ms, attempts
+        call.defect_class, call.confidence, call.reasoning = p.defect_class, p.confidence, p.reasoning
+        call.raw_text, call.response_model = result.raw_text, result.response_model
+        _fill_usage(call, result.usage, cost)
+        with self.db.transaction():
+            ans.call_id = self.calls.record(call)
+            self.labels.add(frame_id=r.frame_id, image_ref=ref, domain=r.domain, label=p.defect_class,
+                            source="oracle", confidence=p.confidence, oracle_call_id=ans.call_id)
+            if self.cache is not None:
+                self.cache.add(r.domain, oracle_version, region, h, defect_class=p.defect_class,
+                               confidence=p.confidence, reasoning=p.reasoning, call_id=ans.call_id)
+        log.info("oracle: %s -> %s (%.2f) %d+%d tokens $%.6f in %.0f ms", ref, p.defect_class, p.confidence,
+                 result.usage.prompt_tokens, result.usage.completion_tokens, cost, ans.latency_ms)
+        return ans
+
+
+def _fill_usage(call: OracleCall, usage: Usage, cost: float) -> None:
+    call.prompt_tokens, call.cached_tokens = usage.prompt_tokens, usage.cached_tokens
+    call.completion_tokens, call.cost_usd = usage.completion_tokens, cost

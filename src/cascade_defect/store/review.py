@@ -1,0 +1,124 @@
+"""The review queue: frames a human inspector must label.
+
+A frame lands here when no oracle is configured, when the oracle is down or over budget, or
+when its answer was malformed or refused. Each item keeps the classes it may be labelled with,
+so `label()` refuses a typo; labelling writes a human label (and a retrain-queue item) in the
+same transaction that closes the review item.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+from ..errors import DataError
+from .db import Database, insert
+from .labels import LabelStore
+
+ReviewReason = Literal["no_backend", "budget", "circuit_open", "oracle_unavailable", "malformed",
+                       "refusal", "truncated", "oracle_error"]
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    id: int
+    ts: float
+    frame_id: str
+    image_ref: str
+    domain: str
+    reason: str
+    detail: str | None
+    classes: tuple[str, ...]
+    hint_box: tuple[float, float, float, float] | None
+    oracle_call_id: int | None
+    status: str
+    label_id: int | None
+    label: str | None = None
+    labelled_by: str | None = None
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["classes"] = list(self.classes)
+        d["hint_box"] = list(self.hint_box) if self.hint_box else None
+        return d
+
+
+class ReviewQueue:
+    """Pending and labelled review items in the shared database."""
+
+    def __init__(self, db: Database, clock=time.time):
+        self.db = db
+        self.clock = clock
+        self.labels = LabelStore(db, clock)
+
+    def enqueue(self, *, frame_id: str, image_ref: str, domain: str, reason: str, classes: Sequence[str],
+                detail: str | None = None, hint_box: Sequence[float] | None = None,
+                oracle_call_id: int | None = None) -> int:
+        """Queue a frame for a human; `classes` are the labels allowed (including `no_defect`)."""
+        if not classes:
+            raise ValueError(f"{frame_id}: a review item needs the classes it may be labelled with")
+        with self.db.transaction() as conn:
+            return insert(conn, "review_queue", dict(
+                ts=self.clock(), frame_id=frame_id, image_ref=image_ref, domain=domain, reason=reason,
+                detail=detail, classes=json.dumps(list(classes)),
+                hint_box=json.dumps([float(v) for v in hint_box]) if hint_box is not None else None,
+                oracle_call_id=oracle_call_id))
+
+    def get(self, item_id: int) -> ReviewItem | None:
+        rows = self.db.query(_SELECT + " WHERE r.id = ?", (int(item_id),))
+        return _item(rows[0]) if rows else None
+
+    def list(self, status: str | None = "pending", domain: str | None = None,
+             limit: int | None = None) -> list[ReviewItem]:
+        """Items oldest first; `status` is 'pending', 'labelled' or None for both."""
+        sql, params = _SELECT + " WHERE 1=1", []
+        if status is not None:
+            if status not in ("pending", "labelled"):
+                raise ValueError(f"status must be 'pending', 'labelled' or None, not {status!r}")
+            sql += " AND r.status = ?"
+            params.append(status)
+        if domain is not None:
+            sql += " AND r.domain = ?"
+            params.append(domain)
+        sql += " ORDER BY r.id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [_item(r) for r in self.db.query(sql, params)]
+
+    def count(self, status: str = "pending") -> int:
+        return int(self.db.query("SELECT COUNT(*) FROM review_queue WHERE status = ?", (status,))[0][0])
+
+    def label(self, item_id: int, label: str, by: str) -> int:
+        """Label a pending item; returns the new label id. `DataError` naming the item on bad input."""
+        with self.db.transaction():
+            item = self.get(item_id)
+            if item is None:
+                raise DataError(f"review item {item_id}", "no such item")
+            if item.status != "pending":
+                raise DataError(f"review item {item_id}",
+                                f"already labelled ({item.label!r} by {item.labelled_by})")
+            if label not in item.classes:
+                raise DataError(f"review item {item_id}",
+                                f"label {label!r} is not one of {', '.join(item.classes)}")
+            if not by or not by.strip():
+                raise DataError(f"review item {item_id}", "the reviewer's name is empty")
+            label_id = self.labels.add(frame_id=item.frame_id, image_ref=item.image_ref, domain=item.domain,
+                                       label=label, source="human", labelled_by=by.strip(),
+                                       oracle_call_id=item.oracle_call_id, review_id=item.id)
+            self.db.execute("UPDATE review_queue SET status = 'labelled', label_id = ? WHERE id = ?",
+                            (label_id, item.id))
+        return label_id
+
+
+_SELECT = ("SELECT r.*, l.label AS label, l.labelled_by AS labelled_by FROM review_queue r "
+           "LEFT JOIN labels l ON l.id = r.label_id")
+
+
+def _item(r) -> ReviewItem:
+    d = dict(r)
+    d["classes"] = tuple(json.loads(d["classes"]))
+    d["hint_box"] = tuple(json.loads(d["hint_box"])) if d["hint_box"] else None
+    return ReviewItem(**d)
