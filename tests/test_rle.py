@@ -138,3 +138,14 @@ def test_every_real_severstal_row_decodes_to_the_area_in_image_labels(real_data)
             rows += 1
     assert rows == sum(int(v[f"has_class_{c}"]) for v in labels.values() for c in range(1, 5))
     assert rows > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(dtype=bool, shape=st.tuples(st.integers(1, 24), st.integers(1, 24))), st.integers(1, 6))
+def test_rle_to_boxes_equals_boxes_of_the_decoded_mask(mask, min_area):
+    from cascade_defect.data.boxes import mask_to_boxes, rle_to_boxes
+
+    rle = rle_encode(mask)
+    boxes, area = rle_to_boxes(rle, mask.shape, "c", min_area=min_area)
+    assert boxes == mask_to_boxes(mask, "c", min_area=min_area)
+    assert area == int(mask.sum())

@@ -116,10 +116,9 @@ def rle_decode(
     """Decode an RLE string to a boolean (height, width) mask; `DataError` if malformed."""
     height, width = _check_shape(shape)
     starts, lengths = parse_rle(rle, (height, width), item=item, row=row)
-    edges = np.zeros(height * width + 1, dtype=np.int32)
-    edges[starts] += 1  # starts are unique (validated), and so are the ends
-    edges[starts + lengths] -= 1
-    flat = np.cumsum(edges[:-1]) > 0
+    flat = np.zeros(height * width, dtype=bool)
+    for start, end in zip(starts.tolist(), (starts + lengths).tolist()):
+        flat[start:end] = True
     # Column-major: flat index = x * height + y.
     return np.ascontiguousarray(flat.reshape(width, height).T)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..records import Box, Sample
-from .boxes import DEFAULT_MIN_AREA, mask_to_boxes
+from .boxes import DEFAULT_MIN_AREA, rle_to_boxes
 from .files import Problems, check_image, list_images
 from .registry import ReadResult
 from .rle import SEVERSTAL_SHAPE, rle_decode
@@ -195,10 +195,10 @@ def read_severstal(
                     raise DataError(
                         item, f"mask size differs from image: the RLE is for a {width}x{height} "
                         f"frame but {path} is {size[0]}x{size[1]}", r.row)
-                mask = rle_decode(r.rle, shape, item=item, row=r.row)
                 cls = names[cid]
-                areas[cls] = int(mask.sum())
-                boxes.extend(mask_to_boxes(mask, cls, min_area=min_box_area))
+                found, areas[cls] = rle_to_boxes(
+                    r.rle, shape, cls, min_area=min_box_area, item=item, row=r.row)
+                boxes.extend(found)
                 rles.append((cls, r.rle, r.row))
         except DataError as exc:
             problems.report(exc)
