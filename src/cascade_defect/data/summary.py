@@ -123,7 +123,7 @@ def summary_table(summary: Mapping[str, Any], title: str = "dataset summary"):
     for split, n in summary.get("splits", {}).items():
         row(f"split {split}", n, *extra)
     if "groups" in summary:
-        row("groups (items)", summary["groups"], *extra)
+        row("groups", summary["groups"], *extra)
     if summary.get("skipped"):
         row("skipped (invalid)", summary["skipped"], *extra)
     return table
