@@ -94,7 +94,7 @@ class ChatServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._httpd.handle_error = lambda request, client_address: None  # client hung up (timeout tests)
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -179,3 +179,22 @@ class ChatServer:
                       "prompt_tokens_details": {"cached_tokens": step.get("cached_tokens", self.cached_tokens)}},
         }
         self._send(h, 200, json.dumps(payload))
+
+
+# -- pytest helpers shared by the oracle tests ---------------------------------------------
+ORACLE_ENV = ("CASCADE_ORACLE_BACKEND", "CASCADE_ORACLE_MODEL", "CASCADE_ORACLE_BASE_URL", "OPENAI_BASE_URL",
+              "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_VERSION", "OPENAI_API_VERSION", "AZURE_OPENAI_DEPLOYMENT",
+              "CASCADE_ORACLE_TIMEOUT_S", "CASCADE_ORACLE_OUTPUT_MODE", "CASCADE_ORACLE_PRICES",
+              "CASCADE_ORACLE_MAX_USD_PER_HOUR", "CASCADE_ORACLE_MAX_USD_PER_DAY", "CASCADE_ORACLE_TAXONOMY",
+              "OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN", "CASCADE_DB", "OPENAI_LOG")
+
+
+def noise_frame(seed: int, shape=(96, 160)):
+    """A distinct uint8 RGB frame per seed (smooth blobs, so its dHash is stable and distinct)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 10), dtype=np.uint8)
+    big = np.asarray(Image.fromarray(small).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))
+    return np.repeat(big[..., None], 3, axis=2)

@@ -46,6 +46,8 @@ def region_box(shape: tuple[int, int], box: Sequence[float], margin: float = 0.2
     x1, y1, x2, y2 = (float(v) for v in box)
     if not all(np.isfinite([x1, y1, x2, y2])) or x2 < x1 or y2 < y1:
         raise ValueError(f"bad box {tuple(box)}: expected finite xyxy with x2 >= x1, y2 >= y1")
+    if x1 >= w or y1 >= h or x2 < 0 or y2 < 0:
+        raise ValueError(f"box {tuple(box)} lies outside the {w}x{h} image")
     bw, bh = x2 - x1, y2 - y1
     x1, x2 = x1 - margin * bw, x2 + margin * bw
     y1, y2 = y1 - margin * bh, y2 + margin * bh
@@ -58,8 +60,6 @@ def region_box(shape: tuple[int, int], box: Sequence[float], margin: float = 0.2
 
     ix1, ix2 = grow(x1, x2, w)
     iy1, iy2 = grow(y1, y2, h)
-    if ix2 <= ix1 or iy2 <= iy1:
-        raise ValueError(f"box {tuple(box)} lies outside the {w}x{h} image")
     return ix1, iy1, ix2, iy2
 
 
