@@ -661,3 +661,26 @@ def test_mask_to_boxes_drops_specks_and_uses_8_connectivity():
     assert mask_to_boxes(mask, "d") == [Box(14, 10, 18, 14, "d"), Box(5, 12, 9, 16, "d")]
     assert len(mask_to_boxes(mask, "d", min_area=1)) == 4  # the diagonal pair is one component
     assert mask_to_boxes(np.zeros((4, 4)), "d") == []
+
+
+# ----------------------------------------------------------------------------- file checks
+
+
+def test_check_image_tells_a_camera_trailer_from_a_cut_file(tmp_path):
+    jpg = save_image(tmp_path / "a.jpg", 64, 32, mode="RGB")
+    png = save_image(tmp_path / "b.png", 64, 32)
+    assert check_image(jpg) == (64, 32) and check_image(png) == (64, 32)
+    with_trailer = tmp_path / "phone.jpg"
+    with_trailer.write_bytes(jpg.read_bytes() + b"SEFT" + bytes(8000))  # long data after the EOI marker
+    assert check_image(with_trailer) == (64, 32)
+    for path in (jpg, png):
+        truncate(path)
+        with pytest.raises(DataError, match="truncated image") as info:
+            check_image(path)
+        assert info.value.item == str(path)
+    bmp = save_image(tmp_path / "c.bmp", 64, 32)
+    truncate(bmp, -100)
+    with pytest.raises(DataError, match="c.bmp: truncated image: file has"):
+        check_image(bmp)
+    with pytest.raises(DataError, match="image file not found"):
+        check_image(tmp_path / "nope.png")

@@ -46,7 +46,13 @@ def _truncation(path: Path, fmt: str | None) -> str | None:
         fh.seek(max(0, size - _TAIL))
         tail = fh.read()
     if fmt == "JPEG" and b"\xff\xd9" not in tail:
-        return "no JPEG end-of-image marker"
+        # Some cameras append long trailers after the end marker: decode before judging.
+        try:
+            with Image.open(path) as img:
+                img.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            return f"no JPEG end-of-image marker and the data is cut short ({exc})"
+        return None
     if fmt == "PNG" and b"IEND" not in tail:
         return "no PNG IEND chunk"
     return None
@@ -55,7 +61,8 @@ def _truncation(path: Path, fmt: str | None) -> str | None:
 def check_image(path: Path) -> tuple[int, int]:
     """(width, height) of an image file, or `DataError` if it is missing, unreadable or truncated.
 
-    Reads the header and the last few KiB only; the pixels are decoded later by
+    Reads the header and the last few KiB only (a JPEG without its end marker there is
+    decoded once to tell a trailer from a cut); the pixels are decoded later by
     `imaging.load_image`, which reports any damage this check cannot see.
     """
     try:
