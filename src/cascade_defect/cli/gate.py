@@ -1,7 +1,162 @@
-"""`cascade-defect gate ...` commands."""
+"""`cascade-defect gate ...` commands: fit a domain's Layer-1 gate into a bundle, score images."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-app = typer.Typer(help="gate commands.", no_args_is_help=True)
+from .common import emit_json, err_console, fail, progress, run_guarded
+
+app = typer.Typer(help="Layer-1 gate: fit on a domain's defect-free images, score images.",
+                  no_args_is_help=True)
+
+GATES = ("patchcore", "autoencoder")
+
+
+def _read(fmt: str, root: Path, domain: str, skip_invalid: bool):
+    from ..data.registry import FORMATS, read_dataset
+
+    if fmt not in FORMATS:
+        fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    result = run_guarded(read_dataset, fmt, root, domain=domain, skip_invalid=skip_invalid)
+    for error in result.skipped:
+        err_console.print(f"[yellow]skipped:[/] {error}", highlight=False, soft_wrap=True)
+    return result.samples
+
+
+def _training_normals(samples, split: Optional[str]):
+    """Defect-free samples of the training split (all splits when the dataset has none)."""
+    has_splits = any(s.split for s in samples)
+    wanted = split or ("train" if has_splits else None)
+    chosen = [s for s in samples if s.defective is False and (wanted is None or s.split == wanted)]
+    unlabelled = sum(1 for s in samples if s.defective is None)
+    return chosen, wanted, unlabelled
+
+
+@app.command("fit")
+def fit(
+    fmt: str = typer.Option(..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
+    root: Path = typer.Option(..., "--root", help="Dataset root folder."),
+    domain: str = typer.Option(..., "--domain", help="Domain the gate is for (its key in the bundle)."),
+    out: Path = typer.Option(..., "--out", help="Bundle folder to add the domain's gate to (created if missing)."),
+    gate: str = typer.Option("patchcore", "--gate", help="patchcore (default) or autoencoder."),
+    backbone: str = typer.Option(
+        "imagenet", "--backbone",
+        help="PatchCore weights: imagenet, random (needs --seed; tests only) or a ResNet18 state-dict file."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the held-out split, the coreset and random weights."),
+    short_side: int = typer.Option(256, "--short-side", help="Working scale: pixels of the short side (0: native)."),
+    holdout: float = typer.Option(0.2, "--holdout", help="Share of normals held out for the statistics."),
+    min_holdout: int = typer.Option(10, "--min-holdout", help="Fewest held-out normals accepted."),
+    coreset: str = typer.Option("random", "--coreset", help="random (default) or greedy k-center."),
+    coreset_fraction: float = typer.Option(0.1, "--coreset-fraction", help="Share of patches kept in the bank."),
+    aggregate: str = typer.Option("max", "--aggregate", help="Image score from patch scores: max or p99."),
+    index: str = typer.Option("ivf", "--index", help="Bank search: ivf (certified max), hnsw, flat or exact."),
+    epochs: int = typer.Option(20, "--epochs", help="Autoencoder training epochs."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to fit on (default: train when the dataset has splits)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid items (listed on stderr)."),
+) -> None:
+    """Fit a gate on a domain's defect-free training images and add it to the bundle."""
+    import time
+
+    from ..gate import AutoencoderGate, PatchCoreGate, save_gate
+
+    if gate not in GATES:
+        fail(f"unknown --gate {gate!r}; choose one of {', '.join(GATES)}")
+    samples = _read(fmt, root, domain, skip_invalid)
+    normals, used_split, unlabelled = _training_normals(samples, split)
+    if not normals:
+        where = f" in split '{used_split}'" if used_split else ""
+        extra = f" ({unlabelled} images have no ground truth)" if unlabelled else ""
+        fail(f"{root}: no defect-free training images{where} to fit the gate on{extra}")
+    side = short_side or None
+    if gate == "patchcore":
+        if backbone == "random":
+            err_console.print(f"[yellow]note:[/] random backbone weights (seed {seed}): for tests only",
+                              highlight=False)
+        model = PatchCoreGate(backbone=backbone, seed=seed, short_side=side, aggregate=aggregate,
+                              coreset=coreset, coreset_fraction=coreset_fraction, index=index,
+                              holdout_fraction=holdout, min_holdout=min_holdout)
+    else:
+        model = AutoencoderGate(seed=seed, short_side=side, epochs=epochs, holdout_fraction=holdout,
+                                min_holdout=min_holdout)
+    t0 = time.perf_counter()
+    with err_console.status(f"fitting {gate} gate for '{domain}' on {len(normals)} normals", spinner="dots"):
+        run_guarded(model.fit, [s.image_path for s in normals], [str(s.image_path) for s in normals],
+                    domain=domain)
+    seconds = time.perf_counter() - t0
+    run_guarded(save_gate, out, domain, model)
+    emit_json({"bundle": str(out), "domain": domain, "gate": gate, "normals": len(normals),
+               "split": used_split, "seconds": round(seconds, 2), **model.summary()})
+
+
+@app.command("score")
+def score(
+    bundle: Path = typer.Option(..., "--bundle", help="Bundle folder holding the gate."),
+    fmt: str = typer.Option(..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
+    root: Path = typer.Option(..., "--root", help="Dataset root folder."),
+    domain: str = typer.Option(..., "--domain", help="Domain whose gate scores the images."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split (default: all images)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="onnx or torch (default: as fitted)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: as fitted)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per batch."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid items (listed on stderr)."),
+) -> None:
+    """Score every image: prints {"image", "domain", "score", "z", "label"} per image with --json
+    (label: 1 defective, 0 defect-free, null unknown). A bad image gets an "error" entry instead
+    and the command exits with status 1 at the end."""
+    from ..errors import CascadeError
+    from ..gate import GateSet
+
+    gates = run_guarded(GateSet.load, bundle, [domain], engine=engine, device=device, batch_size=batch_size)
+    samples = _read(fmt, root, domain, skip_invalid)
+    if split:
+        samples = [s for s in samples if s.split == split]
+    gate = gates.gate(domain)
+    rows = []
+    failed = 0
+
+    def label(s):
+        return None if s.defective is None else int(bool(s.defective))
+
+    def emit(row):
+        if json_out:
+            emit_json(row)
+        rows.append(row)
+
+    batches = [samples[i:i + batch_size] for i in range(0, len(samples), batch_size)]
+    for batch in progress(batches, f"scoring {len(samples)} images", total=len(batches)):
+        paths = [s.image_path for s in batch]
+        try:
+            results = list(zip(batch, gate.score(paths, [str(p) for p in paths])))
+        except CascadeError:
+            results = []
+            for s in batch:
+                try:
+                    results.append((s, gate.score([s.image_path], [str(s.image_path)])[0]))
+                except CascadeError as exc:
+                    results.append((s, exc))
+        for s, res in results:
+            if isinstance(res, Exception):
+                failed += 1
+                emit({"image": str(s.image_path), "domain": domain, "error": str(res), "label": label(s)})
+            else:
+                emit({"image": str(s.image_path), "domain": domain, "score": res.score, "z": res.z,
+                      "label": label(s)})
+    if not json_out:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"gate scores, domain {domain}")
+        for col in ("image", "score", "z", "label"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["image"],
+                          f"{r['score']:.6g}" if "score" in r else "error",
+                          f"{r['z']:.2f}" if "z" in r else r.get("error", ""), str(r["label"]))
+        Console().print(table)
+    if failed:
+        err_console.print(f"[red]{failed} image(s) could not be scored[/]", highlight=False)
+        raise typer.Exit(1)
