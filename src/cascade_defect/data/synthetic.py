@@ -111,7 +111,9 @@ def _steel(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     streaks = _unit(rows) * (1.0 + 0.5 * _unit(drift))
     grain = _unit(_blur(_noise(rng, h, w), rng.uniform(4, 10), 0.7))
     gx, gy = rng.uniform(-14, 14, size=2)
-    shade = gx * (np.arange(w, dtype=np.float32)[None, :] / w - 0.5) + gy * (np.arange(h, dtype=np.float32)[:, None] / h - 0.5)
+    xs = np.arange(w, dtype=np.float32)[None, :] / w - 0.5
+    ys = np.arange(h, dtype=np.float32)[:, None] / h - 0.5
+    shade = gx * xs + gy * ys
     out = shade + level
     out += rng.uniform(4, 8) * streaks
     out += rng.uniform(4, 7) * grain
@@ -347,7 +349,7 @@ def _png_info(kind: str, params: dict[str, Any], index: int) -> PngInfo:
 
 
 def _save_png(arr: np.ndarray, path: Path, kind: str, params: dict[str, Any], index: int) -> None:
-    Image.fromarray(arr).save(path, format="PNG", pnginfo=_png_info(kind, params, index), compress_level=6)
+    Image.fromarray(arr).save(path, format="PNG", pnginfo=_png_info(kind, params, index), compress_level=1)
 
 
 @dataclass

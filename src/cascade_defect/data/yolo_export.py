@@ -134,10 +134,17 @@ def _place_file(src: Path, dst: Path, link: LinkMode) -> None:
     shutil.copyfile(src, dst)
 
 
+def _grey_if_equal(image: np.ndarray) -> np.ndarray:
+    """HxW when the three channels are identical (Severstal, KolektorSDD, NEU), else unchanged."""
+    if image.ndim == 3 and all(np.array_equal(image[..., 0], image[..., k]) for k in (1, 2)):
+        return np.ascontiguousarray(image[..., 0])
+    return image
+
+
 def _write_image(arr: np.ndarray, path: Path, image_format: str) -> None:
     img = Image.fromarray(arr)
     if image_format == "png":
-        img.save(path, format="PNG", compress_level=6)
+        img.save(path, format="PNG", compress_level=1)  # 3-6x faster than 6, files ~15% larger
     else:
         img.save(path, format="JPEG", quality=95, subsampling=0)
 
@@ -317,12 +324,12 @@ def _export_one(
         if suffix in YOLO_IMAGE_SUFFIXES:
             _place_file(s.image_path, img_dir / f"{base}{suffix}", link)
         else:
-            _write_image(image, img_dir / f"{base}.png", "png")
+            _write_image(_grey_if_equal(image), img_dir / f"{base}.png", "png")
         lines = [yolo_line(b, index[b.cls], width, height) for b in boxes]
         (lbl_dir / f"{base}.txt").write_text("".join(line + "\n" for line in lines))
         return [(base, len(lines), (0, 0, width, height))]
 
-    image = load_image(s.image_path)
+    image = _grey_if_equal(load_image(s.image_path))
     height, width = image.shape[:2]
     boxes = _checked_boxes(s, width, height)
     masks = None
