@@ -160,6 +160,9 @@ def test_unlabelled_and_boxless_defective_images_are_excluded(tmp_path):
     assert {e["id"]: e["reason"] for e in res.excluded} == {
         "unknown": "unlabelled (defective unknown)", "image_level_only": "defective without boxes"}
     assert list(_labels(tmp_path / "out")) == ["good"]
+    with pytest.raises(DataError, match="nothing to export"):
+        export_yolo(samples[1:], tmp_path / "none", class_names=["scratch"])
+    assert not (tmp_path / "none").exists()
 
 
 def test_bad_input_names_the_item_and_leaves_nothing_behind(tmp_path):

@@ -146,6 +146,10 @@ def export_yolo_cmd(
             for e in res.excluded:
                 reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
             typer.echo("  excluded: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
+    empty = [split for split in ("train", "val") if res.counts[split]["images"] == 0]
+    if empty:
+        err_console.print(f"[yellow]warning:[/] no images in {' and '.join(empty)}: Ultralytics needs both "
+                          "to train; use more data or other --ratios", highlight=False)
     _print_skipped(all_skipped)
 
 

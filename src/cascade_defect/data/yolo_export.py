@@ -243,6 +243,10 @@ def export_yolo(
         else:
             usable.append(s)
 
+    if not usable:
+        where = str((source or {}).get("root") or out)
+        raise DataError(where, f"nothing to export: all {len(samples)} samples are unlabelled or "
+                               "defective without boxes (a YOLO label needs boxes or a known defect-free image)")
     plan = assign_splits(usable, ratios, seed, respect_existing=respect_existing)
     file_names = _unique_names(usable)
     order = sorted(range(len(usable)), key=lambda i: (SPLITS.index(plan.splits[i]), file_names[i]))
