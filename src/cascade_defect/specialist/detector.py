@@ -37,6 +37,12 @@ class DetectorBase:
     def _detect(self, views: list[np.ndarray], conf: float, max_det: int) -> list[np.ndarray]:
         raise NotImplementedError
 
+    def _check_fitted(self) -> None:
+        from ..errors import WeightsUnavailableError
+
+        if not hasattr(self, "names_"):
+            raise WeightsUnavailableError(f"this {type(self).__name__} has no weights yet: fit() or load() it first")
+
     @property
     def class_names(self) -> list[str]:
         return [self.names_[k] for k in sorted(self.names_)]
@@ -48,6 +54,7 @@ class DetectorBase:
         Returns one `Prediction` per input: every detection above `conf` (best first, boxes in
         original-image pixels) and the top one. Wide frames are tiled and merged back.
         """
+        self._check_fitted()
         conf = self.conf if conf is None else conf
         max_det = self.max_det if max_det is None else max_det
         return detect_batch(

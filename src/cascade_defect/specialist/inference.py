@@ -103,20 +103,32 @@ def load_input(item: ImageInput, index: int, max_pixels: int) -> tuple[np.ndarra
 
 def _fit_tile_limit(image: np.ndarray, policy: TilePolicy | None, name: str
                     ) -> tuple[np.ndarray, float, list[tuple[int, int, int, int]], tuple[str, ...]]:
-    """Windows for `image`, downscaling it when it would need more than `policy.max_tiles` tiles."""
+    """Windows for `image`, respecting `policy.max_tiles`.
+
+    With a fixed tile size, a frame needing too many tiles is downscaled (not below the tile
+    size). When that is not enough (or the tile is the short side, so the count depends on the
+    aspect ratio alone), the whole frame is detected in one letterboxed pass. Either way the
+    prediction carries a note saying so.
+    """
     h, w = image.shape[:2]
     windows = plan_tiles(w, h, policy)
     if policy is None or len(windows) <= policy.max_tiles:
         return image, 1.0, windows, ()
-    scale = 1.0
-    small = image
-    while len(windows) > policy.max_tiles:
-        scale *= 0.8
-        sw, sh = max(int(round(w * scale)), 1), max(int(round(h * scale)), 1)
-        small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-        windows = plan_tiles(sw, sh, policy)
-    note = (f"{name}: {w}x{h} would need more than {policy.max_tiles} tiles; "
-            f"downscaled by {scale:.3f} to {small.shape[1]}x{small.shape[0]} before detection")
+    needed = len(windows)
+    scale, small = 1.0, image
+    if policy.size is not None:
+        while len(windows) > policy.max_tiles and min(small.shape[:2]) * 0.8 >= policy.size:
+            scale *= 0.8
+            sw, sh = max(int(round(w * scale)), 1), max(int(round(h * scale)), 1)
+            small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+            windows = plan_tiles(sw, sh, policy)
+    if len(windows) <= policy.max_tiles:
+        note = (f"{name}: {w}x{h} would need {needed} tiles (limit {policy.max_tiles}); downscaled by "
+                f"{scale:.3f} to {small.shape[1]}x{small.shape[0]} before tiling")
+    else:
+        windows = [(0, 0, small.shape[1], small.shape[0])]
+        note = (f"{name}: {w}x{h} would need {needed} tiles (limit {policy.max_tiles}); detected on the "
+                "whole frame in one letterboxed pass instead (small defects may be missed)")
     log.warning(note)
     return small, scale, windows, (note,)
 

@@ -37,9 +37,14 @@ def match_detections(pred_boxes: np.ndarray, pred_cls: np.ndarray, gt_boxes: np.
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
-    """Area under the precision envelope, sampled at 101 recall points (COCO)."""
-    mrec = np.concatenate(([0.0], recall, [1.0]))
-    mpre = np.concatenate(([1.0], precision, [0.0]))
+    """Area under the precision envelope, sampled at 101 recall points (COCO, as Ultralytics).
+
+    Precision drops to zero right after the highest recall reached, so a perfect detector
+    scores 0.995 (the last of the 101 points), exactly as Ultralytics reports it.
+    """
+    last = recall[-1] if len(recall) else 1.0
+    mrec = np.concatenate(([0.0], recall, [last], [1.0]))
+    mpre = np.concatenate(([1.0], precision, [0.0], [0.0]))
     mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
     x = np.linspace(0, 1, 101)
     return float(np.trapezoid(np.interp(x, mrec, mpre), x))

@@ -167,6 +167,16 @@ def load_ultralytics() -> Any:
         downloads.is_online = lambda: False
         downloads.attempt_download_asset = _no_download_asset
 
+        import ultralytics.utils.patches as patches
+
+        # Ultralytics wraps PIL.Image.open: on an unreadable image it tries to pip-install
+        # pi-heif and retries. Mark its plugins as done so a corrupt file just fails.
+        if importlib.util.find_spec("pi_heif") is not None and not patches._pil_plugins_registered:
+            from pi_heif import register_heif_opener
+
+            register_heif_opener()
+        patches._pil_plugins_registered = True
+
         import ultralytics.utils.events as events
 
         events.ONLINE = False

@@ -270,10 +270,6 @@ class Specialist(DetectorBase):
         """Load the specialist stored in a bundle's "specialist" component."""
         return cls.load(bundle.path(BUNDLE_COMPONENT), **overrides)
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise WeightsUnavailableError("this Specialist has no weights yet: fit() or load() it first")
-
     # -- inference ----------------------------------------------------------------------------
     def _detect(self, views: list[np.ndarray], conf: float, max_det: int) -> list[np.ndarray]:
         self._check_fitted()
