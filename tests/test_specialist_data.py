@@ -141,3 +141,29 @@ def test_recipes_are_copies_and_unknown_names_fail():
     assert RECIPES["neu"]["train_args"]["hsv_s"] == 0.0 and RECIPES["neu"]["train_args"]["flipud"] > 0
     with pytest.raises(ValueError, match="unknown recipe"):
         recipe("coco")
+
+
+def test_model_card_reports_the_run_numbers(tmp_path):
+    from types import SimpleNamespace
+
+    from cascade_defect.specialist.model_card import packaged_model, write_model_card
+
+    fit = {"init": "yolov8n.yaml", "epochs_run": 7, "epochs_requested": 9, "imgsz": 96, "batch": 4, "seed": 3,
+           "device": "cpu", "train_seconds": 12.5, "train_args": {"flipud": 0.5},
+           "source": {"format": "neu", "ratios": [0.7, 0.15, 0.15], "split_seed": 0,
+                      "counts": {"test": {"frames": 5, "images": 5, "boxes": 9}}}}
+    spec = SimpleNamespace(fit_info_=fit, class_names=["a", "b"])
+    metrics = {"images": 5, "map50": 0.612, "map50_95": 0.301,
+               "per_class": {"a": {"ap50": 0.5, "ap50_95": 0.2, "instances": 4},
+                             "b": {"ap50": 0.724, "ap50_95": 0.402, "instances": 5}}}
+    card = write_model_card(tmp_path, spec, title="T", command="cmd --x", test_metrics=metrics,
+                            target="goal", limits="lim")
+    text = card.read_text()
+    for needle in ("| b | 0.724 | 0.402 | 5 |", "**0.612**", "7 run (9 requested)", "`cmd --x`",
+                   "| test | 5 | 5 | 9 |", "random initialisation", "goal", "lim"):
+        assert needle in text, needle
+    import json
+
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["test"]["map50"] == 0.612
+    with pytest.raises(WeightsUnavailableError, match="no packaged 'nope' specialist"):
+        packaged_model("nope")
