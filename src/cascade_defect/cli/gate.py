@@ -53,6 +53,7 @@ def fit(
     coreset_fraction: float = typer.Option(0.1, "--coreset-fraction", help="Share of patches kept in the bank."),
     aggregate: str = typer.Option("max", "--aggregate", help="Image score from patch scores: max or p99."),
     index: str = typer.Option("ivf", "--index", help="Bank search: ivf (certified max), hnsw, flat or exact."),
+    normalize: str = typer.Option("image", "--normalize", help="Input normalisation: image (own mean/std) or imagenet."),
     epochs: int = typer.Option(20, "--epochs", help="Autoencoder training epochs."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to fit on (default: train when the dataset has splits)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid items (listed on stderr)."),
@@ -76,7 +77,7 @@ def fit(
             err_console.print(f"[yellow]note:[/] random backbone weights (seed {seed}): for tests only",
                               highlight=False)
         model = PatchCoreGate(backbone=backbone, seed=seed, short_side=side, aggregate=aggregate,
-                              coreset=coreset, coreset_fraction=coreset_fraction, index=index,
+                              coreset=coreset, coreset_fraction=coreset_fraction, index=index, normalize=normalize,
                               holdout_fraction=holdout, min_holdout=min_holdout)
     else:
         model = AutoencoderGate(seed=seed, short_side=side, epochs=epochs, holdout_fraction=holdout,

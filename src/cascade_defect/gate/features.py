@@ -68,8 +68,17 @@ def as_rgb_uint8(image: np.ndarray, name: str = "<image>") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def prepare(image: np.ndarray, short_side: int | None, name: str = "<image>") -> np.ndarray:
-    """Resize (aspect kept) and ImageNet-normalise one image -> float32 3xhxw."""
+NORMALIZATIONS = ("imagenet", "image")
+
+
+def prepare(image: np.ndarray, short_side: int | None, name: str = "<image>",
+            normalize: str = "imagenet") -> np.ndarray:
+    """Resize (aspect kept) and normalise one image -> float32 3xhxw.
+
+    ``imagenet``: the ImageNet channel mean/std (what the pretrained weights expect).
+    ``image``: each image's own mean/std over all pixels (removes global brightness and
+    contrast changes of the illumination; the spatial pattern is kept).
+    """
     import cv2
 
     rgb = as_rgb_uint8(image, name)
@@ -77,7 +86,13 @@ def prepare(image: np.ndarray, short_side: int | None, name: str = "<image>") ->
     if (h, w) != rgb.shape[:2]:
         interp = cv2.INTER_AREA if h < rgb.shape[0] else cv2.INTER_LINEAR
         rgb = cv2.resize(rgb, (w, h), interpolation=interp)
-    x = (rgb.astype(np.float32) * (1.0 / 255.0) - IMAGENET_MEAN) / IMAGENET_STD
+    x = rgb.astype(np.float32) * (1.0 / 255.0)
+    if normalize == "image":
+        x = (x - x.mean()) / max(float(x.std()), 1e-3)
+    elif normalize == "imagenet":
+        x = (x - IMAGENET_MEAN) / IMAGENET_STD
+    else:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, not {normalize!r}")
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
@@ -124,7 +139,7 @@ class FeatureExtractor:
 
     def __init__(self, trunk, *, short_side: int | None = 256, engine: str = "torch",
                  device: str = "cpu", batch_size: int = 8, threads: int | None = None,
-                 half: bool = False):
+                 half: bool = False, normalize: str = "image"):
         if engine not in ("torch", "onnx"):
             raise ValueError(f"engine must be 'torch' or 'onnx', not {engine!r}")
         self.trunk = trunk
@@ -134,6 +149,7 @@ class FeatureExtractor:
         self.batch_size = max(1, int(batch_size))
         self.threads = threads
         self.half = half
+        self.normalize = normalize
         self._net = None
         self._ort = None
         self._onnx: bytes | None = None
@@ -206,7 +222,7 @@ class FeatureExtractor:
     def extract(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[PatchGrid]:
         """Patch features of each image, batched by working size, in input order."""
         names = list(names) if names is not None else [f"<image {i}>" for i in range(len(images))]
-        prepared = [prepare(img, self.short_side, n) for img, n in zip(images, names)]
+        prepared = [prepare(img, self.short_side, n, self.normalize) for img, n in zip(images, names)]
         sizes = [np.asarray(img).shape[:2] for img in images]
         out: list[PatchGrid | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}

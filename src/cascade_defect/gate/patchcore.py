@@ -18,8 +18,8 @@ from ..cascade.router import GateScore
 from ..errors import ConfigError, DataError
 from .base import MIN_HOLDOUT, DomainStats, ImageLike, image_name, load_input, split_holdout
 from .coreset import CORESET_METHODS, coreset_size, select_coreset
-from .features import STRIDE, FeatureExtractor, PatchGrid, working_size
-from .knn import INDEX_KINDS, CertifiedMaxSearch, ExactSearch, FaissSearch
+from .features import NORMALIZATIONS, STRIDE, FeatureExtractor, PatchGrid, working_size
+from .knn import INDEX_KINDS, CertifiedMaxSearch, ExactSearch, FaissSearch, PrunedExactSearch
 
 AGGREGATES = ("max", "p99")
 
@@ -45,7 +45,8 @@ class PatchCoreGate:
     backbone: "imagenet", "random" (needs `seed`) or a weights file. short_side: working scale
     (pixels of the image's short side; None = native). index: "ivf" (default; certified exact
     max), "hnsw" (certified), "flat" (faiss exact, float16) or "exact" (PyTorch brute force).
-    engine: "onnx" (ONNX Runtime, CPU) or "torch"; device "cpu" or "cuda".
+    engine: "onnx" (ONNX Runtime, CPU) or "torch"; device "cpu" or "cuda". normalize: "image"
+    (default: each image's own mean/std, robust to illumination drift) or "imagenet".
     """
 
     kind = "patchcore"
@@ -55,7 +56,7 @@ class PatchCoreGate:
                  coreset_fraction: float = 0.1, index: str = "ivf", nprobe: int = 1,
                  rerank: int = 8, holdout_fraction: float = 0.2, min_holdout: int = MIN_HOLDOUT,
                  sigma: float = 4.0, engine: str = "onnx", device: str = "cpu",
-                 batch_size: int = 8, threads: int | None = None):
+                 batch_size: int = 8, threads: int | None = None, normalize: str = "image"):
         self.backbone = backbone
         self.seed = seed
         self.short_side = short_side
@@ -73,6 +74,7 @@ class PatchCoreGate:
         self.device = device
         self.batch_size = batch_size
         self.threads = threads
+        self.normalize = normalize
 
     # -- configuration ----------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -84,13 +86,15 @@ class PatchCoreGate:
             raise ConfigError(f"index must be one of {INDEX_KINDS}, not {self.index!r}")
         if self.k < 1:
             raise ConfigError("k must be at least 1")
+        if self.normalize not in NORMALIZATIONS:
+            raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, not {self.normalize!r}")
         if self.engine not in ("onnx", "torch"):
             raise ConfigError(f"engine must be 'onnx' or 'torch', not {self.engine!r}")
 
     def get_params(self) -> dict:
         keys = ("backbone", "seed", "short_side", "k", "aggregate", "coreset", "coreset_fraction",
                 "index", "nprobe", "rerank", "holdout_fraction", "min_holdout", "sigma", "engine",
-                "device", "batch_size", "threads")
+                "device", "batch_size", "threads", "normalize")
         return {key: getattr(self, key) for key in keys}
 
     def _engine(self) -> str:
@@ -99,21 +103,25 @@ class PatchCoreGate:
     def _make_extractor(self, trunk) -> FeatureExtractor:
         return FeatureExtractor(trunk, short_side=self.short_side, engine=self._engine(),
                                 device=self.device, batch_size=self.batch_size,
-                                threads=self.threads, half=self.device != "cpu")
+                                threads=self.threads, half=self.device != "cpu",
+                                normalize=self.normalize)
 
     def _make_search(self, bank: np.ndarray, faiss_bytes: bytes | None = None):
         """The searcher for the configured index (restored from bytes when given)."""
-        exact = ExactSearch(bank, device=self.device)
         if self.index == "exact":
+            exact = ExactSearch(bank, device=self.device)
             if self.device != "cpu":
                 approx = ExactSearch(bank, device=self.device, half=True)
                 return CertifiedMaxSearch(approx, exact, rerank=self.rerank, tolerance=np.inf)
             return exact
-        fs = FaissSearch(self.index if self.index != "flat" else "flat", nprobe=self.nprobe,
-                         seed=self.seed)
+        fs = FaissSearch(self.index, nprobe=self.nprobe, seed=self.seed)
         fs = fs.load_bytes(faiss_bytes) if faiss_bytes is not None else fs.build(bank)
         if self.index == "flat":
             return fs
+        if self.index == "ivf" and self.device == "cpu":
+            exact = PrunedExactSearch.from_ivf(fs, bank)
+        else:
+            exact = ExactSearch(bank, device=self.device)
         return CertifiedMaxSearch(fs, exact, rerank=self.rerank)
 
     # -- fitting ----------------------------------------------------------------------------
