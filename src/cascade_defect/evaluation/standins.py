@@ -195,6 +195,8 @@ class ReplayOracle:
         """
         from ..store.db import Database
 
+        if not isinstance(db, Database) and not Path(db).is_file():
+            raise DataError(str(db), "replay database not found")
         database = db if isinstance(db, Database) else Database(Path(db))
         rows = database.query("SELECT * FROM oracle_calls ORDER BY id")
         rank = {"answer": 2, "cache_hit": 1, "error": 0, "review": 0}

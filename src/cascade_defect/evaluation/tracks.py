@@ -62,7 +62,7 @@ class TrackSpec:
     domain: str
     split: str | None = None
     limit: int | None = None
-    class_names: Mapping[int, str] | None = None
+    class_names: Mapping[Any, str] | None = None
     seed: int = 0
     split_ratios: tuple[float, float, float] | None = None
     description: str = ""
@@ -101,19 +101,23 @@ def expand_root(raw: str, base: Path | None, where: str, environ: Mapping[str, s
     return path
 
 
-def _class_names(value: Any, where: str) -> dict[int, str]:
+def _class_names(value: Any, where: str, fmt: str) -> dict[Any, str]:
+    """Severstal: class id (int) -> name, a list meaning ids 1..n; folder: folder name -> class name."""
     if isinstance(value, Sequence) and not isinstance(value, str):
         items = list(enumerate(value, start=1))
     elif isinstance(value, Mapping):
         items = list(value.items())
     else:
         raise ConfigError(f"{where}: class_names must be a mapping {{1: name, ...}} or a list of names")
-    out: dict[int, str] = {}
+    out: dict[Any, str] = {}
     for k, v in items:
-        try:
-            key = int(k)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: class_names key {k!r} is not a class id (integer)") from None
+        if fmt == "severstal":
+            try:
+                key: Any = int(k)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}: class_names key {k!r} is not a Severstal class id (integer)") from None
+        else:
+            key = str(k)
         if not isinstance(v, str) or not v.strip():
             raise ConfigError(f"{where}: class_names[{key}] must be a non-empty name, got {v!r}")
         out[key] = v.strip()
@@ -155,7 +159,10 @@ def parse_track(entry: Any, index: int, origin: str, base: Path | None,
     if split is not None:
         from ..data.splits import normalise_split
 
-        norm = normalise_split(str(split))
+        try:
+            norm = normalise_split(str(split))
+        except ValueError:
+            norm = None
         if norm is None:
             raise ConfigError(f"{label}: split {split!r} must be train, val or test")
         split = norm
@@ -177,7 +184,7 @@ def parse_track(entry: Any, index: int, origin: str, base: Path | None,
     names = entry.get("class_names")
     return TrackSpec(
         name=name, kind=kind, format=fmt, root=root, domain=domain, split=split, limit=limit,
-        class_names=None if names is None else _class_names(names, label), seed=seed,
+        class_names=None if names is None else _class_names(names, label, fmt), seed=seed,
         split_ratios=ratios, description=str(entry.get("description") or ""), origin=origin,
     )
 
