@@ -271,11 +271,10 @@ def test_s3_component_subset_downloads_only_those(tmp_path, s3):
         resolve_bundle(f"{bucket}/sub", cache_dir=tmp_path / "cache", components=["oracle"])
 
 
-def test_s3_store_error_names_the_place_without_leaking(tmp_path, s3, monkeypatch, caplog):
+def test_s3_store_error_names_the_place_without_leaking(tmp_path, s3, caplog):
     caplog.set_level(logging.DEBUG)
     fs, bucket = s3
-    # moto accepts any key, so show the scrubbing with a store that refuses the request: a bucket
-    # that does not exist.
+    # A request the store refuses (no such bucket): the error names the place, never the key.
     with pytest.raises(BundleError) as err:
         resolve_bundle(f"s3://missing-{uuid.uuid4().hex[:8]}/x", cache_dir=tmp_path / "cache")
     assert "manifest.json" in str(err.value)
@@ -358,7 +357,7 @@ def test_azure_credential_selection_order():
     assert storage_options_for("s3://b/x", env)[1] == {}
 
 
-def test_default_azure_credential_is_built_without_network(tmp_path, monkeypatch):
+def test_default_azure_credential_is_built_without_network():
     pytest.importorskip("adlfs", reason="adlfs not installed (azure-blob extra)")
     import fsspec
     from azure.identity.aio import DefaultAzureCredential

@@ -82,7 +82,7 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 # -- credentials ------------------------------------------------------------------------------
-def _split_azure(uri: str, env: Mapping[str, str]) -> tuple[str, str | None]:
+def _split_azure(uri: str) -> tuple[str, str | None]:
     """``az://container[@account.blob.core.windows.net]/path`` -> (``az://container/path``, account)."""
     parts = urlsplit(uri)
     netloc, account = parts.netloc, None
@@ -120,7 +120,7 @@ def storage_options_for(uri: str, environ: Mapping[str, str] | None = None
         if protocol in ("s3", "s3a"):
             return uri, {}, "AWS credentials from the environment (botocore)"
         return uri, {}, f"{protocol} defaults"
-    uri, uri_account = _split_azure(uri, env)
+    uri, uri_account = _split_azure(uri)
     account = uri_account or env.get(ACCOUNT_ENV, "").strip() or \
         env.get("AZURE_STORAGE_ACCOUNT_NAME", "").strip() or None
     conn = env.get("AZURE_STORAGE_CONNECTION_STRING", "").strip()
