@@ -99,6 +99,7 @@ class FaissSearch:
             nlist = self.nlist or default_nlist(len(x))
             quantizer = faiss.IndexFlatIP(d)
             index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, fp16, ip)
+            index.by_residual = False  # store the float16 bank itself: exact distances, upper bounds
             index.cp.seed = self.seed
             index.cp.min_points_per_centroid = 1
             index.train(x)
