@@ -254,3 +254,23 @@ def test_cli_errors_are_clear(tmp_path):
     assert res.exit_code == 2 and "missing.yaml: data.yaml not found" in res.stderr
     res = _cli("train", "--data", str(tmp_path / "missing.yaml"), "--recipe", "nope")
     assert res.exit_code == 2 and "unknown recipe" in res.stderr
+
+
+def test_bundle_with_onnx_serves_both_router_engines(trained, test_images, tmp_path):
+    from cascade_defect.cascade.assemble import load_specialist
+    from cascade_defect.cascade.bundle import Bundle
+
+    spec, _ = trained
+    bundle = Bundle.create(tmp_path / "bundle")
+    res = _cli("export-onnx", "-w", str(spec.weights_), "--bundle", str(bundle.root), "--json")
+    assert res.exit_code == 0, res.stderr
+    reopened = Bundle.open(bundle.root)  # checksums verified, model.onnx included
+    assert "model.onnx" in reopened.components["specialist"]["files"]
+    images = [load_image(p) for p in test_images]
+    torch_layer = load_specialist(reopened, engine="torch", device="cpu")
+    onnx_layer = load_specialist(reopened, engine="onnx")
+    a, b = torch_layer.detect_batch(images), onnx_layer.detect_batch(images)
+    assert sum(map(len, a)) > 0 and [[d.cls for d in x] for x in a] == [[d.cls for d in x] for x in b]
+    for xa, xb in zip(a, b):
+        for da, db in zip(xa, xb):
+            assert box_iou(np.array(da.box), np.array(db.box))[0, 0] >= 0.9

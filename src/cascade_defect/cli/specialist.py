@@ -91,6 +91,9 @@ def train(
     set_: List[str] = typer.Option([], "--set", help="Extra Ultralytics training argument key=value (repeatable)."),
     eval_split: Optional[str] = typer.Option(
         None, "--eval-split", help="After training, evaluate on this split (e.g. test) and report it."),
+    bundle: Optional[Path] = typer.Option(
+        None, "--bundle", help="Also store the specialist as this bundle's 'specialist' component."),
+    onnx: bool = typer.Option(False, "--onnx", help="With --bundle: include model.onnx for the ONNX engine."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Train a YOLOv8n specialist from a data.yaml or a reader format (offline, no downloads)."""
@@ -135,6 +138,11 @@ def train(
         spec.save(folder)
     report: dict[str, Any] = {"weights": str(folder / "weights.pt" if save else spec.weights_),
                               "folder": str(folder), "names": spec.class_names, "fit": spec.fit_info_}
+    if bundle is not None:
+        from ..cascade.bundle import Bundle
+
+        run_guarded(spec.to_bundle, run_guarded(Bundle.create, bundle), onnx=onnx)
+        report["bundle"] = str(bundle)
     if eval_split:
         if data is not None:
             metrics = run_guarded(evaluate_yaml, spec, data, split=eval_split)
@@ -232,17 +240,33 @@ def evaluate(
 
 @app.command("export-onnx")
 def export_onnx_cmd(
-    weights: Path = typer.Option(..., "--weights", "-w", help="Specialist folder or .pt file."),
-    out: Path = typer.Option(..., "--out", help="The .onnx file to write."),
+    weights: Optional[Path] = typer.Option(
+        None, "--weights", "-w", help="Specialist folder or .pt file (default with --bundle: the bundle's)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The .onnx file to write."),
+    bundle: Optional[Path] = typer.Option(
+        None, "--bundle", help="Or store weights + model.onnx as this bundle's 'specialist' component."),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Input size (default: the training size)."),
-    dynamic: bool = typer.Option(False, "--dynamic", help="Allow any batch and image size."),
+    dynamic: bool = typer.Option(False, "--dynamic", help="Allow any batch and image size (--out only)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Export to ONNX for the ONNX Runtime CPU path (settings kept in the file's metadata)."""
-    from ..specialist.yolo import Specialist
+    from ..specialist.yolo import ONNX_FILE, Specialist
 
-    spec = run_guarded(Specialist.load, weights, device="cpu")
-    path = run_guarded(spec.export_onnx, out, imgsz=imgsz, dynamic=dynamic)
+    if (out is None) == (bundle is None):
+        fail("give either --out FILE.onnx or --bundle DIR")
+    if bundle is not None:
+        from ..cascade.bundle import Bundle
+
+        b = run_guarded(Bundle.create, bundle) if weights is not None else run_guarded(Bundle.open, bundle)
+        spec = run_guarded(Specialist.load, weights, device="cpu") if weights is not None else \
+            run_guarded(Specialist.from_bundle, b, device="cpu")
+        run_guarded(spec.to_bundle, b, onnx=True, onnx_imgsz=imgsz)
+        path = b.path("specialist") / ONNX_FILE
+    else:
+        if weights is None:
+            fail("--out needs --weights")
+        spec = run_guarded(Specialist.load, weights, device="cpu")
+        path = run_guarded(spec.export_onnx, out, imgsz=imgsz, dynamic=dynamic)
     info = {"onnx": str(path), "imgsz": imgsz or spec.imgsz, "names": spec.class_names,
             "bytes": path.stat().st_size}
     if json_out:

@@ -36,6 +36,8 @@ DEFAULT_MODEL = "yolov8n.yaml"
 META_FILE = "specialist.json"
 WEIGHTS_FILE = "weights.pt"
 BUNDLE_COMPONENT = "specialist"
+ONNX_FILE = "model.onnx"
+"""Name of the optional ONNX export inside the bundle component (read by `cascade.assemble`)."""
 
 _UNSET: Any = object()
 
@@ -258,12 +260,18 @@ class Specialist(DetectorBase):
         self._write_meta(folder)
         return folder
 
-    def to_bundle(self, bundle: Any) -> None:
-        """Store this specialist as the bundle's "specialist" component (atomic, checksummed)."""
+    def to_bundle(self, bundle: Any, *, onnx: bool = False, onnx_imgsz: int | None = None) -> None:
+        """Store this specialist as the bundle's "specialist" component (atomic, checksummed).
+
+        With `onnx`, the component also holds `model.onnx` for the ONNX Runtime engine.
+        """
         self._check_fitted()
-        info = {"names": self.class_names, "imgsz": self.imgsz}
+        info = {"names": self.class_names, "imgsz": self.imgsz,
+                "onnx": (onnx_imgsz or self.imgsz) if onnx else None}
         with bundle.write_component(BUNDLE_COMPONENT, info=info) as folder:
             self.save(folder)
+            if onnx:
+                self.export_onnx(folder / ONNX_FILE, imgsz=onnx_imgsz)
 
     @classmethod
     def from_bundle(cls, bundle: Any, **overrides: Any) -> "Specialist":
