@@ -231,7 +231,8 @@ def _read_source(uri: str, storage_options: Mapping[str, Any] | None, env: Mappi
         raise BundleError(f"{uri}: bundle format version {version!r} is not supported "
                           f"(expects {FORMAT_VERSION}); rebuild and publish the bundle again")
     for name, entry in manifest["components"].items():
-        if not _COMPONENT_RE.match(str(name)) or not isinstance(entry, dict):
+        if not _COMPONENT_RE.match(str(name)) or not isinstance(entry, dict) \
+                or not isinstance(entry.get("files", {}), dict):
             raise BundleError(f"{uri}/{MANIFEST}: bad component entry {name!r}")
         for rel, digest in entry.get("files", {}).items():
             _check_rel(uri, name, rel)
