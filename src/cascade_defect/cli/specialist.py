@@ -109,7 +109,6 @@ def train(
         fail(str(exc))
     train_args = dict(settings.get("train_args", {}))
     train_args.update(_overrides(set_))
-    from ..specialist.datasets import canonical_class_names  # noqa: F401  (fail early if data pkg broken)
     from ..specialist.yolo import Specialist, evaluate_format, evaluate_yaml
 
     spec = Specialist(

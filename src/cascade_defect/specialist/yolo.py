@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DataError, WeightsUnavailableError
+from ..errors import ConfigError, DataError, WeightsUnavailableError
 from ..imaging import DEFAULT_MAX_PIXELS
 from ..records import Sample
 from .detector import DetectorBase, check_weights_path
@@ -52,7 +52,7 @@ def resolve_device(device: str | int | None) -> str:
     if text.startswith("cuda"):
         text = text.split(":", 1)[1] if ":" in text else "0"
     if text != "cpu" and not torch.cuda.is_available():
-        raise WeightsUnavailableError(f"device {device!r} asked for, but no CUDA GPU is available")
+        raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available (use --device cpu)")
     return text
 
 
