@@ -9,8 +9,8 @@ from PIL import Image
 from cascade_defect.cascade.policy import Policy
 from cascade_defect.cascade.router import Router
 from cascade_defect.cascade.runner import CascadeRunner, resolve_inputs
-from cascade_defect.store.db import MIGRATIONS, Database
-from cascade_defect.store.decisions import DECISIONS_MIGRATION, DecisionLog
+from cascade_defect.store.db import Database
+from cascade_defect.store.decisions import DecisionLog
 
 from layers_for_tests import BrightnessGate, CornerDetector, LabelOracle
 
@@ -18,8 +18,7 @@ POLICY = Policy.from_dict({"domains": {"steel": {"tau": 1.0}}})
 
 
 def _db(path):
-    migrations = MIGRATIONS if MIGRATIONS[-1].version >= 5 else MIGRATIONS + (DECISIONS_MIGRATION,)
-    return Database(path, migrations=migrations)
+    return Database(path)
 
 
 def _write(folder, name, mean, corner=0):

@@ -130,6 +130,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX review_status ON review_queue(status, id)",
     )),
+    Migration(5, "decision log", (
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            started REAL NOT NULL,
+            info TEXT NOT NULL
+        )""",
+        """CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            frame_key TEXT NOT NULL,
+            frame_id TEXT NOT NULL,
+            image TEXT NOT NULL,
+            domain TEXT NOT NULL,
+            label TEXT,
+            layer TEXT,
+            error TEXT,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            record TEXT NOT NULL,
+            UNIQUE (run_id, frame_key)
+        )""",
+        "CREATE INDEX decisions_run ON decisions(run_id, id)",
+    )),
 )
 
 

@@ -1,0 +1,140 @@
+"""Start-up: a bundle (path or URI) becomes a policy and layer objects wired into a router.
+
+Everything is loaded once and checked here, so a missing threshold, a bad override or a
+tampered bundle stops the program before the first frame.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..records import Detection
+from .bundle import Bundle
+from .policy import CALIBRATION_FILE, Policy
+from .router import Router
+
+CALIBRATION_COMPONENT = "calibration"
+ONNX_FILE = "model.onnx"
+
+
+def open_bundle(ref: str | Path) -> Bundle:
+    """A verified local bundle from a folder, `file://`, `s3://` or `az://` location."""
+    from .bundle_uri import resolve_bundle
+
+    return resolve_bundle(ref)
+
+
+def read_calibration(bundle: Bundle) -> dict[str, Any]:
+    """The calibration file's content ({} when the bundle has none yet)."""
+    if not bundle.has(CALIBRATION_COMPONENT):
+        return {}
+    path = bundle.path(CALIBRATION_COMPONENT) / CALIBRATION_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable calibration file: {exc}") from None
+
+
+def load_policy(bundle: Bundle, domains: Sequence[str] = (), environ=None) -> Policy:
+    """The bundle's calibrated policy with environment overrides; every `domains` entry must have a threshold."""
+    data = read_calibration(bundle)
+    origin = f"{bundle.root}/{CALIBRATION_COMPONENT}/{CALIBRATION_FILE}"
+    policy = Policy.from_dict(data, origin=origin) if data else Policy()
+    policy = policy.with_env(environ)
+    for d in domains:
+        policy.thresholds(d)  # ConfigError now, naming the variable to set
+    return policy
+
+
+def write_calibration(bundle: Bundle, domain: str, tau: float, record: dict[str, Any],
+                      l2_bar: float | None = None) -> Policy:
+    """Set τ of `domain` in the bundle's calibration file, keeping other domains; returns the policy."""
+    data = read_calibration(bundle)
+    policy = Policy.from_dict(data) if data else Policy()
+    policy = policy.with_tau(domain, tau)
+    if l2_bar is not None:
+        policy = Policy.from_dict({**policy.to_dict(), "l2_bar": l2_bar})
+    out = {**data, **policy.to_dict()}
+    history = dict(out.get("calibrations", {}))
+    history[domain] = {**record, "tau": tau,
+                       "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    out["calibrations"] = history
+    with bundle.write_component(CALIBRATION_COMPONENT, info={"domains": sorted(policy.domains)}) as folder:
+        (folder / CALIBRATION_FILE).write_text(json.dumps(out, indent=2, sort_keys=True, default=float))
+    return policy
+
+
+class SpecialistLayer:
+    """Adapts a detector (`predict(images) -> [Prediction]`) to the router's `detect_batch`."""
+
+    def __init__(self, detector):
+        self.detector = detector
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        return [list(p.detections) for p in self.detector.predict(list(images))]
+
+
+def load_specialist(bundle: Bundle, engine: str = "torch", device: str | None = None):
+    """The bundle's detector wrapped for the router, or None when the bundle has none."""
+    if not bundle.has("specialist") or engine == "none":
+        return None
+    if engine == "onnx":
+        from ..specialist.onnx_runtime import OnnxSpecialist
+
+        onnx_file = bundle.path("specialist") / ONNX_FILE
+        if not onnx_file.is_file():
+            raise ConfigError(f"{bundle.root}: the specialist has no ONNX export ({ONNX_FILE}); "
+                              "run `cascade-defect specialist export-onnx` into the bundle or use the torch engine")
+        return SpecialistLayer(OnnxSpecialist(onnx_file))
+    if engine != "torch":
+        raise ConfigError(f"specialist engine must be torch, onnx or none, not {engine!r}")
+    from ..specialist.yolo import Specialist
+
+    overrides = {"device": device} if device else {}
+    return SpecialistLayer(Specialist.from_bundle(bundle, **overrides))
+
+
+@dataclass
+class Cascade:
+    """A ready router and what it was built from (for summaries and logs)."""
+
+    router: Router
+    bundle: Bundle
+    domain: str
+    oracle: Any
+
+    def describe(self) -> dict[str, Any]:
+        th = self.router.policy.thresholds(self.domain)
+        return {"bundle": str(self.bundle.root), "domain": self.domain, "tau": th.tau,
+                "mse_threshold": th.mse_threshold, "threshold_source": th.source,
+                "l2_bar": self.router.policy.l2_bar,
+                "specialist": self.router.specialist is not None,
+                "oracle": getattr(self.oracle, "backend_name", type(self.oracle).__name__)}
+
+
+def build_cascade(bundle_ref: str | Path | Bundle, domain: str, *, oracle=None, oracle_config=None,
+                  db=None, specialist_engine: str = "torch", gate_overrides: dict | None = None,
+                  environ=None) -> Cascade:
+    """Load once, check everything, return the router for `domain`.
+
+    `oracle` may be given (an `OracleLayer`, e.g. an evaluation stand-in); otherwise one is built
+    from `oracle_config` (default: the environment; `review` when nothing is configured).
+    """
+    from ..gate.store import GateSet
+
+    bundle = bundle_ref if isinstance(bundle_ref, Bundle) else open_bundle(bundle_ref)
+    policy = load_policy(bundle, [domain], environ)
+    gate = GateSet.load(bundle, [domain], **(gate_overrides or {}))
+    specialist = load_specialist(bundle, specialist_engine)
+    if oracle is None:
+        from ..oracle.oracle import Oracle
+
+        oracle = Oracle.from_config(oracle_config, db=db, bundle=bundle if bundle.has("oracle") else None)
+    return Cascade(Router(policy, gate, specialist, oracle), bundle, domain, oracle)

@@ -1,0 +1,139 @@
+"""Top-level cascade commands: `run` (the main job) and `calibrate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import emit_json, err_console, fail, run_guarded
+
+
+def _read_samples(fmt: str, root: Path, domain: str, split: str, seed: int):
+    from ..data.registry import FORMATS, read_dataset
+    from ..data.selection import select_split
+
+    if fmt not in FORMATS:
+        fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    result = run_guarded(read_dataset, fmt, root, domain=domain)
+    return select_split(result.samples, split, seed=seed)
+
+
+def print_summary(summary, describe: dict, skipped: int = 0) -> None:
+    """The closing summary as a table on stderr."""
+    from rich.table import Table
+
+    d = summary.to_dict()
+    t = Table(title=f"cascade run — domain {describe['domain']}", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("frames", f"{d['frames']} ({d['errors']} errors" + (f", {skipped} already decided)" if skipped else ")"))
+    by = d["decided_by"]
+    t.add_row("decided by", f"layer 1: {by['1']}   layer 2: {by['2']}   layer 3: {by['3']}   review: {by['review']}")
+    esc = d["escalation"]
+    t.add_row("escalation", f"gate→specialist {esc['gate_to_specialist']:.1%}   "
+                            f"→oracle/review {esc['to_oracle_or_review']:.1%}")
+    t.add_row("oracle", f"{describe['oracle']}: {d['oracle_calls']} calls, {d['cache_hits']} cache hits")
+    t.add_row("cost", f"${d['cost_usd']:.4f} total, ${d['cost_per_100k_frames_usd']:.2f} per 100k frames")
+    for layer, lat in d["latency_ms"].items():
+        if lat["p50"] is not None:
+            t.add_row(f"latency {layer}", f"p50 {lat['p50']:.1f} ms   p95 {lat['p95']:.1f} ms")
+    t.add_row("thresholds", f"τ={describe['tau']} ({describe['threshold_source']}), L2 bar {describe['l2_bar']}")
+    err_console.print(t)
+
+
+def run(
+    paths: Optional[List[str]] = typer.Argument(None, help="Image files, folders or globs."),
+    bundle: str = typer.Option(..., "--bundle", help="Model bundle: folder, file://, s3:// or az:// URI."),
+    domain: str = typer.Option(..., "--domain", help="Domain of the frames (selects τ and the gate)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write one JSON line per frame here."),
+    parquet: Optional[Path] = typer.Option(None, "--parquet", help="Also export the run's decisions as Parquet."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Decision log / oracle store (default $CASCADE_DB or ./cascade.db)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Read a dataset with ground truth instead of PATHs."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root for --format."),
+    split: str = typer.Option("all", "--split", help="With --format: train, val, test or all."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the group-aware split (with --split)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the latest run, skipping decided frames."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Frames per batch through the layers."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Oracle backend: azure, openai or review."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
+    model: Optional[str] = typer.Option(None, "--model", help="Oracle model name."),
+    specialist_engine: str = typer.Option("torch", "--specialist-engine", help="torch, onnx or none."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+) -> None:
+    """Run the cascade on frames: one logged decision (or error) per input frame."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..cascade.assemble import build_cascade
+    from ..cascade.runner import CascadeRunner, items_from_samples, resolve_inputs
+    from ..cascade.summary import summarise
+    from ..oracle.clients import BackendConfig
+    from ..store.db import Database, default_db_path
+    from ..store.decisions import DecisionLog
+
+    if bool(paths) == bool(fmt):
+        fail("give either PATH... or --format with --root")
+    if fmt and root is None:
+        fail("--format needs --root")
+    items = (items_from_samples(_read_samples(fmt, root, domain, split, seed)) if fmt
+             else resolve_inputs(paths))
+    database = run_guarded(Database, db or default_db_path())
+    config = run_guarded(BackendConfig.from_env, backend=backend, base_url=base_url, model=model)
+    cascade = run_guarded(build_cascade, bundle, domain, oracle_config=config, db=database,
+                          specialist_engine=specialist_engine)
+    log = DecisionLog(database)
+    run_id = log.start_run({**cascade.describe(), "inputs": len(items)}, resume=resume)
+    runner = CascadeRunner(cascade.router, log, batch_size=batch_size, jsonl_path=out)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task(f"deciding {len(items)} frames", total=len(items))
+        decided, skipped = run_guarded(runner.run, items, domain, run_id,
+                                       on_batch=lambda n: bar.advance(task, n))
+    all_decisions = log.decisions(run_id)
+    summary = summarise(all_decisions)
+    if parquet:
+        log.export_parquet(run_id, parquet)
+    if json_out:
+        emit_json({"run_id": run_id, **cascade.describe(), **summary.to_dict(), "skipped": skipped,
+                   "out": str(out) if out else None})
+    else:
+        print_summary(summary, cascade.describe(), skipped)
+    if out:
+        err_console.print(f"decisions: {out} ({len(all_decisions)} lines), log: {database.path} run {run_id}",
+                          highlight=False)
+
+
+def calibrate(
+    bundle: Path = typer.Option(..., "--bundle", help="Local bundle folder to write the calibration into."),
+    fmt: str = typer.Option(..., "--format", help="Dataset format of the validation data."),
+    root: Path = typer.Option(..., "--root", help="Dataset root."),
+    domain: str = typer.Option(..., "--domain", help="Domain to calibrate."),
+    mode: str = typer.Option("knee", "--mode", help="knee (of escalation rate vs F1) or recall."),
+    target_recall: float = typer.Option(0.99, "--target-recall", help="Recall target for --mode recall."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the recall lower bound."),
+    split: str = typer.Option("val", "--split", help="Slice to calibrate on (default: the held-out val split)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the group-aware split."),
+    l2_bar: Optional[float] = typer.Option(None, "--l2-bar", help="Also set the Layer-2 confidence bar."),
+    json_out: bool = typer.Option(False, "--json", help="Print the full record (curve included) as JSON."),
+) -> None:
+    """Choose τ for a domain on held-out labelled data and write it into the bundle's calibration."""
+    from ..cascade.bundle import Bundle
+    from ..cascade.calibrate import calibrate_domain
+
+    if mode not in ("knee", "recall"):
+        fail(f"--mode must be knee or recall, not {mode!r}")
+    b = run_guarded(Bundle.open, bundle)
+    samples = _read_samples(fmt, root, domain, split, seed)
+    with err_console.status(f"scoring {len(samples)} {split} images of '{domain}'", spinner="dots"):
+        record = run_guarded(calibrate_domain, b, domain, samples, mode=mode, target_recall=target_recall,
+                             confidence=confidence, l2_bar=l2_bar,
+                             data_info={"format": fmt, "root": str(root), "split": split, "seed": seed})
+    if json_out:
+        emit_json(record)
+    else:
+        m = record["result"].get("at_tau", {})
+        err_console.print(f"τ[{domain}] = {record['tau']:.4g} ({mode}) on {record['frames']} frames "
+                          f"({record['defective']} defective): "
+                          + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)),
+                          highlight=False)

@@ -1,0 +1,27 @@
+"""The project's one protocol for which images serve which purpose.
+
+Every command that needs a split — `gate fit` (train normals), `calibrate` (val), `evaluate`
+and the demo (test) — asks `select_split`, so a gate is never calibrated or evaluated on the
+images it was fitted on. A dataset's own split is kept (KolektorSDD2 train/test, with val carved
+from train by group); otherwise the deterministic group-aware split of `data.splits` is used.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..records import Sample
+from .splits import assign_splits
+
+DEFAULT_RATIOS = (0.6, 0.2, 0.2)
+SPLIT_CHOICES = ("train", "val", "test", "all")
+
+
+def select_split(samples: Sequence[Sample], split: str, *, ratios=DEFAULT_RATIOS, seed: int = 0) -> list[Sample]:
+    """The samples of `split` ("train", "val", "test"; "all" keeps everything), in input order."""
+    if split not in SPLIT_CHOICES:
+        raise ValueError(f"split must be one of {', '.join(SPLIT_CHOICES)}, not {split!r}")
+    if split == "all":
+        return list(samples)
+    plan = assign_splits(samples, ratios, seed)
+    return [s for s, name in zip(samples, plan.splits) if name == split]
