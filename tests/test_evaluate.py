@@ -348,7 +348,8 @@ def test_real_oracle_cache_on_for_the_cascade_off_for_the_rest(tmp_path, monkeyp
     db = Database(tmp_path / "store.db")
     try:
         oracle = Oracle(db, make_backend(BackendConfig(backend="openai", base_url=server.url, model="gpt-4.1-mini")),
-                        PromptBuilder(), retry=RetryPolicy(max_attempts=2, base_delay_s=0.01, max_delay_s=0.02))
+                        PromptBuilder(), retry=RetryPolicy(max_attempts=2, base_delay_s=0.01, max_delay_s=0.02),
+                        hash_region="whole")  # no specialist, no hint: hash the whole frame
 
         def f(fid, seed, defective):
             s = Sample(Path(f"/d/{fid}.png"), "severstal", defective, ("scratch",) if defective else ())
