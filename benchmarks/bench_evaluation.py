@@ -83,7 +83,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
-        rows.append({"data": f"synthetic 64x64, 2 domains", **run(synthetic(n))})
+        rows.append({"data": "synthetic 64x64, 2 domains", **run(synthetic(n))})
     from cascade_defect.config import data_root
 
     root = data_root()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from cascade_defect.evaluation.standins import (CountingOracle, GroundTruthOracl
                                                 describe_oracle, file_sha256)
 from cascade_defect.evaluation.tracks import build_eval_set, load_tracks, parse_tracks, read_track
 from cascade_defect.oracle.pricing import PriceTable, Usage
-from cascade_defect.records import NO_DEFECT, Detection, Frame, Sample
+from cascade_defect.records import NO_DEFECT, Frame, Sample
 from layers_for_tests import BrightnessGate, CornerDetector
 
 FAST = {"n_resamples": 200}
@@ -188,6 +187,26 @@ def test_every_sweep_point_equals_routing_under_that_policy():
     front = ev.results["pareto"]["overall"]["front_cost"]
     assert [r["cost_per_100k"] for r in front] == sorted(r["cost_per_100k"] for r in front)
     assert [r["f1"] for r in front] == sorted(r["f1"] for r in front)
+
+
+def test_mse_threshold_domain_sweeps_the_raw_score():
+    # an autoencoder-style domain: the policy thresholds the raw score, not z
+    frames = [f for f in mixed_frames() if f.domain == "steel"]
+    pol = Policy.from_dict({"domains": {"steel": {"mse_threshold": 101.0}}, "l2_bar": 0.7})
+    ev = evaluate(frames, pol, BrightnessGate(), CornerDetector(), ScriptedOracle(wrong=["m1"]), max_thresholds=10,
+                  bars=[0.0, 0.7, 1.0], **FAST)
+    direct = Router(pol, BrightnessGate(), CornerDetector(), ScriptedOracle(wrong=["m1"])).route(frames)
+    assert [(d.label, d.layer) for d in ev.decisions] == [(d.label, d.layer) for d in direct]
+    pd = ev.results["pareto"]["by_domain"]["steel"]
+    assert pd["mode"] == "mse" and pd["calibrated"]["threshold"] == 101.0
+    assert ev.results["roc"]["steel"]["score"] == "score"
+    y = np.array([f.truth.defective for f in frames])
+    for i in (0, len(pd["points"]["f1"]) // 2, len(pd["points"]["f1"]) - 1):
+        p = Policy.from_dict({"domains": {"steel": {"mse_threshold": pd["points"]["threshold"][i]}},
+                              "l2_bar": pd["points"]["bar"][i]})
+        routed = Router(p, BrightnessGate(), CornerDetector(), ScriptedOracle(wrong=["m1"])).route(frames)
+        pred = np.array([d.label != NO_DEFECT for d in routed])
+        assert (pd["points"]["tp"][i], pd["points"]["fp"][i]) == (int(np.sum(pred & y)), int(np.sum(pred & ~y)))
 
 
 def test_downstream_predictions_for_calibration():

@@ -47,7 +47,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 
 from ..cascade.policy import DomainThresholds, Policy
-from ..cascade.router import GateScore, OracleVerdict, Router, _call_isolated
+from ..cascade.router import GateScore, Router, _call_isolated
 from ..errors import ConfigError, DataError
 from ..records import NO_DEFECT, Box, Decision, Detection, Frame
 from .curves import pareto_front, roc_curve, tau_grid
@@ -298,7 +298,6 @@ def downstream_predictions(records: Sequence[FrameRecord], policy: Policy, *, ha
 
 
 def _decided_from_decisions(decisions: Sequence[Decision], records: Sequence[FrameRecord]) -> Decided:
-    n = len(decisions)
     cost = np.array([d.cost_usd for d in decisions], dtype=float)
     lat = np.array([sum(t.latency_ms for t in d.trace) for d in decisions], dtype=float)
     r_spec = np.array([any(t.layer == "specialist" for t in d.trace) for d in decisions], bool)
@@ -928,7 +927,8 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
     elif has_cache:
         cache_note = f"the oracle's cache was on for the cascade ({n_hits} hits) and off for every other system"
     else:
-        cache_note = "the oracle has no cache: 'cascade without cache' decides exactly as the cascade"
+        cache_note = ("the oracle exposes no cache (no `cache` attribute, `has_cache()` or `cache_disabled()`): "
+                      "'cascade without cache' decides exactly as the cascade")
     info = {t: dict((track_info or {}).get(t, {})) for t in track_names}
     for t in track_names:
         info[t].setdefault("kind", None)
