@@ -49,7 +49,7 @@ def test_oracle_outage_goes_to_review_and_unknown_domain_errors():
     out = Router(POLICY, BrightnessGate(), CornerDetector(), LabelOracle(fail_ids={"x"})).route(
         [frame("x", 150, corner=10), frame("y", 150, domain="coils")])
     assert out[0].layer == "review" and out[0].label is None
-    assert out[0].trace[-1].error == "oracle down"
+    assert out[0].trace[-1].error == "oracle down" and out[0].trace[-1].layer == "review"
     assert out[1].error and "coils" in out[1].error
 
 

@@ -46,6 +46,8 @@ class OracleVerdict:
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     error: str | None = None
+    attempts: int = 1
+    review_reason: str | None = None
 
 
 class GateLayer(Protocol):
@@ -175,15 +177,18 @@ class Router:
             list(zip(idx, hints)))
         for (i, hint), verdict in zip(zip(idx, hints), results):
             if isinstance(verdict, Exception):
-                traces[i].append(LayerResult("oracle", 0.0, error=str(verdict)))
+                traces[i].append(LayerResult("review", 0.0, error=str(verdict)))
                 finish(i, None, "review")
                 continue
+            extra = {"attempts": getattr(verdict, "attempts", 1)}
+            if getattr(verdict, "review_reason", None):
+                extra["review_reason"] = verdict.review_reason
             traces[i].append(LayerResult(
-                "oracle", verdict.latency_ms, defect_class=verdict.defect_class,
-                confidence=verdict.confidence, reasoning=verdict.reasoning,
-                prompt_tokens=verdict.prompt_tokens, cached_tokens=verdict.cached_tokens,
-                completion_tokens=verdict.completion_tokens, cost_usd=verdict.cost_usd,
-                cache_hit=verdict.cached, error=verdict.error))
+                "review" if verdict.to_review else "oracle", verdict.latency_ms,
+                defect_class=verdict.defect_class, confidence=verdict.confidence,
+                reasoning=verdict.reasoning, prompt_tokens=verdict.prompt_tokens,
+                cached_tokens=verdict.cached_tokens, completion_tokens=verdict.completion_tokens,
+                cost_usd=verdict.cost_usd, cache_hit=verdict.cached, error=verdict.error, extra=extra))
             if verdict.to_review or verdict.defect_class is None:
                 finish(i, None, "review")
             else:

@@ -50,6 +50,7 @@ def summarise(decisions: Sequence[Decision]) -> RunSummary:
     """Counts per deciding layer, escalation rates between layers, oracle use, cost, latency."""
     decided = {"1": 0, "2": 0, "3": 0, "review": 0}
     lat: dict[str, list[float]] = {"gate": [], "specialist": [], "oracle": [], "end_to_end": []}
+    # frames handed to review without a model call have no oracle latency to report
     reached = {"specialist": 0, "oracle": 0}
     errors = calls = hits = 0
     cost = 0.0
@@ -66,11 +67,11 @@ def summarise(decisions: Sequence[Decision]) -> RunSummary:
             total += r.latency_ms
             if r.layer in lat:
                 lat[r.layer].append(r.latency_ms)
-            if r.layer == "oracle":
+            if r.layer in ("oracle", "review"):
                 if r.cache_hit:
                     hits += 1
-                elif r.error is None or r.prompt_tokens:
-                    calls += 1
+                elif r.extra.get("attempts", 1 if r.layer == "oracle" else 0) > 0:
+                    calls += 1  # the model was asked (review after a failed call counts too)
         if d.trace:
             lat["end_to_end"].append(total)
         cost += d.cost_usd

@@ -24,6 +24,7 @@ app.add_typer(oracle.app, name="oracle")
 app.add_typer(review.app, name="review")
 app.command("run")(cascade.run)
 app.command("calibrate")(cascade.calibrate)
+app.command("demo")(cascade.demo)
 
 
 @app.command()

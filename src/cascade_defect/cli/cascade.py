@@ -137,3 +137,46 @@ def calibrate(
                           f"({record['defective']} defective): "
                           + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)),
                           highlight=False)
+
+
+def demo(
+    out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for the data, bundle, log and decisions."),
+    frames: int = typer.Option(240, "--frames", help="Synthetic frames to generate."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data, split and models."),
+    backbone: str = typer.Option("random", "--backbone",
+                                 help="Gate backbone: random (seeded, offline) or imagenet / a weights file."),
+    real: bool = typer.Option(False, "--real", help="Use KolektorSDD under $CASCADE_DATA_ROOT instead."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+) -> None:
+    """Build a bundle from built-in data, calibrate it and run the cascade on held-back frames."""
+    from ..cascade.demo import run_demo
+    from ..config import data_root
+
+    def say(text: str) -> None:
+        err_console.print(f"[cyan]demo[/] {text}", highlight=False)
+
+    root = data_root() if real else None
+    if real and root is None:
+        fail("--real needs CASCADE_DATA_ROOT set to the folder holding ksdd1/")
+    result = run_guarded(run_demo, out, frames=frames, seed=seed, backbone=backbone, real=real,
+                         data_root=root, say=say)
+    if json_out:
+        emit_json({"domain": result.domain, "bundle": str(result.bundle), "decisions": str(result.decisions),
+                   **result.summary, "accuracy_vs_truth": result.accuracy, "notes": result.notes})
+        return
+    from ..cascade.summary import RunSummary
+
+    print_summary(RunSummary(**{k: v for k, v in result.summary.items()
+                                if k in RunSummary.__dataclass_fields__}), result.describe)
+    a = result.accuracy
+    if a["labelled"]:
+        err_console.print(f"vs ground truth ({a['labelled']} labelled, {a['to_review']} to review): "
+                          f"accuracy {a['accuracy']:.2f}, recall {a['recall'] if a['recall'] is None else round(a['recall'], 2)}, "
+                          f"precision {a['precision'] if a['precision'] is None else round(a['precision'], 2)}",
+                          highlight=False)
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+    typer.echo(f"bundle: {result.bundle}  (domain '{result.domain}')")
+    typer.echo(f"decisions: {result.decisions}")
+    typer.echo(f"reuse: cascade-defect run {result.out}/data/steel --bundle {result.bundle} --domain {result.domain}"
+               if not real else f"reuse: cascade-defect run IMAGES --bundle {result.bundle} --domain {result.domain}")
