@@ -927,7 +927,7 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
     elif has_cache:
         cache_note = f"the oracle's cache was on for the cascade ({n_hits} hits) and off for every other system"
     else:
-        cache_note = ("the oracle exposes no cache (no `cache` attribute, `has_cache()` or `cache_disabled()`): "
+        cache_note = ("the oracle exposes no cache (no cache attribute, has_cache() or cache_disabled()): "
                       "'cascade without cache' decides exactly as the cascade")
     info = {t: dict((track_info or {}).get(t, {})) for t in track_names}
     for t in track_names:
@@ -948,8 +948,9 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
             "batch_size": batch_size, "class_aliases": aliases,
             "bootstrap": f"percentile bootstrap, {n_resamples} seeded resamples (seed {seed}), {level:.0%} intervals",
             "mcnemar": "exact two-sided binomial when b + c < 25, chi-square with continuity correction otherwise",
-            "layer2_only_rule": "layer2_only: defective when the detector returns any detection (its own output "
-                                "threshold); layer2_only_at_bar: when the top detection clears the policy's bar",
+            "layer2_only_rule": "Layer 2 only (any detection): defective when the detector returns any detection "
+                                "(its own output threshold); Layer 2 only (top ≥ bar): when the top detection clears "
+                                "the policy's bar",
             "review_rule": f"a frame sent to review counts as predicted {review_as}",
             "latency": "per frame, amortised over the batched layer call (batch size above); the cascade's "
                        "end-to-end latency sums the layers each frame passed",

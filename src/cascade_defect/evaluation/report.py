@@ -392,7 +392,7 @@ border-radius:10px;background:#fef3c7;color:#92400e;margin:2px 0 8px}.otag.backe
 color:#6b7280;text-transform:uppercase;letter-spacing:.04em}.card .v{font-size:22px;font-weight:650;margin-top:2px}
 .card .s{font-size:12.5px;color:#374151}table{border-collapse:collapse;margin:8px 0 12px;font-size:13px;width:100%}
 th,td{border-bottom:1px solid #e5e7eb;padding:5px 8px;text-align:right;white-space:nowrap}th{background:#f9fafb;
-font-weight:600}td:first-child,th:first-child{text-align:left}tr.hl td{background:#eff6ff;font-weight:600}
+font-weight:600;white-space:normal;vertical-align:bottom}td:first-child,th:first-child{text-align:left}tr.hl td{background:#eff6ff;font-weight:600}
 .tw{overflow-x:auto}small.ci{display:block;font-size:11px;color:#6b7280;font-weight:400}td.l,th.l{text-align:left;white-space:normal}.grid{display:flex;flex-wrap:wrap;gap:14px}.chart{max-width:100%;height:auto;background:#fff}
 .chart .pa{fill:#fff;stroke:#d1d5db}.chart .gr{stroke:#eef0f3}.chart .tk{font-size:10px;fill:#6b7280}
 .chart .al{font-size:11px;fill:#374151}.chart .ct{font-size:12.5px;font-weight:600;fill:#111827;text-anchor:middle}
