@@ -13,7 +13,7 @@ from scipy.stats import binomtest, chi2
 from cascade_defect.cascade.policy import Policy
 from cascade_defect.cascade.router import GateScore, OracleVerdict, Router
 from cascade_defect.errors import ConfigError, DataError
-from cascade_defect.evaluation.evaluate import downstream_predictions, evaluate, redecide
+from cascade_defect.evaluation.evaluate import downstream_predictions, evaluate, record_layers, redecide
 from cascade_defect.evaluation.standins import (CountingOracle, GroundTruthOracle, ReplayOracle, cache_disabled,
                                                 describe_oracle, file_sha256)
 from cascade_defect.evaluation.tracks import build_eval_set, load_tracks, parse_tracks, read_track
@@ -215,6 +215,12 @@ def test_downstream_predictions_for_calibration():
     ev = evaluate(frames, pol, BrightnessGate(), CornerDetector(), ScriptedOracle(wrong=["m1"]), **FAST)
     down = downstream_predictions(ev.records, pol)
     assert list(down) == [d.label != NO_DEFECT for d in ev.decisions]
+    # record_layers gives the same records without routing, one oracle request per frame
+    counting = CountingOracle(ScriptedOracle(wrong=["m1"]))
+    recs = record_layers(frames, BrightnessGate(), CornerDetector(), counting)
+    assert counting.frames == len(frames)
+    assert list(downstream_predictions(recs, pol)) == list(down)
+    assert [r.gate_z for r in recs] == [r.gate_z for r in ev.records]
 
 
 # -- statistics against independent implementations ------------------------------------------------

@@ -776,6 +776,32 @@ def _ask(oracle: Any, frames: Sequence[Frame], hints: Sequence[tuple | None], ba
     return out
 
 
+def record_layers(frames: Sequence[Frame], gate: Any, specialist: Any = None, oracle: Any = None, *,
+                  tracks: Sequence[str] | None = None, batch_size: int = 16, map_side: int = 128
+                  ) -> list[FrameRecord]:
+    """Every layer on every frame once, without routing (e.g. for calibration sweeps).
+
+    Layer 1 and Layer 2 outputs as in `evaluate`; each frame's oracle answer (`record.oracle`)
+    is asked with the router's hint and the oracle's cache off. Frames need `truth` (labels).
+    Records of frames whose Layer-1 call failed have `gate_error` set and no oracle answer.
+    With `downstream_predictions(records, policy)` and the records' `gate_z` this is what
+    `curves.sweep_tau` needs. Every frame costs one oracle request: use a stand-in or a
+    replay for a paid backend when that matters.
+    """
+    tracks = list(tracks) if tracks is not None else [f.domain for f in frames]
+    for f in frames:
+        if f.truth is None or f.truth.defective is None:
+            raise DataError(f.source or f.frame_id, "no ground-truth label")
+    recs = _record(frames, tracks, gate, specialist, batch_size, map_side)
+    ok = [i for i, r in enumerate(recs) if not r.excluded]
+    hints = [recs[i].hint if specialist is not None and recs[i].specialist_error is None else None for i in ok]
+    with cache_disabled(oracle):
+        answers = _ask(oracle, [frames[i] for i in ok], hints, batch_size)
+    for i, o in zip(ok, answers):
+        recs[i].oracle = o
+    return recs
+
+
 def _interleave(idx: Sequence[int], records: Sequence[FrameRecord]) -> list[int]:
     """Round-robin over tracks, so examples of one path come from every track."""
     seen: dict[str, int] = {}
