@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for cascade-defect: a virtual environment in .venv with the package
-# (editable), its Ultralytics extra and the test tools. Safe to run again: it only adds what is missing.
+# (editable) and its Ultralytics extra. With --test, also the test tools: the test extra, Debian's
+# chromium (renders the evaluation report in a real browser) and Azurite (a local Azure Blob
+# server for the az:// bundle tests). Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+WITH_TESTS=0
+[ "${1:-}" = "--test" ] && WITH_TESTS=1
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
@@ -10,4 +14,22 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch/torchvision first and exactly: on the project's machines they come from local disk.
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e '.[test,yolo]'
+if [ "$WITH_TESTS" = 1 ]; then
+  .venv/bin/python -m pip install -q -e '.[test,yolo]'
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "bootstrap: installing Debian's chromium for the report test" >&2
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || echo "bootstrap: chromium install failed; the report test will skip and say why" >&2
+    else
+      echo "bootstrap: chromium missing and not root; the report test will skip and say why" >&2
+    fi
+  fi
+  if [ ! -x .tools/node_modules/.bin/azurite ] && command -v npm >/dev/null 2>&1; then
+    echo "bootstrap: installing Azurite (local Azure Blob server) for the az:// bundle tests" >&2
+    npm install --prefix .tools --no-audit --no-fund --silent azurite@3.37.0 >/dev/null \
+      || echo "bootstrap: Azurite install failed; the az:// server tests will skip and say why" >&2
+  fi
+else
+  .venv/bin/python -m pip install -q -e '.[yolo]'
+fi

@@ -25,6 +25,7 @@ app.add_typer(review.app, name="review")
 app.command("run")(cascade.run)
 app.command("calibrate")(cascade.calibrate)
 app.command("demo")(cascade.demo)
+app.command("evaluate")(cascade.evaluate)
 
 
 @app.command()

@@ -180,3 +180,64 @@ def demo(
     typer.echo(f"decisions: {result.decisions}")
     typer.echo(f"reuse: cascade-defect run {result.out}/data/steel --bundle {result.bundle} --domain {result.domain}"
                if not real else f"reuse: cascade-defect run IMAGES --bundle {result.bundle} --domain {result.domain}")
+
+
+def _evaluation_oracle(choice: str, db, bundle):
+    """The oracle an evaluation uses: a configured backend, or an explicit stand-in."""
+    from ..evaluation.standins import GroundTruthOracle, ReplayOracle
+
+    if choice == "ground-truth":
+        return GroundTruthOracle()
+    if choice.startswith("replay:"):
+        return ReplayOracle.from_jsonl(choice.split(":", 1)[1])
+    if choice == "configured":
+        from ..oracle.clients import BackendConfig
+        from ..oracle.oracle import Oracle
+
+        return Oracle.from_config(BackendConfig.from_env(), db=db, bundle=bundle if bundle.has("oracle") else None)
+    fail(f"--oracle must be configured, ground-truth or replay:FILE.jsonl, not {choice!r}")
+
+
+def evaluate(
+    bundle: str = typer.Option(..., "--bundle", help="Model bundle (folder or URI)."),
+    tracks: Path = typer.Option(..., "--tracks", help="TRACKS.yaml naming datasets, domains and kinds (A/B/C)."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.html, report.md and results.json."),
+    balanced: Optional[int] = typer.Option(None, "--balanced", help="Seeded set of N frames balanced by domain and label."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the balanced draw and the bootstrap."),
+    oracle: str = typer.Option("configured", "--oracle",
+                               help="configured (the environment's backend; review when none), "
+                                    "ground-truth (upper-bound stand-in) or replay:FILE.jsonl."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Oracle store for a configured backend (default OUT/cascade.db)."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+    specialist_engine: str = typer.Option("torch", "--specialist-engine", help="torch, onnx or none."),
+    images: bool = typer.Option(True, "--images/--no-images", help="Embed example frames in report.html."),
+) -> None:
+    """Evaluate the cascade and its baselines on tracks; write an HTML/Markdown/JSON report."""
+    from ..cascade.assemble import load_policy, load_specialist, open_bundle
+    from ..evaluation.evaluate import evaluate as run_evaluation
+    from ..evaluation.tracks import build_eval_set, load_tracks
+    from ..gate.store import GateSet
+    from ..store.db import Database
+
+    specs = run_guarded(load_tracks, tracks)
+    eval_set = run_guarded(build_eval_set, specs, balanced=balanced, seed=seed)
+    domains = sorted({s.domain for s in eval_set.samples})
+    b = run_guarded(open_bundle, bundle)
+    policy = run_guarded(load_policy, b, domains)
+    gate = run_guarded(GateSet.load, b, domains)
+    specialist = run_guarded(load_specialist, b, specialist_engine)
+    out.mkdir(parents=True, exist_ok=True)
+    database = run_guarded(Database, db or out / "cascade.db")
+    the_oracle = _evaluation_oracle(oracle, database, b)
+    with err_console.status(f"decoding {len(eval_set)} frames", spinner="dots"):
+        frames = run_guarded(eval_set.frames)
+    with err_console.status(f"evaluating {len(frames)} frames on {len(specs)} tracks", spinner="dots"):
+        ev = run_guarded(run_evaluation, frames, policy, gate, specialist, the_oracle,
+                         tracks=eval_set.tracks, track_info={s.name: s.as_dict() for s in specs},
+                         n_resamples=resamples, seed=seed,
+                         extra={"bundle": str(b.root), "eval_set": eval_set.as_dict()})
+    paths = ev.write(out, include_images=images)
+    cascade_overall = ev.results["metrics"]["overall"]["cascade"]
+    emit_json({"out": str(out), **{k: str(v) for k, v in paths.items()},
+               "oracle": ev.results["oracle"]["name"],
+               **{m: cascade_overall[m] for m in ("f1", "precision", "recall", "accuracy") if m in cascade_overall}})
