@@ -26,11 +26,17 @@ def _read(fmt: str, root: Path, domain: str, skip_invalid: bool):
     return result.samples
 
 
-def _training_normals(samples, split: Optional[str]):
-    """Defect-free samples of the training split (all splits when the dataset has none)."""
-    has_splits = any(s.split for s in samples)
-    wanted = split or ("train" if has_splits else None)
-    chosen = [s for s in samples if s.defective is False and (wanted is None or s.split == wanted)]
+def _training_normals(samples, split: Optional[str], seed: int = 0):
+    """Defect-free samples of the training split.
+
+    The split is the project's one protocol (`data.selection`): the dataset's own split when it
+    has one, else the seeded group-aware split, so `calibrate` (val) and `evaluate` (test) never
+    see the images the gate was fitted on. `--split all` fits on every normal.
+    """
+    from ..data.selection import select_split
+
+    wanted = split or "train"
+    chosen = [s for s in select_split(samples, wanted, seed=seed) if s.defective is False]
     unlabelled = sum(1 for s in samples if s.defective is None)
     return chosen, wanted, unlabelled
 
@@ -55,7 +61,7 @@ def fit(
     index: str = typer.Option("ivf", "--index", help="Bank search: ivf (certified max), hnsw, flat or exact."),
     normalize: str = typer.Option("image", "--normalize", help="Input normalisation: image (own mean/std) or imagenet."),
     epochs: int = typer.Option(20, "--epochs", help="Autoencoder training epochs."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split to fit on (default: train when the dataset has splits)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to fit on: train (default; the dataset's own or the group-aware split), val, test or all."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid items (listed on stderr)."),
 ) -> None:
     """Fit a gate on a domain's defect-free training images and add it to the bundle."""
@@ -66,7 +72,7 @@ def fit(
     if gate not in GATES:
         fail(f"unknown --gate {gate!r}; choose one of {', '.join(GATES)}")
     samples = _read(fmt, root, domain, skip_invalid)
-    normals, used_split, unlabelled = _training_normals(samples, split)
+    normals, used_split, unlabelled = _training_normals(samples, split, seed)
     if not normals:
         where = f" in split '{used_split}'" if used_split else ""
         extra = f" ({unlabelled} images have no ground truth)" if unlabelled else ""
@@ -99,7 +105,8 @@ def score(
     root: Path = typer.Option(..., "--root", help="Dataset root folder."),
     domain: str = typer.Option(..., "--domain", help="Domain whose gate scores the images."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
-    split: Optional[str] = typer.Option(None, "--split", help="Only this split (default: all images)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this split: train, val, test (as `gate fit` splits) or all (default)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the group-aware split (with --split)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="onnx or torch (default: as fitted)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: as fitted)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per batch."),
@@ -114,7 +121,9 @@ def score(
     gates = run_guarded(GateSet.load, bundle, [domain], engine=engine, device=device, batch_size=batch_size)
     samples = _read(fmt, root, domain, skip_invalid)
     if split:
-        samples = [s for s in samples if s.split == split]
+        from ..data.selection import select_split
+
+        samples = run_guarded(select_split, samples, split, seed=seed)
     gate = gates.gate(domain)
     rows = []
     failed = 0
