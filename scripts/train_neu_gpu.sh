@@ -46,15 +46,16 @@ case "$cmd" in
   train)
     out="${OUT:-runs/neu-gpu}"
     mkdir -p "$out"
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    py="${PY:-python3}"   # PY: another interpreter (e.g. .venv/bin/python for a dry run on a CPU machine)
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH="/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 YOLO_CONFIG_DIR=/tmp/ultralytics-config
     nvidia-smi -L || true
-    python3 -c "import torch, ultralytics; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'ultralytics', ultralytics.__version__)"
+    "$py" -c "import torch, ultralytics; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'ultralytics', ultralytics.__version__)"
     set -o pipefail
-    python3 scripts/train_neu.py --data-root .devdata --device 0 --time "${TIME_H:-0.13}" \
+    "$py" scripts/train_neu.py --data-root .devdata --device 0 --time "${TIME_H:-0.13}" \
       --out "$out/neu-model" --work /tmp/neu-work "$@" 2>&1 | tee "$out/train.log" | grep -v "━" || exit 1
     if [ "${BENCH:-0}" = "1" ]; then
-      CASCADE_DATA_ROOT=.devdata python3 benchmarks/bench_specialist.py --weights "$out/neu-model" \
+      CASCADE_DATA_ROOT=.devdata "$py" benchmarks/bench_specialist.py --weights "$out/neu-model" \
         --out "$out/bench_specialist.json" 2>>"$out/train.log"
     fi
     ls -la "$out" "$out/neu-model"
