@@ -54,6 +54,7 @@ def openai_oracle(server, db, monkeypatch, *, model="gpt-4.1-mini", retry=FAST, 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     cfg = BackendConfig(backend="openai", base_url=server.url, model=model, timeout_s=timeout,
                         output_mode=output_mode)
+    kw.setdefault("hash_region", "whole")
     return Oracle(db, make_backend(cfg), kw.pop("prompt", None) or PromptBuilder(), retry=retry, **kw)
 
 
@@ -312,6 +313,21 @@ def test_region_hashing_keys_on_the_hinted_region(server, db, monkeypatch):
     whole = openai_oracle(server, db, monkeypatch, hash_region="whole")
     w1, w2 = whole.classify([req(52, image=a, hint=hint), req(53, image=b, hint=hint)])
     assert (w1.outcome, w2.outcome) == ("answer", "answer")
+    # hint_only: a frame without a hint bypasses the cache; a per-domain mapping picks the mode
+    only = openai_oracle(server, db, monkeypatch, hash_region={"severstal": "hint_only", "*": "whole"})
+    o1, o2 = only.classify([req(54, image=a), req(55, image=a)])
+    assert (o1.outcome, o2.outcome) == ("answer", "answer") and only.cache.size() == 3
+    server.script(answer("scratches"))
+    n1, n2 = only.classify([req(56, image=a, domain="neu"), req(57, image=a, domain="neu")])
+    assert (n1.outcome, n2.outcome) == ("answer", "cache_hit")
+    default = Oracle(db, only.backend, retry=FAST)  # default: only hinted regions are cached
+    d1, d2 = default.classify([req(58, image=a), req(59, image=a)])
+    assert (d1.outcome, d2.outcome) == ("answer", "answer") and d1.dhash is not None
+    hint2 = (150.0, 20.0, 250.0, 100.0)  # grown to x 100-300: still left of where a and b differ
+    h1, h2 = default.classify([req(58, image=a, hint=hint2), req(59, image=b, hint=hint2)])
+    assert (h1.outcome, h2.outcome) == ("answer", "cache_hit")
+    with pytest.raises(ConfigError, match="hash region"):
+        openai_oracle(server, db, monkeypatch, hash_region="tiles")
     # the query image was cropped to the hint
     assert "cropped to the flagged region" in server.requests[0].body["messages"][1]["content"][-2]["text"]
 

@@ -40,7 +40,8 @@ def classify(
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="Model bundle with the oracle's exemplars."),
     db: Optional[Path] = typer.Option(None, "--db", help="SQLite store [env CASCADE_DB; default ./cascade.db]."),
     box: Optional[str] = typer.Option(None, "--box", help="Region hint x1,y1,x2,y2 applied to every image."),
-    hash_region: str = typer.Option("whole", "--hash-region", help="Cache hash over the whole frame or the hint."),
+    hash_region: str = typer.Option("hint_only", "--hash-region", help="What the cache hashes: whole, hint (the "
+                                    "--box region, else the whole frame) or hint_only (no hint: no cache)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Skip the perceptual cache."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Per-request timeout in seconds."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),

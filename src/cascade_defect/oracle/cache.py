@@ -10,6 +10,8 @@ candidate list shorter. Either way the result equals a brute-force scan (propert
 `PerceptualCache` persists entries in the shared SQLite database, keyed by domain, oracle version
 (model + prompt version) and hashed region, and keeps one in-memory index per key, brought up to
 date from the table (by row id) before each lookup so entries written by other processes count.
+A hash hit is then verified against the entry's 16x16 thumbnail (`thumb_distance` at most
+`verify_max`, when both sides have one): the nearest verified entry is the answer.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import threading
 import time
 from dataclasses import dataclass
 from itertools import combinations
+from math import comb
 from typing import Iterable
 
 from ..store.db import Database, insert
-from .dhash import HASH_BITS, to_signed, to_unsigned
+from .dhash import HASH_BITS, thumb_distance, to_signed, to_unsigned
 
 DEFAULT_RADIUS = 6
 DEFAULT_CHUNKS = 4
+DEFAULT_VERIFY_MAX = 4.0
+MAX_PROBES = 100_000
 
 
 def chunk_layout(n_chunks: int, bits: int = HASH_BITS) -> list[tuple[int, int]]:
@@ -38,6 +43,12 @@ def chunk_layout(n_chunks: int, bits: int = HASH_BITS) -> list[tuple[int, int]]:
         out.append((shift, width))
         shift += width
     return out
+
+
+def probe_count(radius: int, n_chunks: int) -> int:
+    """Table probes per lookup: for each chunk, every value within floor(radius / n_chunks) bits."""
+    r = radius // n_chunks
+    return sum(sum(comb(w, k) for k in range(min(r, w) + 1)) for _, w in chunk_layout(n_chunks))
 
 
 def _flip_masks(width: int, radius: int) -> list[int]:
@@ -65,6 +76,10 @@ class MultiIndexHash:
         self.radius = int(radius)
         self.layout = chunk_layout(n_chunks)
         self.chunk_radius = self.radius // len(self.layout)
+        probes = probe_count(self.radius, n_chunks)
+        if probes > MAX_PROBES:
+            raise ValueError(f"radius {radius} with {n_chunks} chunks needs {probes} probes per lookup "
+                             f"(> {MAX_PROBES}); use more chunks (radius + 1 chunks need one probe each)")
         self._masks = {w: _flip_masks(w, self.chunk_radius) for _, w in self.layout}
         self._tables: list[dict[int, list[int]]] = [{} for _ in self.layout]
         self._hashes: dict[int, int] = {}
@@ -129,6 +144,7 @@ class CachedAnswer:
     reasoning: str
     call_id: int | None
     dhash: int
+    thumb_distance: float | None = None
 
 
 CacheKey = tuple[str, str, str]
@@ -138,9 +154,10 @@ class PerceptualCache:
     """dHash-keyed answers in SQLite with sub-linear lookups; see the module docstring."""
 
     def __init__(self, db: Database, radius: int = DEFAULT_RADIUS, n_chunks: int = DEFAULT_CHUNKS,
-                 clock=time.time):
+                 verify_max: float | None = DEFAULT_VERIFY_MAX, clock=time.time):
         self.db = db
         self.radius = int(radius)
+        self.verify_max = verify_max
         self.n_chunks = int(n_chunks)
         self.clock = clock
         self._lock = threading.Lock()
@@ -157,27 +174,36 @@ class PerceptualCache:
         self._index[key] = (index, last)
         return index
 
-    def lookup(self, domain: str, oracle_version: str, hash_region: str, h: int) -> CachedAnswer | None:
-        """The nearest cached answer within `radius` for this key, or None."""
+    def lookup(self, domain: str, oracle_version: str, hash_region: str, h: int,
+               thumb: bytes | None = None) -> CachedAnswer | None:
+        """The nearest cached answer within `radius` for this key whose thumbnail verifies, or None."""
         key = (domain, oracle_version, hash_region)
         with self._lock:
-            hit = self._synced(key).nearest(h)
-        if hit is None:
+            hits = self._synced(key).query(h)
+        if not hits:
             return None
-        distance, entry_id = hit
-        r = self.db.query("SELECT * FROM oracle_cache WHERE id = ?", (entry_id,))[0]
-        return CachedAnswer(entry_id=entry_id, distance=distance, defect_class=r["defect_class"],
-                            confidence=float(r["confidence"]), reasoning=r["reasoning"],
-                            call_id=r["call_id"], dhash=to_unsigned(int(r["dhash"])))
+        rows = {r["id"]: r for r in self.db.query(
+            f"SELECT * FROM oracle_cache WHERE id IN ({','.join('?' * len(hits))})", [k for _, k in hits])}
+        for distance, entry_id in hits:
+            r = rows[entry_id]
+            td = None
+            if thumb is not None and r["thumb"] is not None:
+                td = thumb_distance(thumb, r["thumb"])
+                if self.verify_max is not None and td > self.verify_max:
+                    continue
+            return CachedAnswer(entry_id=entry_id, distance=distance, defect_class=r["defect_class"],
+                                confidence=float(r["confidence"]), reasoning=r["reasoning"],
+                                call_id=r["call_id"], dhash=to_unsigned(int(r["dhash"])), thumb_distance=td)
+        return None
 
     def add(self, domain: str, oracle_version: str, hash_region: str, h: int, *, defect_class: str,
-            confidence: float, reasoning: str, call_id: int | None) -> int:
+            confidence: float, reasoning: str, call_id: int | None, thumb: bytes | None = None) -> int:
         """Store an answer; it is visible to the next lookup (in this and other processes)."""
         with self.db.transaction() as conn:
             return insert(conn, "oracle_cache", dict(
                 ts=self.clock(), domain=domain, oracle_version=oracle_version, hash_region=hash_region,
                 dhash=to_signed(h), defect_class=defect_class, confidence=float(confidence),
-                reasoning=reasoning, call_id=call_id))
+                reasoning=reasoning, call_id=call_id, thumb=thumb))
 
     def size(self, domain: str | None = None, oracle_version: str | None = None) -> int:
         sql, params = "SELECT COUNT(*) FROM oracle_cache WHERE 1=1", []

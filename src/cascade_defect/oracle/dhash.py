@@ -8,6 +8,10 @@ bits; different frames differ in about half of them.
 A whole-frame 9x8 hash averages a 1600x256 Severstal frame into cells of ~180x32 pixels, so a
 small defect can vanish from it; hashing the region the gate or detector points at (with some
 context around it) keeps the defect in the hash. `hash_region` picks between the two.
+
+`signature` also returns a 16x16 thumbnail of the same pixels, which the cache uses to verify a
+hash hit (`thumb_distance`): dHash keeps only gradient signs, and on real steel textures distinct
+frames with the same lighting gradient can share a hash (see docs/oracle.md for the numbers).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from PIL import Image
 HashRegion = Literal["whole", "hint"]
 HASH_BITS = 64
 MIN_REGION_SIDE = 16
+THUMB_SIDE = 16
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -63,15 +68,53 @@ def region_box(shape: tuple[int, int], box: Sequence[float], margin: float = 0.2
     return ix1, iy1, ix2, iy2
 
 
-def dhash(image: np.ndarray, box: Sequence[float] | None = None, *, margin: float = 0.25) -> int:
-    """The 64-bit dHash of `image` (HxW or HxWx3), or of `box` (xyxy pixels, grown by `margin`)."""
+def _region(image: np.ndarray, box: Sequence[float] | None, margin: float, min_side: int) -> np.ndarray:
     grey = _grey(image)
     if box is not None:
-        x1, y1, x2, y2 = region_box(grey.shape, box, margin)
+        x1, y1, x2, y2 = region_box(grey.shape, box, margin, min_side)
         grey = grey[y1:y2, x1:x2]
-    small = np.asarray(Image.fromarray(np.ascontiguousarray(grey)).resize((9, 8), Image.Resampling.BOX))
+    return np.ascontiguousarray(grey)
+
+
+def _dhash_grey(grey: np.ndarray) -> int:
+    small = np.asarray(Image.fromarray(grey).resize((9, 8), Image.Resampling.BOX))
     bits = (small[:, 1:] > small[:, :-1]).ravel()
     return int(np.packbits(bits).view(">u8")[0])
+
+
+def _thumb_grey(grey: np.ndarray) -> bytes:
+    small = np.asarray(Image.fromarray(grey).resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BOX))
+    return np.clip(np.round(small), 0, 255).astype(np.uint8).tobytes()
+
+
+def dhash(image: np.ndarray, box: Sequence[float] | None = None, *, margin: float = 0.25,
+          min_side: int = MIN_REGION_SIDE) -> int:
+    """The 64-bit dHash of `image` (HxW or HxWx3), or of the region around `box` (xyxy pixels,
+    grown by `margin` of its size per side and to at least `min_side` pixels)."""
+    return _dhash_grey(_region(image, box, margin, min_side))
+
+
+def signature(image: np.ndarray, box: Sequence[float] | None = None, *, margin: float = 0.25,
+              min_side: int = MIN_REGION_SIDE) -> tuple[int, bytes]:
+    """(dHash, 16x16 grey thumbnail bytes) of the same frame or region; see `thumb_distance`."""
+    grey = _region(image, box, margin, min_side)
+    return _dhash_grey(grey), _thumb_grey(grey)
+
+
+def thumb_distance(a: bytes, b: bytes) -> float:
+    """Mean absolute difference of two thumbnails after scaling each to a mean of 128.
+
+    dHash keeps only the signs of horizontal gradients, so two different textures lit by the
+    same gradient can share a hash; the thumbnail keeps magnitudes and vertical structure. The
+    scaling makes a global brightness change (gain) cost nothing.
+    """
+    x = np.frombuffer(a, np.uint8).astype(np.float32)
+    y = np.frombuffer(b, np.uint8).astype(np.float32)
+    if x.shape != y.shape:
+        raise ValueError(f"thumbnails differ in size ({x.size} vs {y.size})")
+    x *= 128.0 / max(float(x.mean()), 1.0)
+    y *= 128.0 / max(float(y.mean()), 1.0)
+    return float(np.abs(x - y).mean())
 
 
 def hamming(a: int, b: int) -> int:

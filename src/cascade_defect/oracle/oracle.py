@@ -4,8 +4,8 @@ The router is its only caller (`judge_batch`, the router's `OracleLayer` protoco
 `classify` with `OracleRequest`s). For each frame, in order:
 
 1. no backend configured -> review queue ("no_backend");
-2. perceptual cache (dHash of the whole frame or of the hinted region, keyed by domain, model and
-   prompt version): a hit returns the stored answer at zero cost and is logged as a hit;
+2. perceptual cache (dHash of the hinted region by default, or of the whole frame; keyed by domain,
+   model and prompt version): a hit returns the stored answer at zero cost and is logged as a hit;
 3. spending guard (dollars in the last hour / day, summed from the call log) -> review ("budget");
 4. circuit breaker open -> review ("circuit_open");
 5. the call, retried on 429 / 5xx / timeouts; a valid answer is logged with its metered tokens
@@ -24,7 +24,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -34,9 +34,9 @@ from ..store.db import Database, default_db_path
 from ..store.labels import LabelStore
 from ..store.oracle_calls import OracleCall, OracleCallLog
 from ..store.review import ReviewQueue
-from .cache import DEFAULT_CHUNKS, DEFAULT_RADIUS, PerceptualCache
+from .cache import DEFAULT_CHUNKS, DEFAULT_RADIUS, DEFAULT_VERIFY_MAX, PerceptualCache
 from .clients import BackendConfig, ChatBackend, OracleAnswerError, make_backend
-from .dhash import dhash, region_box, to_hex
+from .dhash import region_box, signature, to_hex
 from .pricing import PriceTable, SpendingGuard, Usage
 from .prompt import PromptBuilder, load_exemplars
 from .resilience import CircuitBreaker, PermanentError, RetriesExhausted, RetryPolicy, call_with_retries
@@ -44,7 +44,11 @@ from .schema import prediction_model
 
 log = logging.getLogger("cascade_defect.oracle")
 
-HASH_REGIONS = ("whole", "hint")
+HASH_REGIONS = ("whole", "hint", "hint_only")
+"""What the cache hashes: the whole frame; the hinted region (whole frame when there is no hint);
+or only the hinted region (frames without a hint bypass the cache)."""
+DEFAULT_HASH_MARGIN = 0.5
+DEFAULT_HASH_MIN_SIDE = 96
 
 
 @dataclass(frozen=True)
@@ -125,10 +129,15 @@ class Oracle:
                  prices: PriceTable | None = None, max_usd_per_hour: float | None = 5.0,
                  max_usd_per_day: float | None = 50.0, retry: RetryPolicy | None = None,
                  breaker: CircuitBreaker | None = None, cache: bool = True, cache_radius: int = DEFAULT_RADIUS,
-                 cache_chunks: int = DEFAULT_CHUNKS, hash_region: str = "whole", hash_margin: float = 0.25,
+                 cache_chunks: int = DEFAULT_CHUNKS, cache_verify_max: float | None = DEFAULT_VERIFY_MAX,
+                 hash_region: str | Mapping[str, str] = "hint_only",
+                 hash_margin: float = DEFAULT_HASH_MARGIN, hash_min_side: int = DEFAULT_HASH_MIN_SIDE,
                  clock=time.time, sleep=time.sleep, rng: random.Random | None = None):
-        if hash_region not in HASH_REGIONS:
-            raise ConfigError(f"hash region must be one of {', '.join(HASH_REGIONS)}, not {hash_region!r}")
+        modes = dict(hash_region) if not isinstance(hash_region, str) else {"*": hash_region}
+        modes.setdefault("*", "hint_only")
+        for mode in modes.values():
+            if mode not in HASH_REGIONS:
+                raise ConfigError(f"hash region must be one of {', '.join(HASH_REGIONS)}, not {mode!r}")
         self.db = db
         self.backend = backend
         self.prompt = prompt or PromptBuilder()
@@ -138,12 +147,13 @@ class Oracle:
         self.calls = OracleCallLog(db, clock)
         self.labels = LabelStore(db, clock)
         self.review = ReviewQueue(db, clock)
-        self.cache = PerceptualCache(db, cache_radius, cache_chunks, clock) if cache else None
+        self.cache = PerceptualCache(db, cache_radius, cache_chunks, cache_verify_max, clock) if cache else None
         self.guard = SpendingGuard(self.calls.spent_since, max_usd_per_hour, max_usd_per_day, clock)
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
-        self.hash_region = hash_region
+        self.hash_region = modes
         self.hash_margin = hash_margin
+        self.hash_min_side = hash_min_side
         self.sleep = sleep
         self.rng = rng or random.Random()
 
@@ -232,13 +242,16 @@ class Oracle:
 
         version = self.prompt.version(r.domain)
         call.prompt_version = version
-        region = "hint" if (self.hash_region == "hint" and r.hint_box is not None) else "whole"
-        h = dhash(r.image, r.hint_box if region == "hint" else None, margin=self.hash_margin)
+        mode = self.hash_region.get(r.domain, self.hash_region["*"])
+        region = "hint" if (mode != "whole" and r.hint_box is not None) else "whole"
+        h, thumb = signature(r.image, r.hint_box if region == "hint" else None, margin=self.hash_margin,
+                             min_side=self.hash_min_side)
         call.dhash, call.hash_region = to_hex(h), region
         oracle_version = self.oracle_version(r.domain)
+        use_cache = self.cache is not None and not (mode == "hint_only" and region == "whole")
 
-        if self.cache is not None:
-            hit = self.cache.lookup(r.domain, oracle_version, region, h)
+        if use_cache:
+            hit = self.cache.lookup(r.domain, oracle_version, region, h, thumb)
             if hit is not None:
                 ans = self._answer(r, "cache_hit", t0, defect_class=hit.defect_class, confidence=hit.confidence,
                                    reasoning=hit.reasoning, cached=True, prompt_version=version, dhash=call.dhash)
@@ -249,7 +262,8 @@ class Oracle:
                     ans.call_id = self.calls.record(call)
                     self.labels.add(frame_id=r.frame_id, image_ref=ref, domain=r.domain, label=hit.defect_class,
                                     source="oracle_cache", confidence=hit.confidence, oracle_call_id=ans.call_id)
-                log.info("oracle: %s cache hit (distance %d, call %s) -> %s", ref, hit.distance, hit.call_id,
+                log.info("oracle: %s cache hit (distance %d, thumbnail %.2f, call %s) -> %s", ref, hit.distance,
+                         hit.thumb_distance if hit.thumb_distance is not None else float("nan"), hit.call_id,
                          hit.defect_class)
                 return ans
 
@@ -309,9 +323,9 @@ class Oracle:
             ans.call_id = self.calls.record(call)
             self.labels.add(frame_id=r.frame_id, image_ref=ref, domain=r.domain, label=p.defect_class,
                             source="oracle", confidence=p.confidence, oracle_call_id=ans.call_id)
-            if self.cache is not None:
+            if use_cache:
                 self.cache.add(r.domain, oracle_version, region, h, defect_class=p.defect_class,
-                               confidence=p.confidence, reasoning=p.reasoning, call_id=ans.call_id)
+                               confidence=p.confidence, reasoning=p.reasoning, call_id=ans.call_id, thumb=thumb)
         log.info("oracle: %s -> %s (%.2f) %d+%d tokens $%.6f in %.0f ms", ref, p.defect_class, p.confidence,
                  result.usage.prompt_tokens, result.usage.completion_tokens, cost, ans.latency_ms)
         return ans

@@ -86,7 +86,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             defect_class TEXT NOT NULL,
             confidence REAL NOT NULL,
             reasoning TEXT NOT NULL,
-            call_id INTEGER REFERENCES oracle_calls(id)
+            call_id INTEGER REFERENCES oracle_calls(id),
+            thumb BLOB
         )""",
         "CREATE INDEX oracle_cache_key ON oracle_cache(domain, oracle_version, hash_region, id)",
     )),
