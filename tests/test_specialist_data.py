@@ -121,6 +121,7 @@ def test_reader_format_without_labels_is_an_error(tmp_path):
         read_format("severstal", root)
 
 
+@pytest.mark.realdata
 def test_held_out_split_matches_the_yolo_export(real_data, tmp_path):
     from cascade_defect.data.registry import read_dataset
     from cascade_defect.data.yolo_export import export_yolo
