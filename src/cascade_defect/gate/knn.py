@@ -41,11 +41,11 @@ class ExactSearch:
 
     kind = "exact"
 
-    def __init__(self, bank: np.ndarray, device: str = "cpu", chunk: int = 4096,
+    def __init__(self, bank: np.ndarray, device: str = "cpu", chunk: int | None = None,
                  half: bool = False):
         torch = _torch()
         self.device = device
-        self.chunk = int(chunk)
+        self.chunk = int(chunk or (4096 if device == "cpu" else 32768))
         self.half = bool(half) and device != "cpu"
         dtype = torch.float16 if self.half else torch.float32
         self.bank = torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float16)).to(device).to(dtype)
