@@ -9,7 +9,7 @@ import typer
 
 from .common import emit_json, err_console, fail, run_guarded
 
-app = typer.Typer(help="data commands.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: summarise any supported format, export to YOLO, generate synthetic frames.", no_args_is_help=True)
 
 
 # --- data summary -------------------------------------------------------------------------
