@@ -217,7 +217,7 @@ def timing(sizes=(10_000, 100_000), queries=300, real_pool: list[np.ndarray] | N
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_dhash_cache.json"))
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     args = ap.parse_args()
     root = data_root()
     if root is None:

@@ -77,7 +77,7 @@ def test_multi_index_search_equals_brute_force(seed, n, radius, n_chunks):
         expected = brute_force(items, q, radius)
         assert index.query(q) == expected
         assert index.nearest(q) == (expected[0] if expected else None)
-    assert len(index) == n
+    assert len(index) == n and sorted(index.items()) == sorted(items)
 
 
 def test_multi_index_candidates_are_a_small_fraction():

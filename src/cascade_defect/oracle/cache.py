@@ -23,6 +23,8 @@ from itertools import combinations
 from math import comb
 from typing import Iterable
 
+import numpy as np
+
 from ..store.db import Database, insert
 from .dhash import HASH_BITS, thumb_distance, to_signed, to_unsigned
 
@@ -67,7 +69,9 @@ class MultiIndexHash:
     """In-memory Hamming-ball search over 64-bit hashes with exact results.
 
     `add(key, h)` stores a hash under an integer key; `query(h)` returns every `(distance, key)`
-    within `radius`, sorted by distance then key — exactly what `brute_force` returns.
+    within `radius`, sorted by distance then key — exactly what `brute_force` returns. Each chunk
+    has a hash table from chunk value to positions; a lookup probes every value within the chunk
+    radius and checks the candidates' full distance with one vectorised popcount.
     """
 
     def __init__(self, radius: int = DEFAULT_RADIUS, n_chunks: int = DEFAULT_CHUNKS):
@@ -81,41 +85,54 @@ class MultiIndexHash:
             raise ValueError(f"radius {radius} with {n_chunks} chunks needs {probes} probes per lookup "
                              f"(> {MAX_PROBES}); use more chunks (radius + 1 chunks need one probe each)")
         self._masks = {w: _flip_masks(w, self.chunk_radius) for _, w in self.layout}
-        self._tables: list[dict[int, list[int]]] = [{} for _ in self.layout]
-        self._hashes: dict[int, int] = {}
+        self._tables: list[dict[int, list[int]]] = [{} for _ in self.layout]  # chunk value -> positions
+        self._pos: dict[int, int] = {}  # key -> position
+        self._keys = np.zeros(1024, dtype=np.int64)
+        self._arr = np.zeros(1024, dtype=np.uint64)
 
     def __len__(self) -> int:
-        return len(self._hashes)
+        return len(self._pos)
 
     def add(self, key: int, h: int) -> None:
         h = to_unsigned(h)
-        if key in self._hashes:
+        key = int(key)
+        if key in self._pos:
             raise KeyError(f"key {key} already indexed")
-        self._hashes[key] = h
+        pos = len(self._pos)
+        if pos == len(self._arr):
+            self._arr = np.concatenate([self._arr, np.zeros_like(self._arr)])
+            self._keys = np.concatenate([self._keys, np.zeros_like(self._keys)])
+        self._arr[pos], self._keys[pos] = h, key
+        self._pos[key] = pos
         for table, (shift, width) in zip(self._tables, self.layout):
-            table.setdefault((h >> shift) & ((1 << width) - 1), []).append(key)
+            table.setdefault((h >> shift) & ((1 << width) - 1), []).append(pos)
 
-    def candidates(self, h: int) -> set[int]:
-        """Keys sharing a chunk within the chunk radius (a superset of the true neighbours)."""
-        h = to_unsigned(h)
+    def add_many(self, keys, hashes) -> None:
+        for key, h in zip(keys, hashes, strict=True):
+            self.add(key, h)
+
+    def _candidate_positions(self, h: int) -> np.ndarray:
         found: set[int] = set()
         for table, (shift, width) in zip(self._tables, self.layout):
             value = (h >> shift) & ((1 << width) - 1)
             for m in self._masks[width]:
-                keys = table.get(value ^ m)
-                if keys:
-                    found.update(keys)
-        return found
+                hit = table.get(value ^ m)
+                if hit:
+                    found.update(hit)
+        return np.fromiter(found, dtype=np.int64, count=len(found))
+
+    def candidates(self, h: int) -> set[int]:
+        """Keys sharing a chunk within the chunk radius (a superset of the true neighbours)."""
+        return set(self._keys[self._candidate_positions(to_unsigned(h))].tolist())
 
     def query(self, h: int) -> list[tuple[int, int]]:
         h = to_unsigned(h)
-        out = []
-        for key in self.candidates(h):
-            d = (self._hashes[key] ^ h).bit_count()
-            if d <= self.radius:
-                out.append((d, key))
-        out.sort()
-        return out
+        pos = self._candidate_positions(h)
+        if not len(pos):
+            return []
+        d = np.bitwise_count(self._arr[pos] ^ np.uint64(h))
+        keep = d <= self.radius
+        return sorted(zip(d[keep].tolist(), self._keys[pos[keep]].tolist()))
 
     def nearest(self, h: int) -> tuple[int, int] | None:
         """(distance, key) of the closest hash within radius (ties: smallest key), or None."""
@@ -123,7 +140,7 @@ class MultiIndexHash:
         return hits[0] if hits else None
 
     def items(self) -> Iterable[tuple[int, int]]:
-        return self._hashes.items()
+        return ((k, int(self._arr[p])) for k, p in self._pos.items())
 
 
 def brute_force(items: Iterable[tuple[int, int]], h: int, radius: int) -> list[tuple[int, int]]:
@@ -168,9 +185,9 @@ class PerceptualCache:
         rows = self.db.query(
             "SELECT id, dhash FROM oracle_cache WHERE domain = ? AND oracle_version = ? AND hash_region = ? "
             "AND id > ? ORDER BY id", (*key, last))
-        for r in rows:
-            index.add(int(r[0]), to_unsigned(int(r[1])))
-            last = int(r[0])
+        if rows:
+            index.add_many([int(r[0]) for r in rows], [to_unsigned(int(r[1])) for r in rows])
+            last = int(rows[-1][0])
         self._index[key] = (index, last)
         return index
 

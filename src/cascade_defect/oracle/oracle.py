@@ -170,6 +170,10 @@ class Oracle:
             kwargs["max_usd_per_hour"], kwargs["max_usd_per_day"] = SpendingGuard.limits_from_env()
         return cls(db, make_backend(config), prompt, **kwargs)
 
+    def close(self) -> None:
+        """Close the database connection."""
+        self.db.close()
+
     # -- identity -------------------------------------------------------------------------
     @property
     def backend_name(self) -> str:
