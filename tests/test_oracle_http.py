@@ -357,6 +357,10 @@ def test_unknown_model_price_is_refused_at_start(server, db, monkeypatch):
     oracle = openai_oracle(server, db, monkeypatch, model="llava-13b", prices=free)
     assert oracle.classify([req(70)])[0].cost_usd == 0.0
     assert oracle.prices.cost("llava-13b", Usage(10, 0, 10)) == 0.0
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZ_KEY)
+    azure = BackendConfig(backend="azure", azure_endpoint=server.endpoint, deployment="prod-vision")
+    with pytest.raises(ConfigError, match="CASCADE_ORACLE_MODEL or --model"):
+        Oracle(db, make_backend(azure))
 
 
 # -- secrets -------------------------------------------------------------------------------

@@ -143,7 +143,13 @@ class Oracle:
         self.prompt = prompt or PromptBuilder()
         self.prices = prices or PriceTable.from_env()
         if backend is not None:
-            self.prices.price(backend.config.price_model)  # unknown model: ConfigError now, not per call
+            try:
+                self.prices.price(backend.config.price_model)  # unknown model: ConfigError now, not per call
+            except ConfigError as exc:
+                if backend.config.backend == "azure" and not backend.config.model:
+                    raise ConfigError(f"{exc}; on Azure, name the deployment's model with "
+                                      "CASCADE_ORACLE_MODEL or --model (e.g. gpt-4.1-mini)") from None
+                raise
         self.calls = OracleCallLog(db, clock)
         self.labels = LabelStore(db, clock)
         self.review = ReviewQueue(db, clock)
