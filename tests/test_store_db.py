@@ -115,3 +115,16 @@ def test_default_path_from_environment(monkeypatch, tmp_path):
     assert default_db_path() == tmp_path / "x.db"
     monkeypatch.delenv("CASCADE_DB")
     assert default_db_path().name == "cascade.db"
+
+
+def test_cache_thumbnail_column_is_added_to_older_databases(tmp_path):
+    from cascade_defect.oracle.cache import PerceptualCache
+
+    old = Database(tmp_path / "old.db", migrations=MIGRATIONS[:5])  # before the thumbnail column
+    assert "thumb" not in {r[1] for r in old.query("PRAGMA table_info(oracle_cache)")}
+    old.close()
+    db = Database(tmp_path / "old.db")
+    assert db.version == len(MIGRATIONS)
+    cache = PerceptualCache(db)
+    cache.add("d", "v", "whole", 5, defect_class="x", confidence=1, reasoning="", call_id=None, thumb=bytes(256))
+    assert cache.lookup("d", "v", "whole", 5, bytes(256)).thumb_distance == 0.0

@@ -6,15 +6,18 @@ ordered list of `Migration`s; opening a database applies the ones it has not see
 its own transaction together with the new ``user_version``, so a crash mid-migration leaves the
 previous version intact.
 
-Adding a table (e.g. the router's decision log) is one step: append a `Migration` with the next
+Adding a table is one step: append a `Migration` with the next
 number to `MIGRATIONS` below. Never edit or reorder a migration that has shipped; write a new
 one that alters what it must::
 
-    Migration(5, "decision log", (
-        \"\"\"CREATE TABLE decisions (id INTEGER PRIMARY KEY, ts REAL NOT NULL, frame_id TEXT NOT NULL,
-                                     ...)\"\"\",
-        "CREATE INDEX decisions_frame ON decisions(frame_id)",
+    Migration(7, "frame notes", (
+        \"\"\"CREATE TABLE notes (id INTEGER PRIMARY KEY, ts REAL NOT NULL, frame_id TEXT NOT NULL,
+                                 ...)\"\"\",
+        "CREATE INDEX notes_frame ON notes(frame_id)",
     )),
+
+A migration may also be a callable taking the connection (see `_add_column`, which makes an
+added column safe on databases that already have it).
 """
 
 from __future__ import annotations
@@ -86,8 +89,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             defect_class TEXT NOT NULL,
             confidence REAL NOT NULL,
             reasoning TEXT NOT NULL,
-            call_id INTEGER REFERENCES oracle_calls(id),
-            thumb BLOB
+            call_id INTEGER REFERENCES oracle_calls(id)
         )""",
         "CREATE INDEX oracle_cache_key ON oracle_cache(domain, oracle_version, hash_region, id)",
     )),
@@ -154,7 +156,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX decisions_run ON decisions(run_id, id)",
     )),
+    Migration(6, "cache thumbnails", lambda conn: _add_column(conn, "oracle_cache", "thumb", "BLOB")),
 )
+
+
+def _add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    """ALTER TABLE ... ADD COLUMN, skipped when the column exists (databases made by a pre-release schema)."""
+    if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
