@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cascade_defect.gate.coreset import coreset_size, greedy_coreset, random_coreset
-from cascade_defect.gate.knn import CertifiedMaxSearch, ExactSearch, FaissSearch, PrunedExactSearch
+from cascade_defect.gate.knn import BoundedExactSearch, CertifiedMaxSearch, ExactSearch, FaissSearch
 
 torch.set_num_threads(1)
 faiss.omp_set_num_threads(1)
@@ -57,30 +57,34 @@ def test_faiss_flat_is_exact_and_ivf_only_overestimates(data):
     assert (approx > exact + 1e-6).any()  # and nprobe=1 is really approximate here
 
 
-def test_pruned_exact_equals_brute_force(data):
+def test_bounded_exact_equals_brute_force(data):
     bank, images = data
-    ivf = FaissSearch("ivf", nprobe=1).build(bank)
-    pruned = PrunedExactSearch.from_ivf(ivf, bank)
     q = np.concatenate(images)[::7]
-    assert np.allclose(pruned.patch_scores(q, K), brute(bank, q), atol=1e-6)
+    assert np.allclose(BoundedExactSearch(bank, dims=16).patch_scores(q, K), brute(bank, q), atol=1e-6)
 
 
-def test_pruning_skips_far_lists_on_tight_clusters():
+def test_bounded_exact_reads_few_rows_when_features_are_low_rank():
+    rng = np.random.default_rng(2)
+    basis = rng.normal(size=(12, 64))
+    bank = unit(rng.normal(size=(5000, 12)) @ basis + 0.01 * rng.normal(size=(5000, 64))).astype(np.float16)
+    q = unit(rng.normal(size=(30, 12)) @ basis + 0.01 * rng.normal(size=(30, 64)))
+    bounded = BoundedExactSearch(bank, dims=16)
+    assert np.allclose(bounded.patch_scores(q, K), brute(bank, q), atol=1e-6)
+    assert bounded.rows_scored < 0.05 * len(q) * len(bank)
+
+
+def test_bounded_exact_with_a_weak_projection_is_still_exact():
     rng = np.random.default_rng(1)
-    centers = unit(rng.normal(size=(40, 64)))
-    bank = unit(centers[rng.integers(0, 40, 4000)] + 0.01 * rng.normal(size=(4000, 64))).astype(np.float16)
-    q = unit(centers[rng.integers(0, 40, 50)] + 0.01 * rng.normal(size=(50, 64)))
-    ivf = FaissSearch("ivf", nlist=40, nprobe=1).build(bank)
-    pruned = PrunedExactSearch.from_ivf(ivf, bank)
-    assert np.allclose(pruned.patch_scores(q, K), brute(bank, q), atol=1e-6)
-    assert pruned.lists_scanned < 0.5 * len(q) * ivf.nlist
+    bank = unit(rng.normal(size=(3000, 64))).astype(np.float16)  # no low-rank structure at all
+    q = unit(rng.normal(size=(20, 64)))
+    assert np.allclose(BoundedExactSearch(bank, dims=4).patch_scores(q, K), brute(bank, q), atol=1e-6)
 
 
 @pytest.mark.parametrize("kind,rerank", [("ivf", 8), ("ivf", 1), ("hnsw", 4)])
 def test_certified_max_equals_exact_max(data, kind, rerank):
     bank, images = data
     fs = FaissSearch(kind, nprobe=1, ef_search=8).build(bank)
-    exact = PrunedExactSearch.from_ivf(fs, bank) if kind == "ivf" else ExactSearch(bank)
+    exact = BoundedExactSearch(bank, dims=16) if kind == "ivf" else ExactSearch(bank)
     cs = CertifiedMaxSearch(fs, exact, rerank=rerank)
     for q, scores in zip(images, cs.image_patch_scores(images, K)):
         truth = brute(bank, q)

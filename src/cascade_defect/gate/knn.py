@@ -151,82 +151,74 @@ class FaissSearch:
                 "hnsw_m": self.hnsw_m, "ef_search": self.ef_search, "seed": self.seed}
 
 
-class PrunedExactSearch:
-    """Exact kNN through the inverted lists of an IVF index, with a pruning bound.
+class BoundedExactSearch:
+    """Exact kNN for a few queries without reading the whole bank, by a projection bound.
 
-    For a unit query q and a list with centroid c and radius r (largest distance of its
-    members to c), no member can have ``<q, b>`` above ``<q, c> + r`` (Cauchy-Schwarz). Lists
-    are scanned in decreasing order of that bound until it falls to the k-th best similarity
-    found, so the result equals brute force while touching a fraction of the bank.
+    The bank is projected on its top `dims` principal directions V (from an SVD of a sample).
+    For unit-ish vectors, ``<q, b> <= <Vq, Vb> + |q_res| * |b_res|`` (Cauchy-Schwarz on the
+    residuals), and the residuals of these features are small (0.1% of the energy at 64 of 384
+    dims on KolektorSDD). Per query: the `probe` rows with the highest bounds are scored
+    exactly, their k-th best similarity L is a lower bound on the true k-th best, and every row
+    whose bound exceeds L is scored exactly. The result equals brute force; the full 384-d rows
+    read are typically a few hundred of the bank's tens of thousands (the projected bank, 64
+    floats a row, is what is scanned).
     """
 
-    kind = "pruned-exact"
+    kind = "bounded-exact"
 
-    def __init__(self, bank: np.ndarray, centroids: np.ndarray, lists: Sequence[np.ndarray],
-                 first_chunk: int = 8):
-        x = np.ascontiguousarray(bank, dtype=np.float16).astype(np.float32)
-        order = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in lists]) if lists else np.zeros(0, int)
-        if len(order) != len(x) or (len(order) and not np.array_equal(np.sort(order), np.arange(len(x)))):
-            raise ValueError("inverted lists do not partition the bank")
-        sizes = np.array([len(ids) for ids in lists], dtype=np.int64)
-        self.vectors = np.ascontiguousarray(x[order])
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)])
-        self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
-        radii = np.full(len(lists), -np.inf, dtype=np.float32)
-        for c in range(len(lists)):
-            a, b = self.offsets[c], self.offsets[c + 1]
-            if b > a:
-                radii[c] = np.linalg.norm(self.vectors[a:b] - self.centroids[c], axis=1).max()
-        self.radii = radii + 1e-5  # margin for float rounding of the bound
-        self.first_chunk = int(first_chunk)
-        self.lists_scanned = 0
-
-    @classmethod
-    def from_ivf(cls, search: "FaissSearch", bank: np.ndarray) -> "PrunedExactSearch":
-        import faiss
-
-        ivf = faiss.extract_index_ivf(search.index)
-        invlists = ivf.invlists
-        lists = []
-        for c in range(ivf.nlist):
-            n = invlists.list_size(c)
-            ids = faiss.rev_swig_ptr(invlists.get_ids(c), n).copy() if n else np.zeros(0, np.int64)
-            lists.append(ids)
-        centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
-        return cls(bank, centroids, lists)
+    def __init__(self, bank: np.ndarray, dims: int = 64, probe: int = 32, sample: int = 8192,
+                 margin: float = 2e-5):
+        self.bank = np.ascontiguousarray(bank, dtype=np.float16)
+        x = self.bank.astype(np.float32)
+        rows = x[np.linspace(0, len(x) - 1, min(sample, len(x))).astype(int)]
+        _, _, vt = np.linalg.svd(rows.astype(np.float64), full_matrices=False)
+        self.dims = int(min(dims, vt.shape[0]))
+        self.V = np.ascontiguousarray(vt[: self.dims].T, dtype=np.float32)
+        self.V64 = self.V.astype(np.float64)
+        low = x.astype(np.float64) @ self.V64
+        self.low = np.ascontiguousarray(low, dtype=np.float32)
+        res2 = (x.astype(np.float64) ** 2).sum(1) - (low ** 2).sum(1)
+        self.resid = np.sqrt(np.maximum(res2, 0.0)).astype(np.float32)
+        self.probe = int(probe)
+        self.margin = float(margin)
+        self.rows_scored = 0
 
     @property
     def ntotal(self) -> int:
-        return int(len(self.vectors))
+        return int(len(self.bank))
 
-    def _one(self, q: np.ndarray, k: int) -> float:
-        bound = self.centroids @ q + self.radii
-        order = np.argsort(-bound)
-        order = order[np.isfinite(bound[order])]
-        best = np.full(k, -np.inf, dtype=np.float32)
-        i, chunk = 0, self.first_chunk
-        while i < len(order):
-            if bound[order[i]] <= best[0]:
-                break
-            lists = order[i:i + chunk]
-            vec = np.concatenate([self.vectors[self.offsets[c]:self.offsets[c + 1]] for c in lists])
-            sims = vec @ q
-            allv = np.concatenate([best, sims])
-            best = np.sort(np.partition(allv, len(allv) - k)[-k:])
-            self.lists_scanned += len(lists)
-            i += len(lists)
-            chunk = chunk * 3 // 2
-        return float((1.0 - best).mean())
+    def _exact(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        self.rows_scored += len(rows)
+        return self.bank[rows].astype(np.float32) @ q
 
     def patch_scores(self, queries: np.ndarray, k: int) -> np.ndarray:
         k = min(k, self.ntotal)
         q = np.ascontiguousarray(queries, dtype=np.float32)
-        return np.array([self._one(row, k) for row in q], dtype=np.float32)
+        out = np.empty(len(q), dtype=np.float32)
+        n = self.ntotal
+        for s in range(0, len(q), 32):
+            qs = q[s:s + 32]
+            ql = qs.astype(np.float64) @ self.V64
+            qr = np.sqrt(np.maximum((qs.astype(np.float64) ** 2).sum(1) - (ql ** 2).sum(1), 0.0))
+            bounds = self.low @ np.ascontiguousarray(ql.T, dtype=np.float32)
+            bounds += np.outer(self.resid, qr.astype(np.float32))
+            bounds += self.margin  # float rounding of the bound
+            for j in range(len(qs)):
+                b = bounds[:, j]
+                m = min(max(self.probe, k), n)
+                top = np.argpartition(-b, m - 1)[:m] if m < n else np.arange(n)
+                lower = np.partition(self._exact(top, qs[j]), m - k)[m - k]
+                cand = np.flatnonzero(b >= lower)
+                sims = self._exact(cand, qs[j]) if len(cand) >= k else self._exact(top, qs[j])
+                best = np.partition(sims, len(sims) - k)[-k:]
+                out[s + j] = (1.0 - best).mean()
+        return out
 
 
 def default_nlist(n: int) -> int:
-    """Inverted lists for an n-row bank: about 4*sqrt(n), at least 1, at most n/39."""
-    return int(max(1, min(4 * np.sqrt(n), n // 39 if n >= 39 else 1)))
+    """Inverted lists for an n-row bank: about sqrt(n) (fastest of sqrt(n)..4*sqrt(n) measured
+    at 60k rows), at least 1, at most n/39."""
+    return int(max(1, min(np.sqrt(n), n // 39 if n >= 39 else 1)))
 
 
 @dataclass

@@ -19,7 +19,7 @@ from ..errors import ConfigError, DataError
 from .base import MIN_HOLDOUT, DomainStats, ImageLike, image_name, load_input, split_holdout
 from .coreset import CORESET_METHODS, coreset_size, select_coreset
 from .features import NORMALIZATIONS, STRIDE, FeatureExtractor, PatchGrid, working_size
-from .knn import INDEX_KINDS, CertifiedMaxSearch, ExactSearch, FaissSearch, PrunedExactSearch
+from .knn import INDEX_KINDS, CertifiedMaxSearch, ExactSearch, FaissSearch, BoundedExactSearch
 
 AGGREGATES = ("max", "p99")
 
@@ -54,7 +54,7 @@ class PatchCoreGate:
     def __init__(self, backbone: str = "imagenet", seed: int = 0, short_side: int | None = 256,
                  k: int = 5, aggregate: str = "max", coreset: str = "random",
                  coreset_fraction: float = 0.1, index: str = "ivf", nprobe: int = 1,
-                 rerank: int = 8, holdout_fraction: float = 0.2, min_holdout: int = MIN_HOLDOUT,
+                 rerank: int = 4, holdout_fraction: float = 0.2, min_holdout: int = MIN_HOLDOUT,
                  sigma: float = 4.0, engine: str = "onnx", device: str = "cpu",
                  batch_size: int = 8, threads: int | None = None, normalize: str = "image"):
         self.backbone = backbone
@@ -118,8 +118,8 @@ class PatchCoreGate:
         fs = fs.load_bytes(faiss_bytes) if faiss_bytes is not None else fs.build(bank)
         if self.index == "flat":
             return fs
-        if self.index == "ivf" and self.device == "cpu":
-            exact = PrunedExactSearch.from_ivf(fs, bank)
+        if self.device == "cpu":
+            exact = BoundedExactSearch(bank)
         else:
             exact = ExactSearch(bank, device=self.device)
         return CertifiedMaxSearch(fs, exact, rerank=self.rerank)
