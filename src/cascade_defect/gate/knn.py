@@ -5,11 +5,13 @@ rows are L2-normalised, so cosine distance is ``1 - <q, b>`` and search is max i
 The bank is kept as float16; every method computes in float32 on the same float16 values, so
 "exact" below means exact on the stored bank.
 
-Two searchers share one interface, ``patch_scores(queries, k) -> (n,) float32``:
+Searchers share one interface, ``patch_scores(queries, k) -> (n,) float32``:
 
 * `ExactSearch` - brute force (chunked matrix product + top-k) on PyTorch, CPU or GPU.
 * `FaissSearch` - a faiss index: ``flat`` (exact, float16 storage), ``ivf`` (inverted lists with
   float16 storage, `nprobe` lists searched), ``hnsw`` (graph over float16 vectors).
+* `BoundedExactSearch` - exact, for a few queries: a low-dimensional projection bound skips
+  almost all bank rows (used to re-score the patches that decide an image's max).
 
 `CertifiedMaxSearch` makes an approximate searcher exact where the gate needs it: an index
 that looks at a subset of the bank and computes exact distances (ivf, hnsw) can only
