@@ -198,6 +198,9 @@ def _ultralytics_load(data_yaml: Path, monkeypatch) -> tuple[dict, dict[str, lis
     """Parse the dataset with Ultralytics' own checker and label loader, with the network cut."""
     os.environ["YOLO_OFFLINE"] = "1"
     import requests
+    from cascade_defect.specialist.offline import load_ultralytics
+
+    load_ultralytics()  # the offline way: no network, no PIL patch that pip-installs plugins
     import ultralytics.data.utils as du
     from ultralytics.data.dataset import YOLODataset
 

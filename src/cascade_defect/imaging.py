@@ -48,7 +48,8 @@ def _open(source: Path | bytes, name: str, max_pixels: int) -> Image.Image:
         raise DataError(name, "image file not found") from None
     except IsADirectoryError:
         raise DataError(name, "is a directory, not an image") from None
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):
+        # ImportError: a third-party wrapper of Image.open (Ultralytics) tried to load a plugin
         raise DataError(name, "not a readable image (unknown or corrupt format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(name, f"image too large: {exc}") from None

@@ -7,17 +7,14 @@ from typing import List, Optional
 
 import typer
 
-from .common import emit_json, err_console, fail, run_guarded
+from .common import emit_json, err_console, fail, read_format, run_guarded
 
 
 def _read_samples(fmt: str, root: Path, domain: str, split: str, seed: int):
-    from ..data.registry import FORMATS, read_dataset
     from ..data.selection import select_split
 
-    if fmt not in FORMATS:
-        fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    result = run_guarded(read_dataset, fmt, root, domain=domain)
-    return select_split(result.samples, split, seed=seed)
+    result, _ = read_format(fmt, root, domain=domain)
+    return run_guarded(select_split, result.samples, split, seed=seed)
 
 
 def print_summary(summary, describe: dict, skipped: int = 0) -> None:

@@ -48,3 +48,33 @@ def progress(items: Iterable[T], description: str, total: int | None = None) -> 
         for item in items:
             yield item
             bar.advance(task)
+
+
+def print_skipped(errors) -> None:
+    """List items skipped with --skip-invalid on stderr, then their count."""
+    for error in errors:
+        err_console.print(f"[yellow]skipped:[/] {error}", highlight=False, soft_wrap=True)
+    if errors:
+        err_console.print(f"[yellow]{len(errors)} invalid item(s) skipped[/]", highlight=False)
+
+
+def read_format(fmt: str, root, *, domain: str | None = None, class_names: str | None = None,
+                skip_invalid: bool = False, report_skipped: bool = True):
+    """Validate `--format` / `--class-names`, read the dataset with a spinner; returns (ReadResult, names).
+
+    A bad format, class-name spec or data item ends the command with a clear error naming it.
+    """
+    from ..data.registry import FORMATS, read_dataset
+    from ..data.summary import parse_class_names
+
+    if fmt not in FORMATS:
+        fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    names = run_guarded(parse_class_names, class_names) if class_names is not None else None
+    if names is not None and fmt not in ("severstal", "folder"):
+        fail(f"--class-names applies to the severstal and folder formats, not {fmt}")
+    with err_console.status(f"reading {fmt} dataset at {root}", spinner="dots"):
+        result = run_guarded(read_dataset, fmt, root, domain=domain, class_names=names,
+                             skip_invalid=skip_invalid)
+    if report_skipped:
+        print_skipped(result.skipped)
+    return result, names

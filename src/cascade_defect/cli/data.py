@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import emit_json, err_console, fail, run_guarded
+from .common import emit_json, err_console, fail, print_skipped, read_format, run_guarded
 
 app = typer.Typer(help="Datasets: summarise any supported format, export to YOLO, generate synthetic frames.", no_args_is_help=True)
 
@@ -28,17 +28,10 @@ def summary(
     domain: Optional[str] = typer.Option(None, "--domain", help="Domain name (default: the format's)."),
 ) -> None:
     """Count images, defective / defect-free images, images per class and boxes per class."""
-    from ..data.registry import FORMATS, read_dataset
-    from ..data.summary import parse_class_names, summarize, summary_table
+    from ..data.summary import summarize, summary_table
 
-    if fmt not in FORMATS:
-        fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    names = run_guarded(parse_class_names, class_names) if class_names is not None else None
-    if names is not None and fmt not in ("severstal", "folder"):
-        fail(f"--class-names applies to the severstal and folder formats, not {fmt}")
-    with err_console.status(f"reading {fmt} dataset at {root}", spinner="dots"):
-        result = run_guarded(
-            read_dataset, fmt, root, domain=domain, class_names=names, skip_invalid=skip_invalid)
+    result, names = read_format(fmt, root, domain=domain, class_names=class_names, skip_invalid=skip_invalid,
+                                report_skipped=False)
     counts = summarize(result, fmt, class_names=names)
     if json_out:
         emit_json(counts)
@@ -46,21 +39,10 @@ def summary(
         from rich.console import Console
 
         Console().print(summary_table(counts, title=f"{fmt} dataset at {root}"))
-    if result.skipped:
-        for error in result.skipped:
-            err_console.print(f"[yellow]skipped:[/] {error}", highlight=False, soft_wrap=True)
-        err_console.print(
-            f"[yellow]{len(result.skipped)} invalid item(s) skipped[/]", highlight=False)
+    print_skipped(result.skipped)
 
 
 # --- data export-yolo / data synth ------------------------------------------------------------
-
-def _print_skipped(errors) -> None:
-    for error in errors:
-        err_console.print(f"[yellow]skipped:[/] {error}", highlight=False, soft_wrap=True)
-    if errors:
-        err_console.print(f"[yellow]{len(errors)} invalid item(s) skipped[/]", highlight=False)
-
 
 @app.command("export-yolo")
 def export_yolo_cmd(
@@ -91,15 +73,12 @@ def export_yolo_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Write a dataset as an Ultralytics YOLO dataset (images, labels, data.yaml, export.json)."""
-    from ..data.registry import FORMATS, read_dataset
     from ..data.splits import parse_ratios
-    from ..data.summary import known_classes, parse_class_names
+    from ..data.summary import known_classes
     from ..data.synthetic import is_synthetic_root, synthetic_classes
     from ..data.yolo_export import export_yolo
     from .common import progress
 
-    if fmt not in FORMATS:
-        fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if image_format not in ("png", "jpg"):
         fail(f"--image-format must be png or jpg, not {image_format!r}")
     if link not in ("hardlink", "copy", "symlink"):
@@ -112,12 +91,8 @@ def export_yolo_cmd(
         split_ratios = parse_ratios(ratios)
     except ValueError as exc:
         fail(f"--ratios: {exc}")
-    names = run_guarded(parse_class_names, class_names) if class_names is not None else None
-    if names is not None and fmt not in ("severstal", "folder"):
-        fail(f"--class-names applies to the severstal and folder formats, not {fmt}")
-    with err_console.status(f"reading {fmt} dataset at {root}", spinner="dots"):
-        result = run_guarded(
-            read_dataset, fmt, root, domain=domain, class_names=names, skip_invalid=skip_invalid)
+    result, names = read_format(fmt, root, domain=domain, class_names=class_names, skip_invalid=skip_invalid,
+                                report_skipped=False)
     order = known_classes(fmt, names)
     if fmt == "folder" and names is None:
         order = synthetic_classes(root) or []
@@ -150,7 +125,7 @@ def export_yolo_cmd(
     if empty:
         err_console.print(f"[yellow]warning:[/] no images in {' and '.join(empty)}: Ultralytics needs both "
                           "to train; use more data or other --ratios", highlight=False)
-    _print_skipped(all_skipped)
+    print_skipped(all_skipped)
 
 
 @app.command("synth")

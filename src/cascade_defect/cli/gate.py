@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import emit_json, err_console, fail, progress, run_guarded
+from .common import emit_json, err_console, fail, progress, read_format, run_guarded
 
 app = typer.Typer(help="Layer-1 gate: fit on a domain's defect-free images, score images.",
                   no_args_is_help=True)
@@ -16,14 +16,7 @@ GATES = ("patchcore", "autoencoder")
 
 
 def _read(fmt: str, root: Path, domain: str, skip_invalid: bool):
-    from ..data.registry import FORMATS, read_dataset
-
-    if fmt not in FORMATS:
-        fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    result = run_guarded(read_dataset, fmt, root, domain=domain, skip_invalid=skip_invalid)
-    for error in result.skipped:
-        err_console.print(f"[yellow]skipped:[/] {error}", highlight=False, soft_wrap=True)
-    return result.samples
+    return read_format(fmt, root, domain=domain, skip_invalid=skip_invalid)[0].samples
 
 
 def _training_normals(samples, split: Optional[str], seed: int = 0):
