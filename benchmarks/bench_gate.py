@@ -314,6 +314,9 @@ def machine() -> dict:
 
 
 def main() -> None:
+    # idle OpenMP threads sleep instead of spinning: backbone (ONNX Runtime) and search (faiss,
+    # numpy) alternate on the same cores. Must be set before torch/faiss load their OpenMP.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/gate.json")
@@ -333,7 +336,7 @@ def main() -> None:
     if root is None or not (root / "ksdd1").is_dir():
         raise SystemExit("set CASCADE_DATA_ROOT to the real data root holding ksdd1/ (e.g. ../shared/data)")
     repeats = 10 if args.quick else args.repeats
-    result = {"machine": machine(), "threads": args.threads, "backbone": "random ResNet18 weights (seed 0)",
+    result = {"machine": machine(), "threads": args.threads, "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "backbone": "random ResNet18 weights (seed 0)",
               "command": " ".join([Path(sys.executable).name] + sys.argv)}
     print(f"gate benchmark: {result['machine']['cpu']}, {args.threads} threads, RANDOM backbone weights (seed 0)")
     samples = ksdd_samples(root)

@@ -15,6 +15,14 @@ app = typer.Typer(help="Layer-1 gate: fit on a domain's defect-free images, scor
 GATES = ("patchcore", "autoencoder")
 
 
+def _quiet_openmp() -> None:
+    """Idle OpenMP threads sleep rather than spin (the backbone and the search take turns on the
+    same cores; spinning threads of one slow the other). Only effective before torch/faiss load."""
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _read(fmt: str, root: Path, domain: str, skip_invalid: bool):
     return read_format(fmt, root, domain=domain, skip_invalid=skip_invalid)[0].samples
 
@@ -60,6 +68,7 @@ def fit(
     """Fit a gate on a domain's defect-free training images and add it to the bundle."""
     import time
 
+    _quiet_openmp()
     from ..gate import AutoencoderGate, PatchCoreGate, save_gate
 
     if gate not in GATES:
@@ -108,6 +117,7 @@ def score(
     """Score every image: prints {"image", "domain", "score", "z", "label"} per image with --json
     (label: 1 defective, 0 defect-free, null unknown). A bad image gets an "error" entry instead
     and the command exits with status 1 at the end."""
+    _quiet_openmp()
     from ..errors import CascadeError
     from ..gate import GateSet
 

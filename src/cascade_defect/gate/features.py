@@ -200,6 +200,8 @@ class FeatureExtractor:
                 opts.intra_op_num_threads = int(self.threads)
                 opts.inter_op_num_threads = 1
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # no busy-waiting after a run: the search that follows needs the same cores
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._ort = ort.InferenceSession(self.onnx_bytes(), opts, providers=["CPUExecutionProvider"])
         return self._ort
 

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ..cascade.router import GateScore
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from .base import MIN_HOLDOUT, DomainStats, ImageLike, image_name, load_input, split_holdout
 from .coreset import CORESET_METHODS, coreset_size, select_coreset
 from .features import NORMALIZATIONS, STRIDE, FeatureExtractor, PatchGrid, working_size
