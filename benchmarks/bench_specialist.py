@@ -127,8 +127,12 @@ def main() -> None:
                 print(f"{rows[-1]}", file=sys.stderr)
         frames = _severstal_frames()
         if frames:
-            torch_det = Specialist.load(weights, device="cpu", imgsz=320)
-            onnx_det = OnnxSpecialist(torch_det.export_onnx(work / "m320f.onnx", imgsz=320), threads=args.threads)
+            from cascade_defect.specialist import TilePolicy
+
+            tiles = TilePolicy()  # whatever the weights were trained on, frames are tiled here
+            torch_det = Specialist.load(weights, device="cpu", imgsz=320, tile_policy=tiles)
+            onnx_det = OnnxSpecialist(torch_det.export_onnx(work / "m320f.onnx", imgsz=320), threads=args.threads,
+                                      tile_policy=tiles)
             for name, det in (("torch (Ultralytics)", torch_det), ("onnxruntime", onnx_det)):
                 tiles = det.predict(frames[:1])[0].tiles
                 rows.append({"scenario": f"Severstal frame 1600x256 ({tiles} tiles)", "path": name, "imgsz": 320,

@@ -84,8 +84,7 @@ def main() -> None:
         imgsz=args.imgsz or settings.get("imgsz", 640), epochs=args.epochs or settings.get("epochs", 50),
         batch=args.batch or settings.get("batch", 16), device=device, seed=args.seed,
         workers=settings.get("workers", 0) if args.workers is None else args.workers, train_args=train_args,
-        tile_policy=None,  # NEU images are 200x200 squares: never tiled
-    )
+    )  # default TilePolicy: NEU's 200x200 squares are never tiled, wide frames given later are
     work = args.work or args.out.parent / f"{args.out.name}-work"
     t0 = time.time()
     spec.fit_format("neu", neu, out_dir=work, name="train", ratios=ratios, seed=args.split_seed)
