@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from .common import emit_json, err_console, fail, print_skipped, read_format, run_guarded
 
 app = typer.Typer(help="Datasets: summarise any supported format, export to YOLO, generate synthetic frames.", no_args_is_help=True)
+
+
+SkipInvalidOption = Annotated[bool, typer.Option(
+    "--skip-invalid", help="Skip invalid items and list them on stderr at the end.")]
+ClassNamesOption = Annotated[Optional[str], typer.Option(
+    "--class-names", help="Rename classes: Severstal ids (1=pitting,2=inclusion,...) or folder names (folder).")]
+DomainOption = Annotated[Optional[str], typer.Option("--domain", help="Domain name (default: the format's).")]
 
 
 # --- data summary -------------------------------------------------------------------------
@@ -20,12 +27,9 @@ def summary(
         ..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
     root: Path = typer.Option(..., "--root", help="Dataset root folder."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Skip invalid items and list them on stderr at the end."),
-    class_names: Optional[str] = typer.Option(
-        None, "--class-names",
-        help="Rename classes: Severstal ids (1=pitting,2=inclusion,...) or folder names (folder)."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Domain name (default: the format's)."),
+    skip_invalid: SkipInvalidOption = False,
+    class_names: ClassNamesOption = None,
+    domain: DomainOption = None,
 ) -> None:
     """Count images, defective / defect-free images, images per class and boxes per class."""
     from ..data.summary import summarize, summary_table
@@ -55,12 +59,9 @@ def export_yolo_cmd(
     overlap: float = typer.Option(0.25, "--overlap", help="Least overlap between neighbouring tiles, in [0, 1)."),
     ratios: str = typer.Option("0.7,0.15,0.15", "--ratios", help="train,val,test fractions."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Skip invalid items and list them on stderr at the end."),
-    class_names: Optional[str] = typer.Option(
-        None, "--class-names",
-        help="Rename classes: Severstal ids (1=pitting,2=inclusion,...) or folder names (folder)."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Domain name (default: the format's)."),
+    skip_invalid: SkipInvalidOption = False,
+    class_names: ClassNamesOption = None,
+    domain: DomainOption = None,
     min_area: float = typer.Option(16.0, "--min-area", help="Drop tile box pieces under this many px²."),
     min_fraction: float = typer.Option(
         0.25, "--min-fraction", help="Drop tile box pieces keeping less of their box than this."),

@@ -64,6 +64,14 @@ def _load_detector(weights: Path, device: Optional[str], conf: Optional[float], 
     return run_guarded(Specialist.load, weights, **overrides)
 
 
+def _check_source(data, fmt, root) -> None:
+    """Exactly one of --data or --format (with --root)."""
+    if (data is None) == (fmt is None):
+        fail("give either --data DATA_YAML or --format F --root DIR")
+    if fmt is not None and root is None:
+        fail("--format needs --root")
+
+
 @app.command("train")
 def train(
     data: Optional[Path] = typer.Option(None, "--data", help="A YOLO data.yaml to train on."),
@@ -99,10 +107,7 @@ def train(
     """Train a YOLOv8n specialist from a data.yaml or a reader format (offline, no downloads)."""
     from ..specialist.recipes import recipe as get_recipe
 
-    if (data is None) == (fmt is None):
-        fail("give either --data DATA_YAML or --format F --root DIR")
-    if fmt is not None and root is None:
-        fail("--format needs --root")
+    _check_source(data, fmt, root)
     try:
         settings = get_recipe(recipe)
     except ValueError as exc:
@@ -215,10 +220,7 @@ def evaluate(
     """mAP50 / mAP50-95 and per-class AP50 of a specialist on full images (tiling included)."""
     from ..specialist.yolo import evaluate_format, evaluate_yaml
 
-    if (data is None) == (fmt is None):
-        fail("give either --data DATA_YAML or --format F --root DIR")
-    if fmt is not None and root is None:
-        fail("--format needs --root")
+    _check_source(data, fmt, root)
     detector = _load_detector(weights, device, None, threads)
     if data is not None:
         metrics = run_guarded(evaluate_yaml, detector, data, split=split)
