@@ -42,6 +42,24 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def read_versioned_json(path: Path, key: str, expected: int, what: str, label: str,
+                        remedy: str) -> dict[str, Any]:
+    """Read a JSON file written by this package and check its format version.
+
+    `BundleError` naming the file when it is unreadable ("unreadable <what>"), or when
+    `data[key] != expected` ("<label> <found> is not supported ...; <remedy>").
+    """
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: unreadable {what}: {exc}") from None
+    if not isinstance(data, dict) or data.get(key) != expected:
+        found = data.get(key) if isinstance(data, dict) else None
+        raise BundleError(f"{path}: {label} {found!r} is not supported by cascade-defect "
+                          f"{__version__} (expects {expected}); {remedy}")
+    return data
+
+
 def _checksums(folder: Path) -> dict[str, str]:
     return {
         p.relative_to(folder).as_posix(): sha256_file(p)
@@ -65,16 +83,8 @@ class Bundle:
         path = root / MANIFEST
         if not path.is_file():
             raise BundleError(f"{root}: not a model bundle (no {MANIFEST})")
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BundleError(f"{path}: unreadable manifest: {exc}") from None
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise BundleError(
-                f"{root}: bundle format version {version!r} is not supported by cascade-defect "
-                f"{__version__} (expects {FORMAT_VERSION}); rebuild the bundle"
-            )
+        manifest = read_versioned_json(path, "format_version", FORMAT_VERSION, "manifest",
+                                       "bundle format version", "rebuild the bundle")
         bundle = cls(root, manifest)
         if verify:
             bundle.verify()

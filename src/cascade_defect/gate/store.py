@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from ..cascade.bundle import Bundle
+from ..cascade.bundle import Bundle, read_versioned_json
 from ..cascade.router import GateScore
 from ..errors import BundleError, ConfigError
 from .autoencoder import AutoencoderGate
@@ -50,17 +50,8 @@ def _read_index(folder: Path) -> dict:
     path = folder / INDEX_FILE
     if not path.is_file():
         return {"gate_format": GATE_FORMAT, "domains": {}}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path}: unreadable gate index: {exc}") from None
-    fmt = data.get("gate_format")
-    if fmt != GATE_FORMAT:
-        raise BundleError(
-            f"{path}: gate format {fmt!r} is not supported by cascade-defect {__version__} "
-            f"(expects {GATE_FORMAT}); refit with `cascade-defect gate fit`"
-        )
-    return data
+    return read_versioned_json(path, "gate_format", GATE_FORMAT, "gate index", "gate format",
+                               "refit with `cascade-defect gate fit`")
 
 
 def _write_domain(folder: Path, gate) -> None:
