@@ -157,7 +157,7 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
     cascade = build_cascade(bundle_dir, domain, db=db)
     if getattr(cascade.oracle, "backend_name", "") == "review":
         notes.append("no LLM configured: frames Layer 2 is unsure about are queued for human review "
-                     "(see `cascade-defect review list --db DIR/cascade.db`)")
+                     f"(see `cascade-defect review list --db {out / 'cascade.db'}`)")
     log = DecisionLog(db)
     run_id = log.start_run({**cascade.describe(), "demo": True})
     decisions_path = out / "decisions.jsonl"

@@ -175,8 +175,8 @@ def demo(
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     typer.echo(f"bundle: {result.bundle}  (domain '{result.domain}')")
     typer.echo(f"decisions: {result.decisions}")
-    typer.echo(f"reuse: cascade-defect run {result.out}/data/steel --bundle {result.bundle} --domain {result.domain}"
-               if not real else f"reuse: cascade-defect run IMAGES --bundle {result.bundle} --domain {result.domain}")
+    frames = f"'{result.out}/data/steel/*/*.png'" if not real else "IMAGES"  # the glob skips mask folders
+    typer.echo(f"reuse: cascade-defect run {frames} --bundle {result.bundle} --domain {result.domain}")
 
 
 def _evaluation_oracle(choice: str, db, bundle):
