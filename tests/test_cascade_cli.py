@@ -119,3 +119,15 @@ def test_evaluate_writes_report_naming_the_stand_in(built, tmp_path):
     assert set(results["mcnemar"]["overall"]) >= {"oracle_only", "l1_only"} or results["mcnemar"]
     html = (tmp_path / "ev" / "report.html").read_text()
     assert "ground-truth stand-in" in html
+
+
+def test_run_refuses_a_tampered_bundle_at_start_up(built, tmp_path):
+    root, data, bundle, _ = built
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    cal = copy / "calibration" / "calibration.json"
+    cal.write_text(cal.read_text().replace('"l2_bar": 0.85', '"l2_bar": 0.10'))
+    res = runner.invoke(app, ["run", str(data / "good"), "--bundle", str(copy), "--domain", DOMAIN,
+                              "--db", str(tmp_path / "t.db"), "--out", str(tmp_path / "d.jsonl")])
+    assert res.exit_code == 2 and "checksum mismatch" in res.output
+    assert not (tmp_path / "d.jsonl").exists()  # refused before the first frame
