@@ -81,3 +81,14 @@ def test_resume_skips_decided_frames_and_keeps_one_line_each(tmp_path):
     assert sum(gate2.calls) == 1  # only c.png (new and readable) reached Layer 1
     lines = (tmp_path / "o.jsonl").read_text().splitlines()
     assert len(lines) == 4 and len({json.loads(x)["image"] for x in lines}) == 4
+
+
+def test_an_input_listed_twice_is_one_frame_across_batches_even_when_it_errs(tmp_path):
+    d = _inputs(tmp_path)
+    items = resolve_inputs([str(d / "corrupt.png"), str(d / "a.png"), str(d / "corrupt.png"), str(d / "a.png")])
+    log = DecisionLog(_db(tmp_path / "log.db"))
+    run = log.start_run({})
+    decided, skipped = CascadeRunner(Router(POLICY, BrightnessGate(), CornerDetector(), LabelOracle()), log,
+                                     batch_size=1, jsonl_path=tmp_path / "o.jsonl").run(items, "steel", run)
+    assert len(decided) == 2 and skipped == 2
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 2

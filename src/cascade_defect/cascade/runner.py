@@ -92,7 +92,7 @@ class CascadeRunner:
     def run(self, items: Sequence[InputItem], domain: str, run_id: str,
             on_batch: Callable[[int], None] | None = None) -> tuple[list[Decision], int]:
         """Decide every item not yet decided in `run_id`; returns (new decisions, skipped count)."""
-        done = self.log.decided_keys(run_id)
+        seen = self.log.decided_keys(run_id)  # decided before, or handled earlier in this call
         if self.jsonl_path:  # start the file from what the log already holds for this run
             self.log.export_jsonl(run_id, self.jsonl_path)
         decided: list[Decision] = []
@@ -102,9 +102,10 @@ class CascadeRunner:
             for item in batch:
                 data, error = self._read(item)
                 key = _frame_key(item, data)
-                if key in done or key in frame_keys or key in (k for k, _ in errors):
+                if key in seen:
                     skipped += 1  # decided before, or the same input listed twice
                     continue
+                seen.add(key)
                 frame, error = (None, error) if error else self._decode(item, data, domain)
                 if error:
                     errors.append((key, Decision(frame_id=item.image, image=item.image, domain=domain,
@@ -116,7 +117,6 @@ class CascadeRunner:
             keyed = routed + errors
             self.log.record(run_id, keyed)
             self._append_jsonl([d for _, d in keyed])
-            done.update(k for k, d in keyed if d.error is None)
             decided.extend(d for _, d in keyed)
             if on_batch:
                 on_batch(len(batch))
