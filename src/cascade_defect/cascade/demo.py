@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..records import Sample
+from .summary import RunSummary
 
 SYNTH_DOMAIN = "steel-synthetic"
 DEMO_TARGET_RECALL = 0.85
@@ -29,7 +30,7 @@ class DemoResult:
     bundle: Path
     decisions: Path
     domain: str
-    summary: dict[str, Any]
+    summary: RunSummary
     accuracy: dict[str, Any]
     describe: dict[str, Any]
     notes: list[str]
@@ -164,10 +165,10 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
     say(f"running the cascade on {len(test)} held-back frames")
     CascadeRunner(cascade.router, log, jsonl_path=decisions_path).run(items_from_samples(test), domain, run_id)
     decisions = log.decisions(run_id)
-    summary = summarise(decisions).to_dict()
+    summary = summarise(decisions)
     accuracy = _accuracy(decisions, {str(s.image_path): s for s in test})
     (out / "summary.json").write_text(json.dumps(
-        {"domain": domain, "summary": summary, "accuracy_vs_truth": accuracy, "notes": notes,
+        {"domain": domain, "summary": summary.to_dict(), "accuracy_vs_truth": accuracy, "notes": notes,
          "cascade": cascade.describe()}, indent=2, default=float))
     db.close()
     return DemoResult(out, bundle_dir, decisions_path, domain, summary, accuracy, cascade.describe(), notes)

@@ -50,7 +50,6 @@ def summarise(decisions: Sequence[Decision]) -> RunSummary:
     """Counts per deciding layer, escalation rates between layers, oracle use, cost, latency."""
     decided = {"1": 0, "2": 0, "3": 0, "review": 0}
     lat: dict[str, list[float]] = {"gate": [], "specialist": [], "oracle": [], "end_to_end": []}
-    # frames handed to review without a model call have no oracle latency to report
     reached = {"specialist": 0, "oracle": 0}
     errors = calls = hits = 0
     cost = 0.0

@@ -159,12 +159,9 @@ def demo(
                          data_root=root, say=say)
     if json_out:
         emit_json({"domain": result.domain, "bundle": str(result.bundle), "decisions": str(result.decisions),
-                   **result.summary, "accuracy_vs_truth": result.accuracy, "notes": result.notes})
+                   **result.summary.to_dict(), "accuracy_vs_truth": result.accuracy, "notes": result.notes})
         return
-    from ..cascade.summary import RunSummary
-
-    print_summary(RunSummary(**{k: v for k, v in result.summary.items()
-                                if k in RunSummary.__dataclass_fields__}), result.describe)
+    print_summary(result.summary, result.describe)
     a = result.accuracy
     if a["labelled"]:
         err_console.print(f"vs ground truth ({a['labelled']} labelled, {a['to_review']} to review): "
