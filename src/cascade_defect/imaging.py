@@ -100,3 +100,19 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise DataError(str(path), "image file not found") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(str(path), f"not a readable image: {exc}") from None
+
+
+def grey_if_equal(image: np.ndarray) -> np.ndarray:
+    """HxW when the three channels are identical (Severstal, KolektorSDD, NEU), else unchanged."""
+    if image.ndim == 3 and all(np.array_equal(image[..., 0], image[..., k]) for k in (1, 2)):
+        return np.ascontiguousarray(image[..., 0])
+    return image
+
+
+def save_image(arr: np.ndarray, path: Path, image_format: str = "png") -> None:
+    """Write an HxW or HxWx3 uint8 array as PNG (fast compression) or JPEG (quality 95, no subsampling)."""
+    img = Image.fromarray(arr)
+    if image_format == "png":
+        img.save(path, format="PNG", compress_level=1)  # 3-6x faster than 6, files ~15% larger
+    else:
+        img.save(path, format="JPEG", quality=95, subsampling=0)

@@ -9,7 +9,7 @@ import typer
 
 from .common import emit_json, err_console, fail, print_skipped, read_format, run_guarded
 
-app = typer.Typer(help="Datasets: summarise any supported format, export to YOLO, generate synthetic frames.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: summarise any supported format, export to YOLO, cut tiles, generate synthetic frames.", no_args_is_help=True)
 
 
 SkipInvalidOption = Annotated[bool, typer.Option(
@@ -57,7 +57,7 @@ def export_yolo_cmd(
     tile: Optional[int] = typer.Option(
         None, "--tile", help="Cut frames into square tiles of this side (0: the frame's short side)."),
     overlap: float = typer.Option(0.25, "--overlap", help="Least overlap between neighbouring tiles, in [0, 1)."),
-    ratios: str = typer.Option("0.7,0.15,0.15", "--ratios", help="train,val,test fractions."),
+    ratios: str = typer.Option("0.6,0.2,0.2", "--ratios", help="train,val,test fractions."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
     skip_invalid: SkipInvalidOption = False,
     class_names: ClassNamesOption = None,
@@ -126,6 +126,54 @@ def export_yolo_cmd(
     if empty:
         err_console.print(f"[yellow]warning:[/] no images in {' and '.join(empty)}: Ultralytics needs both "
                           "to train; use more data or other --ratios", highlight=False)
+    print_skipped(all_skipped)
+
+
+@app.command("tile")
+def tile_cmd(
+    fmt: str = typer.Option(
+        ..., "--format", "-f", help="Dataset format with masks: severstal, ksdd2, ksdd1 or folder."),
+    root: Path = typer.Option(..., "--root", help="Dataset root folder."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the tiles to (folder format, with groups.csv)."),
+    tile: int = typer.Option(0, "--tile", help="Square tile side in pixels (0: the frame's short side)."),
+    overlap: float = typer.Option(0.0, "--overlap", help="Least overlap between neighbouring tiles, in [0, 1)."),
+    min_area: int = typer.Option(
+        16, "--min-area", help="Defect pixels a tile needs to be defective (fewer, but some: left out as ambiguous)."),
+    skip_invalid: SkipInvalidOption = False,
+    class_names: ClassNamesOption = None,
+    domain: DomainOption = None,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Cut masked frames into tiles labelled by their mask pixels, as a `folder` dataset (good/ + classes)."""
+    from ..data.tile_export import export_tiles
+    from .common import progress
+
+    if not 0.0 <= overlap < 1.0:
+        fail(f"--overlap must be in [0, 1), got {overlap}")
+    if tile < 0:
+        fail(f"--tile must be positive (or 0 for the frame's short side), got {tile}")
+    if min_area < 1:
+        fail(f"--min-area must be at least 1, got {min_area}")
+    result, _ = read_format(fmt, root, domain=domain, class_names=class_names, skip_invalid=skip_invalid,
+                            report_skipped=False)
+    source = {"format": fmt, "root": str(root.resolve()), "domain": domain}
+    res = run_guarded(
+        export_tiles, result.samples, out, tile=tile or None, overlap=overlap, min_area=min_area,
+        skip_invalid=skip_invalid, overwrite=overwrite, source=source, prior_skipped=result.skipped,
+        progress=progress,
+    )
+    all_skipped = [*result.skipped, *res.skipped]
+    if json_out:
+        emit_json({**res.to_dict(), "skipped": [str(e) for e in all_skipped]})
+    else:
+        typer.echo(f"wrote {res.out}: {res.frames} frames -> "
+                   + ", ".join(f"{n} {label}" for label, n in res.counts.items()) + " tiles")
+        if res.ambiguous:
+            typer.echo(f"  left out {len(res.ambiguous)} ambiguous tiles (1 to {min_area - 1} defect pixels; "
+                       "listed in tiles.json)")
+        if res.excluded:
+            typer.echo(f"  excluded {len(res.excluded)} unlabelled images")
     print_skipped(all_skipped)
 
 

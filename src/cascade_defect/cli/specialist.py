@@ -92,7 +92,7 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, 0, cuda:0 (default: GPU if present)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Data-loader workers."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
-    ratios: str = typer.Option("0.7,0.15,0.15", "--ratios", help="train,val,test fractions (with --format)."),
+    ratios: str = typer.Option("0.6,0.2,0.2", "--ratios", help="train,val,test fractions (with --format)."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the split (with --format)."),
     class_names: Optional[str] = typer.Option(
         None, "--class-names", help="Severstal ids to names, e.g. 1=pitting,2=inclusion,3=scratch,4=patch."),
@@ -210,7 +210,7 @@ def evaluate(
     split: str = typer.Option(
         "test", "--split",
         help="With --format: the export's split (train/val/test) or 'all'. With --data: a split of the yaml."),
-    ratios: str = typer.Option("0.7,0.15,0.15", "--ratios", help="Split fractions used at training time."),
+    ratios: str = typer.Option("0.6,0.2,0.2", "--ratios", help="Split fractions used at training time."),
     split_seed: int = typer.Option(0, "--split-seed", help="Split seed used at training time."),
     class_names: Optional[str] = typer.Option(None, "--class-names", help="Severstal ids to names."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or a GPU index (torch path)."),

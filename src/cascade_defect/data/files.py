@@ -6,13 +6,17 @@ missing, unreadable or truncated image without decoding its pixels.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import struct
 from pathlib import Path
+from typing import Sequence
 
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from ..records import Sample
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 """File extensions (lower case) the readers treat as images."""
@@ -101,3 +105,26 @@ def rel(path: Path, root: Path) -> str:
         return Path(os.path.relpath(path, root)).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+def _safe_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
+    return name or "image"
+
+
+def unique_file_names(samples: Sequence[Sample]) -> list[str]:
+    """A file-system-safe, unique, order-independent base name per sample."""
+    bases = [_safe_name(s.id) for s in samples]
+    seen: dict[str, int] = {}
+    for b in bases:
+        seen[b] = seen.get(b, 0) + 1
+    names = []
+    for s, b in zip(samples, bases):
+        if seen[b] > 1:
+            digest = hashlib.sha1(f"{s.id}\x00{s.image_path.as_posix()}".encode()).hexdigest()[:10]
+            b = f"{b}_{digest}"
+        names.append(b)
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})[0]
+        raise DataError(dup, "two samples share the same image path and id; export needs distinct images")
+    return names

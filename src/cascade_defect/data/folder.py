@@ -10,13 +10,17 @@ Images are the image files directly inside each folder (not in deeper sub-folder
 than `masks/`). An image is defective when it is not in `good/`. When a class folder has a
 `masks/` folder, every image of that class must have a non-empty mask there (a missing or
 all-zero mask is an error, never a silently wrong one); boxes then come from the masks, and
-`good/` images get an empty mask. `domain` defaults to the
+`good/` images get an empty mask. An optional `groups.csv` (columns `image,group`; `image`
+relative to the root, e.g. `good/a.png`) names the physical item of each image, so that splits
+keep images of one item together (tiles of one frame, shots of one part); unlisted images are
+their own group. `domain` defaults to the
 root folder's name. `class_names` renames folders: `{"1": "pitting"}` makes folder `1/`
 class "pitting".
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 from pathlib import Path
 from typing import Mapping
@@ -32,6 +36,30 @@ from .registry import ReadResult
 
 GOOD = "good"
 MASKS = "masks"
+GROUPS_FILE = "groups.csv"
+
+
+def _read_groups(root: Path, problems: Problems) -> dict[str, str]:
+    """`groups.csv` as {image path relative to root: group}; {} when the file is absent."""
+    path = root / GROUPS_FILE
+    if not path.is_file():
+        return {}
+    groups: dict[str, str] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not {"image", "group"} <= set(reader.fieldnames or ()):
+            raise DataError(str(path), f"needs a header with columns image and group, got {reader.fieldnames}")
+        for row_no, row in enumerate(reader, start=2):
+            image, group = (row.get("image") or "").strip(), (row.get("group") or "").strip()
+            if not image or not group:
+                problems.report(DataError(str(path), "empty image or group", row=row_no))
+            elif image in groups:
+                problems.report(DataError(str(path), f"{image} is listed twice", row=row_no))
+            elif not (root / image).is_file():
+                problems.report(DataError(str(path), f"lists {image}, which is not in the folder", row=row_no))
+            else:
+                groups[image] = group
+    return groups
 
 
 def _load_class_mask(cls: str, mask_path: Path) -> dict[str, np.ndarray]:
@@ -57,6 +85,7 @@ def read_folder(
     if any(not v for v in rename.values()):
         raise ConfigError(f"empty class name in {dict(class_names or {})}")
     problems = Problems(skip_invalid)
+    groups = _read_groups(root, problems)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not any(list_images(f) for f in folders):
         raise DataError(str(root), "no image folders (expected good/ and one folder per defect class)")
@@ -111,6 +140,7 @@ def read_folder(
                 defective=not good,
                 classes=() if good else (cls,),
                 boxes=boxes,
+                group=groups.get(f"{folder.name}/{image_path.name}"),
                 sample_id=f"{folder.name}/{image_path.stem}",
                 mask_loader=loader,
                 meta=meta,

@@ -11,9 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..records import Sample
-from .splits import assign_splits
-
-DEFAULT_RATIOS = (0.6, 0.2, 0.2)
+from .splits import DEFAULT_RATIOS, assign_splits
 SPLIT_CHOICES = ("train", "val", "test", "all")
 
 

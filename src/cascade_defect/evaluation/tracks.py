@@ -242,13 +242,15 @@ class TrackSamples:
 def read_track(spec: TrackSpec, *, skip_invalid: bool = False) -> TrackSamples:
     """Read a track's dataset, keep its split and apply its limit.
 
-    ``split``: when the dataset carries its own split (KolektorSDD2) that is used; otherwise
-    the project's group-aware splitter (`data.splits.assign_splits`, seed = the track's seed,
-    default ratios unless ``split_ratios``) decides, the same split training uses by default.
+    ``split``: `data.selection.select_split`, the one protocol `gate fit` (train) and
+    `calibrate` (val) use, so a test track never holds a frame the gate was fitted or τ was
+    chosen on: the dataset's own split when it has one (KolektorSDD2), else the group-aware
+    split with the default ratios (or the track's ``split_ratios``) and the track's seed.
     ``limit``: a seeded random subset (the track's seed), kept in reader order.
     """
     from ..data.registry import read_dataset
-    from ..data.splits import DEFAULT_RATIOS, assign_splits, normalise_split
+    from ..data.selection import select_split
+    from ..data.splits import DEFAULT_RATIOS, parse_ratios
 
     where = f"track '{spec.name}'" + (f" ({spec.origin})" if spec.origin else "")
     try:
@@ -259,15 +261,11 @@ def read_track(spec: TrackSpec, *, skip_invalid: bool = False) -> TrackSamples:
     samples = list(result.samples)
     notes: list[str] = []
     if spec.split is not None:
-        own = [normalise_split(s.split) for s in samples]
-        if any(o is not None for o in own):
-            samples = [s for s, o in zip(samples, own) if o == spec.split]
-            notes.append(f"split '{spec.split}': the dataset's own split")
-        else:
-            plan = assign_splits(samples, spec.split_ratios or DEFAULT_RATIOS, seed=spec.seed)
-            samples = [s for s, sp in zip(samples, plan.splits) if sp == spec.split]
-            notes.append(f"split '{spec.split}': group-aware split, ratios {tuple(round(r, 4) for r in plan.ratios)}, "
-                         f"seed {spec.seed}")
+        ratios = parse_ratios(spec.split_ratios or DEFAULT_RATIOS)
+        samples = select_split(samples, spec.split, ratios=ratios, seed=spec.seed)
+        own = any(s.split is not None for s in result.samples)
+        notes.append(f"split '{spec.split}': " + ("the dataset's own split" if own else
+                     f"group-aware split, ratios {tuple(round(r, 4) for r in ratios)}, seed {spec.seed}"))
     if spec.limit is not None and len(samples) > spec.limit:
         keep = np.sort(np.random.default_rng(spec.seed).choice(len(samples), spec.limit, replace=False))
         notes.append(f"limit {spec.limit}: seeded random subset (seed {spec.seed}) of {len(samples)} frames")

@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 import yaml
 
+from ..data.splits import DEFAULT_RATIOS
 from ..errors import DataError
 from ..imaging import DEFAULT_MAX_PIXELS
 from ..records import Box, Sample
@@ -215,7 +216,7 @@ def read_format(fmt: str, root: str | Path, *, class_names: Mapping[int, str] | 
     return list(result.samples), list(result.skipped)
 
 
-def held_out_samples(samples: Sequence[Sample], split: str, *, ratios: str | Sequence[float] = (0.7, 0.15, 0.15),
+def held_out_samples(samples: Sequence[Sample], split: str, *, ratios: str | Sequence[float] = DEFAULT_RATIOS,
                      seed: int = 0) -> list[Sample]:
     """The samples the YOLO export puts in `split` with the same ratios and seed."""
     from ..data.splits import assign_splits
@@ -241,7 +242,7 @@ def wide_fraction(samples: Sequence[Sample], aspect: float) -> float:
 
 def export_format(fmt: str, root: str | Path, out: str | Path, *, aspect: float = 2.0,
                   overlap: float | None = None, tile: int | None = None,
-                  ratios: str | Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0,
+                  ratios: str | Sequence[float] = DEFAULT_RATIOS, seed: int = 0,
                   class_names: Mapping[int, str] | None = None, skip_invalid: bool = False,
                   overwrite: bool = True):
     """Export a reader format to a YOLO dataset under `out`; returns the `ExportResult`.

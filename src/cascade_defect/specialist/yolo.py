@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..data.splits import DEFAULT_RATIOS
 from ..errors import ConfigError, DataError, WeightsUnavailableError
 from ..imaging import DEFAULT_MAX_PIXELS
 from ..records import Sample
@@ -164,7 +165,7 @@ class Specialist(DetectorBase):
         return self
 
     def fit_format(self, fmt: str, root: str | Path, *, out_dir: str | Path = "runs/specialist",
-                   name: str = "train", ratios: Sequence[float] | str = (0.7, 0.15, 0.15), seed: int = 0,
+                   name: str = "train", ratios: Sequence[float] | str = DEFAULT_RATIOS, seed: int = 0,
                    class_names: Mapping[int, str] | None = None, skip_invalid: bool = False) -> "Specialist":
         """Train from a reader format (`severstal`, `neu`, `ksdd2`, `folder`, ...) under `root`.
 
@@ -292,7 +293,7 @@ class Specialist(DetectorBase):
         return [r.boxes.data.cpu().numpy()[:, :6].astype(np.float32) for r in results]
 
     def evaluate_format(self, fmt: str, root: str | Path, *, split: str | None = "test",
-                        ratios: Sequence[float] | str = (0.7, 0.15, 0.15), seed: int = 0,
+                        ratios: Sequence[float] | str = DEFAULT_RATIOS, seed: int = 0,
                         class_names: Mapping[int, str] | None = None) -> dict:
         """`evaluate` on a reader format; `split` picks the export's held-out part (None: all)."""
         return evaluate_format(self, fmt, root, split=split, ratios=ratios, seed=seed, class_names=class_names)
@@ -306,7 +307,7 @@ class Specialist(DetectorBase):
 
 
 def evaluate_format(detector: DetectorBase, fmt: str, root: str | Path, *, split: str | None = "test",
-                    ratios: Sequence[float] | str = (0.7, 0.15, 0.15), seed: int = 0,
+                    ratios: Sequence[float] | str = DEFAULT_RATIOS, seed: int = 0,
                     class_names: Mapping[int, str] | None = None) -> dict:
     """mAP of any detector on a reader format's `split` (the YOLO export's split; None: every image)."""
     from .datasets import held_out_samples, read_format, usable_samples
