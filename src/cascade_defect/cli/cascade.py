@@ -209,6 +209,7 @@ def evaluate(
     """Evaluate the cascade and its baselines on tracks; write an HTML/Markdown/JSON report."""
     from ..cascade.assemble import load_policy, load_specialist, open_bundle
     from ..evaluation.evaluate import evaluate as run_evaluation
+    from ..evaluation.leakage import detector_overlap, training_source
     from ..evaluation.tracks import build_eval_set, load_tracks
     from ..gate.store import GateSet
     from ..store.db import Database
@@ -220,6 +221,11 @@ def evaluate(
     policy = run_guarded(load_policy, b, domains)
     gate = run_guarded(GateSet.load, b, domains)
     specialist = run_guarded(load_specialist, b, specialist_engine)
+    overlaps = [] if specialist is None else run_guarded(
+        detector_overlap, specs, eval_set.samples, eval_set.tracks, training_source(b))
+    for o in overlaps:
+        if o.seen != 0:
+            err_console.print(f"[yellow]warning:[/] {o.note}", highlight=False)
     out.mkdir(parents=True, exist_ok=True)
     database = run_guarded(Database, db or out / "cascade.db")
     the_oracle = _evaluation_oracle(oracle, database, b)
@@ -229,7 +235,9 @@ def evaluate(
         ev = run_guarded(run_evaluation, frames, policy, gate, specialist, the_oracle,
                          tracks=eval_set.tracks, track_info={s.name: s.as_dict() for s in specs},
                          n_resamples=resamples, seed=seed,
-                         extra={"bundle": str(b.root), "eval_set": eval_set.as_dict()})
+                         extra={"bundle": str(b.root), "eval_set": eval_set.as_dict(),
+                                "detector_overlap": [o.as_dict() for o in overlaps]})
+    ev.results["notes"].extend(o.note for o in overlaps)
     paths = ev.write(out, include_images=images)
     cascade_overall = ev.results["metrics"]["overall"]["cascade"]
     emit_json({"out": str(out), **{k: str(v) for k, v in paths.items()},
