@@ -3,11 +3,13 @@
 `Sample` is what a reader yields (ground truth, lazily loaded masks). `Frame` is what the
 cascade consumes (an image plus its id and domain). `LayerResult` is what one layer reports
 for one frame, and `Decision` is the one final record the router writes per frame.
+`MeteredUsage` holds the tokens and dollars an oracle call metered, for every record that
+carries them (`LayerResult`, the router's `OracleVerdict`, the oracle's answer and call log).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
@@ -108,11 +110,37 @@ class Frame:
     truth: Sample | None = None
 
 
+@dataclass(kw_only=True)
+class MeteredUsage:
+    """Tokens an oracle call metered and what they cost (all zero when no model was called).
+
+    A base for the records that carry them: keyword-only, so it adds no positional argument,
+    and its fields are ordinary attributes (and `asdict` keys, columns, JSON keys) of each;
+    being a base, they come first in `fields()` order.
+    """
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+def metered_usage(source: Any, **override: Any) -> dict[str, Any]:
+    """The `MeteredUsage` fields of `source` as keyword arguments for another record.
+
+    `source` is anything with some of these attributes (a record, an oracle verdict, a pricing
+    `Usage`); a missing or None one counts as zero. `override` (e.g. ``cost_usd=``) wins.
+    """
+    out = {f.name: type(f.default)(getattr(source, f.name, None) or f.default) for f in fields(MeteredUsage)}
+    out.update(override)
+    return out
+
+
 LayerName = Literal["gate", "specialist", "oracle", "review"]
 
 
 @dataclass
-class LayerResult:
+class LayerResult(MeteredUsage):
     """What one layer reported for one frame: its scores, timings and cost.
 
     A layer only scores; the policy turns these numbers into routing.
@@ -126,13 +154,17 @@ class LayerResult:
     defect_class: str | None = None
     confidence: float | None = None
     reasoning: str | None = None
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
     cache_hit: bool | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_verdict(cls, verdict: Any, extra: dict[str, Any] | None = None) -> "LayerResult":
+        """Layer 3's report from an oracle verdict (the router's `OracleVerdict` or anything with
+        its attributes): layer "review" when it handed the frame over, else "oracle"."""
+        return cls("review" if verdict.to_review else "oracle", verdict.latency_ms,
+                   defect_class=verdict.defect_class, confidence=verdict.confidence, reasoning=verdict.reasoning,
+                   cache_hit=verdict.cached, error=verdict.error, extra=dict(extra or {}), **metered_usage(verdict))
 
 
 DecidingLayer = Literal[1, 2, 3, "review"]

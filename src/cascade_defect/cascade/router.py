@@ -16,7 +16,7 @@ from typing import Callable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
-from ..records import NO_DEFECT, Decision, Detection, Frame, LayerResult
+from ..records import NO_DEFECT, Decision, Detection, Frame, LayerResult, MeteredUsage
 from .policy import Policy
 
 T = TypeVar("T")
@@ -31,19 +31,16 @@ class GateScore:
     anomaly_map: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
-class OracleVerdict:
-    """Layer-3 output for one frame: a label, or a hand-over to human review."""
+@dataclass
+class OracleVerdict(MeteredUsage):
+    """Layer-3 output for one frame: a label, or a hand-over to human review (tokens and cost
+    keyword-only, from `MeteredUsage`)."""
 
     defect_class: str | None
     confidence: float | None = None
     reasoning: str | None = None
     to_review: bool = False
     cached: bool = False
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
     latency_ms: float = 0.0
     error: str | None = None
     attempts: int = 1
@@ -183,12 +180,7 @@ class Router:
             extra = {"attempts": getattr(verdict, "attempts", 1)}
             if getattr(verdict, "review_reason", None):
                 extra["review_reason"] = verdict.review_reason
-            traces[i].append(LayerResult(
-                "review" if verdict.to_review else "oracle", verdict.latency_ms,
-                defect_class=verdict.defect_class, confidence=verdict.confidence,
-                reasoning=verdict.reasoning, prompt_tokens=verdict.prompt_tokens,
-                cached_tokens=verdict.cached_tokens, completion_tokens=verdict.completion_tokens,
-                cost_usd=verdict.cost_usd, cache_hit=verdict.cached, error=verdict.error, extra=extra))
+            traces[i].append(LayerResult.from_verdict(verdict, extra))
             if verdict.to_review or verdict.defect_class is None:
                 finish(i, None, "review")
             else:

@@ -49,7 +49,7 @@ import numpy as np
 from ..cascade.policy import DomainThresholds, Policy
 from ..cascade.router import GateScore, Router, _call_isolated
 from ..errors import ConfigError, DataError
-from ..records import NO_DEFECT, Box, Decision, Detection, Frame
+from ..records import NO_DEFECT, Box, Decision, Detection, Frame, MeteredUsage, metered_usage
 from .curves import pareto_front, roc_curve, tau_grid
 from .stats import BINARY_METRICS, batched, bootstrap, bootstrap_ci, confusion, match_rate, mcnemar
 from .standins import cache_disabled, describe_oracle, oracle_has_cache
@@ -78,17 +78,13 @@ ReviewAs = Literal["defective", "normal"]
 
 
 @dataclass
-class OracleOutcome:
+class OracleOutcome(MeteredUsage):
     """One oracle answer as the router reads it: `label` None means review."""
 
     label: str | None
     confidence: float | None = None
     reasoning: str | None = None
     cached: bool = False
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
     latency_ms: float = 0.0
     error: str | None = None
 
@@ -99,8 +95,7 @@ class OracleOutcome:
         to_review = bool(getattr(v, "to_review", False))
         label = None if to_review or v.defect_class is None else v.defect_class
         return cls(label, v.confidence, v.reasoning, bool(getattr(v, "cached", False)),
-                   int(v.prompt_tokens or 0), int(v.cached_tokens or 0), int(v.completion_tokens or 0),
-                   float(v.cost_usd or 0.0), float(v.latency_ms or 0.0), v.error)
+                   float(v.latency_ms or 0.0), v.error, **metered_usage(v))
 
     @property
     def called(self) -> bool:

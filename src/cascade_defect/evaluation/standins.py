@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError, DataError
-from ..records import NO_DEFECT, Frame
+from ..records import NO_DEFECT, Frame, metered_usage
 from ..cascade.router import OracleVerdict
 
 GENERIC_DEFECT = "defect"
@@ -194,27 +194,25 @@ class ReplayOracle:
         recorded); a key with only ``error``/``review`` rows replays a review hand-over.
         """
         from ..store.db import Database
+        from ..store.oracle_calls import OracleCallLog
 
         if not isinstance(db, Database) and not Path(db).is_file():
             raise DataError(str(db), "replay database not found")
         database = db if isinstance(db, Database) else Database(Path(db))
-        rows = database.query("SELECT * FROM oracle_calls ORDER BY id")
         rank = {"answer": 2, "cache_hit": 1, "error": 0, "review": 0}
         best: dict[str, tuple[int, OracleVerdict]] = {}
-        for r in rows:
-            outcome = r["outcome"]
-            if outcome in ("answer", "cache_hit") and r["defect_class"]:
-                v = OracleVerdict(r["defect_class"], r["confidence"], r["reasoning"], cached=outcome == "cache_hit",
-                                  prompt_tokens=int(r["prompt_tokens"] or 0), cached_tokens=int(r["cached_tokens"] or 0),
-                                  completion_tokens=int(r["completion_tokens"] or 0),
-                                  cost_usd=float(r["cost_usd"] or 0.0), latency_ms=float(r["latency_ms"] or 0.0))
-                score = rank[outcome]
+        for c in OracleCallLog(database).history():
+            usage = metered_usage(c)
+            ms = float(c.latency_ms or 0.0)
+            if c.outcome in ("answer", "cache_hit") and c.defect_class:
+                v = OracleVerdict(c.defect_class, c.confidence, c.reasoning, cached=c.outcome == "cache_hit",
+                                  latency_ms=ms, **usage)
+                score = rank[c.outcome]
             else:
-                v = OracleVerdict(None, to_review=True, latency_ms=float(r["latency_ms"] or 0.0),
-                                  cost_usd=float(r["cost_usd"] or 0.0),
-                                  error=f"recorded {outcome}: {r['error'] or 'no answer'}")
+                v = OracleVerdict(None, to_review=True, latency_ms=ms, cost_usd=usage["cost_usd"],
+                                  error=f"recorded {c.outcome}: {c.error or 'no answer'}")
                 score = 0
-            for key in {r["frame_id"], r["image_ref"]}:
+            for key in {c.frame_id, c.image_ref}:
                 if key and (key not in best or score >= best[key][0]):
                     best[key] = (score, v)
         src = getattr(database, "path", db)

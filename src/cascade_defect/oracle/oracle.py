@@ -22,14 +22,14 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..records import Frame, LayerResult
+from ..records import Frame, LayerResult, MeteredUsage, metered_usage
 from ..store.db import Database, default_db_path
 from ..store.labels import LabelStore
 from ..store.oracle_calls import OracleCall, OracleCallLog
@@ -37,7 +37,7 @@ from ..store.review import ReviewQueue
 from .cache import DEFAULT_CHUNKS, DEFAULT_RADIUS, DEFAULT_VERIFY_MAX, PerceptualCache
 from .clients import BackendConfig, ChatBackend, OracleAnswerError, make_backend
 from .dhash import region_box, signature, to_hex
-from .pricing import PriceTable, SpendingGuard, Usage
+from .pricing import PriceTable, SpendingGuard
 from .prompt import PromptBuilder, load_exemplars
 from .resilience import CircuitBreaker, PermanentError, RetriesExhausted, RetryPolicy, call_with_retries
 from .schema import prediction_model
@@ -63,7 +63,7 @@ class OracleRequest:
 
 
 @dataclass
-class OracleAnswer:
+class OracleAnswer(MeteredUsage):
     """The oracle's outcome for one frame: an answer ("answer" / "cache_hit") or a review hand-over.
 
     Carries the attributes of the router's `OracleVerdict` (`defect_class`, `to_review`, `cached`,
@@ -78,10 +78,6 @@ class OracleAnswer:
     confidence: float | None = None
     reasoning: str | None = None
     cached: bool = False
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
     latency_ms: float = 0.0
     attempts: int = 0
     call_id: int | None = None
@@ -98,13 +94,9 @@ class OracleAnswer:
         return self.outcome == "review"
 
     def to_layer_result(self) -> LayerResult:
-        return LayerResult(
-            "review" if self.to_review else "oracle", self.latency_ms, defect_class=self.defect_class,
-            confidence=self.confidence, reasoning=self.reasoning, prompt_tokens=self.prompt_tokens,
-            cached_tokens=self.cached_tokens, completion_tokens=self.completion_tokens, cost_usd=self.cost_usd,
-            cache_hit=self.cached, error=self.error,
-            extra={"call_id": self.call_id, "review_id": self.review_id, "review_reason": self.review_reason,
-                   "model": self.model, "prompt_version": self.prompt_version, "attempts": self.attempts})
+        return LayerResult.from_verdict(self, {
+            "call_id": self.call_id, "review_id": self.review_id, "review_reason": self.review_reason,
+            "model": self.model, "prompt_version": self.prompt_version, "attempts": self.attempts})
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's object: an answer, or `error` and/or the review hand-over."""
@@ -227,11 +219,11 @@ class Oracle:
                             outcome=outcome, latency_ms=(time.perf_counter() - t0) * 1000, backend=self.backend_name,
                             model=self.model, **kw)
 
-    def _to_review(self, r: OracleRequest, t0: float, reason: str, detail: str | None, *, call: OracleCall,
-                   usage: Usage = Usage(), cost: float = 0.0, attempts: int = 0) -> OracleAnswer:
-        ans = self._answer(r, "review", t0, review_reason=reason, error=detail, prompt_tokens=usage.prompt_tokens,
-                           cached_tokens=usage.cached_tokens, completion_tokens=usage.completion_tokens,
-                           cost_usd=cost, attempts=attempts, prompt_version=call.prompt_version, dhash=call.dhash)
+    def _to_review(self, r: OracleRequest, t0: float, reason: str, detail: str | None, *,
+                   call: OracleCall) -> OracleAnswer:
+        """Log `call` (its usage and attempts are the answer's) and hand the frame to review."""
+        ans = self._answer(r, "review", t0, review_reason=reason, error=detail, attempts=call.attempts,
+                           prompt_version=call.prompt_version, dhash=call.dhash, **metered_usage(call))
         call.latency_ms = ans.latency_ms
         with self.db.transaction():
             ans.call_id = self.calls.record(call)
@@ -301,34 +293,31 @@ class Oracle:
         except OracleAnswerError as exc:
             self.breaker.record_success()  # the server is up; the answer is the problem
             cost = self.prices.cost(self.backend.config.price_model, exc.usage)
-            call.outcome, call.error, call.raw_text = "error", str(exc), exc.raw_text
-            call.response_model, call.attempts = exc.response_model, tries[0]
-            _fill_usage(call, exc.usage, cost)
+            call = replace(call, outcome="error", error=str(exc), raw_text=exc.raw_text,
+                           response_model=exc.response_model, attempts=tries[0],
+                           **metered_usage(exc.usage, cost_usd=cost))
             log.error("oracle: %s %s; raw text: %r", ref, exc, exc.raw_text)
-            return self._to_review(r, t0, exc.kind, str(exc), call=call, usage=exc.usage, cost=cost,
-                                   attempts=tries[0])
+            return self._to_review(r, t0, exc.kind, str(exc), call=call)
         except RetriesExhausted as exc:
             self.breaker.record_failure()
             call.outcome, call.error, call.raw_text, call.attempts = "error", str(exc), exc.last.raw_text, exc.attempts
             log.error("oracle: %s unavailable: %s; raw text: %r", ref, exc, exc.last.raw_text)
-            return self._to_review(r, t0, "oracle_unavailable", str(exc), call=call, attempts=exc.attempts)
+            return self._to_review(r, t0, "oracle_unavailable", str(exc), call=call)
         except PermanentError as exc:
             self.breaker.record_failure()
             call.outcome, call.error, call.raw_text, call.attempts = "error", str(exc), exc.raw_text, tries[0]
             log.error("oracle: %s call failed: %s; raw text: %r", ref, exc, exc.raw_text)
-            return self._to_review(r, t0, "oracle_error", str(exc), call=call, attempts=tries[0])
+            return self._to_review(r, t0, "oracle_error", str(exc), call=call)
 
         self.breaker.record_success()
         p = result.prediction
         cost = self.prices.cost(self.backend.config.price_model, result.usage)
+        spent = metered_usage(result.usage, cost_usd=cost)
         ans = self._answer(r, "answer", t0, defect_class=p.defect_class, confidence=p.confidence, reasoning=p.reasoning,
-                           prompt_tokens=result.usage.prompt_tokens, cached_tokens=result.usage.cached_tokens,
-                           completion_tokens=result.usage.completion_tokens, cost_usd=cost, attempts=attempts,
-                           prompt_version=version, dhash=call.dhash)
-        call.outcome, call.latency_ms, call.attempts = "answer", ans.latency_ms, attempts
-        call.defect_class, call.confidence, call.reasoning = p.defect_class, p.confidence, p.reasoning
-        call.raw_text, call.response_model = result.raw_text, result.response_model
-        _fill_usage(call, result.usage, cost)
+                           attempts=attempts, prompt_version=version, dhash=call.dhash, **spent)
+        call = replace(call, outcome="answer", latency_ms=ans.latency_ms, attempts=attempts,
+                       defect_class=p.defect_class, confidence=p.confidence, reasoning=p.reasoning,
+                       raw_text=result.raw_text, response_model=result.response_model, **spent)
         with self.db.transaction():
             ans.call_id = self.calls.record(call)
             self.labels.add(frame_id=r.frame_id, image_ref=ref, domain=r.domain, label=p.defect_class,
@@ -339,8 +328,3 @@ class Oracle:
         log.info("oracle: %s -> %s (%.2f) %d+%d tokens $%.6f in %.0f ms", ref, p.defect_class, p.confidence,
                  result.usage.prompt_tokens, result.usage.completion_tokens, cost, ans.latency_ms)
         return ans
-
-
-def _fill_usage(call: OracleCall, usage: Usage, cost: float) -> None:
-    call.prompt_tokens, call.cached_tokens = usage.prompt_tokens, usage.cached_tokens
-    call.completion_tokens, call.cost_usd = usage.completion_tokens, cost

@@ -11,14 +11,15 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
+from ..records import MeteredUsage
 from .db import Database, insert
 
 Outcome = Literal["answer", "cache_hit", "error", "review"]
 
 
 @dataclass
-class OracleCall:
-    """One logged oracle call (`id` is set once stored)."""
+class OracleCall(MeteredUsage):
+    """One logged oracle call (`id` is set once stored); tokens and cost are keyword-only."""
 
     frame_id: str
     image_ref: str
@@ -33,10 +34,6 @@ class OracleCall:
     defect_class: str | None = None
     confidence: float | None = None
     reasoning: str | None = None
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
     latency_ms: float = 0.0
     attempts: int = 0
     error: str | None = None
@@ -68,6 +65,10 @@ class OracleCallLog:
     def get(self, call_id: int) -> OracleCall | None:
         rows = self.db.query("SELECT * FROM oracle_calls WHERE id = ?", (call_id,))
         return _row(rows[0]) if rows else None
+
+    def history(self) -> list[OracleCall]:
+        """Every logged call, oldest first."""
+        return [_row(r) for r in self.db.query("SELECT * FROM oracle_calls ORDER BY id")]
 
     def recent(self, limit: int = 100, frame_id: str | None = None) -> list[OracleCall]:
         """Newest first."""
