@@ -43,13 +43,16 @@ def _placeholder_weights(work: Path) -> Path:
     """A 6-class YOLOv8n checkpoint (1 epoch on synthetic images): right shape, untuned weights."""
     import yaml
 
-    from cascade_defect.specialist.synthetic import write_synthetic_yolo
+    from cascade_defect.data.synthetic import SyntheticGenerator, write_synthetic
+    from cascade_defect.specialist.datasets import export_format
     from cascade_defect.specialist.yolo import Specialist
 
-    data = write_synthetic_yolo(work / "data", n_train=4, n_val=2, width=64, height=64)
+    write_synthetic(work / "synth", 12, generator=SyntheticGenerator(size=(64, 64), defect_rate=1.0, contrast=3.0))
+    data = export_format("folder", work / "synth", work / "data").data_yaml
     doc = yaml.safe_load(data.read_text())
     doc["names"] = {i: n for i, n in enumerate(
         ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"])}
+    doc["nc"] = len(doc["names"])
     data.write_text(yaml.safe_dump(doc))
     spec = Specialist(imgsz=64, epochs=1, batch=2, device="cpu", workers=0, train_args={"val": False})
     spec.fit(data, out_dir=work / "runs")
@@ -66,10 +69,10 @@ def _images(n: int) -> tuple[list[np.ndarray], str]:
         files = sorted(neu.glob("*.jpg"))
         step = max(len(files) // n, 1)
         return [load_image(f) for f in files[::step][:n]], f"NEU-DET ({neu})"
-    from cascade_defect.specialist.synthetic import synthetic_image
+    from cascade_defect.data.synthetic import SyntheticGenerator
 
-    rng = np.random.default_rng(0)
-    return [synthetic_image(rng, 200, 200, 2)[0] for _ in range(n)], "synthetic 200x200"
+    frames = SyntheticGenerator(size=(200, 200), contrast=3.0).generate(n)
+    return [np.repeat(f.image[..., None], 3, axis=2) for f in frames], "synthetic 200x200"
 
 
 def _severstal_frames() -> list[np.ndarray]:

@@ -14,8 +14,8 @@ from cascade_defect.specialist.datasets import (
     check_yolo_dataset, held_out_samples, label_file, load_data_yaml, read_format, yolo_samples,
 )
 from cascade_defect.specialist.recipes import RECIPES, recipe
-from cascade_defect.specialist.synthetic import write_synthetic_yolo
 from cascade_defect.specialist.yolo import Specialist
+from specialist_synthetic import write_synthetic_yolo
 
 
 @pytest.fixture()

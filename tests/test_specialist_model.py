@@ -21,8 +21,8 @@ from cascade_defect.imaging import load_image  # noqa: E402
 from cascade_defect.records import Frame  # noqa: E402
 from cascade_defect.specialist import OnnxSpecialist, Specialist, TilePolicy  # noqa: E402
 from cascade_defect.specialist.boxes import box_iou  # noqa: E402
-from cascade_defect.specialist.synthetic import write_synthetic_yolo  # noqa: E402
 from cascade_defect.specialist.yolo import evaluate_yaml  # noqa: E402
+from specialist_synthetic import write_synthetic_yolo  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

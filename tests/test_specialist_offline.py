@@ -16,6 +16,8 @@ import textwrap
 
 import pytest
 
+from specialist_synthetic import write_synthetic_yolo
+
 SCRIPT = textwrap.dedent(
     """
     import json, sys, socket
@@ -25,6 +27,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, {src!r})
     from cascade_defect.specialist.offline import network_attempts_blocked  # noqa: E402  (stdlib only)
     out = Path({out!r})
+    data = Path({data!r})  # written by the test (the generator is a test helper, not the product)
     report = {{}}
     with network_attempts_blocked() as attempts:
         try:
@@ -39,10 +42,8 @@ SCRIPT = textwrap.dedent(
         from cascade_defect.errors import WeightsUnavailableError
         from cascade_defect.specialist import OnnxSpecialist, Specialist
         from cascade_defect.specialist.offline import load_ultralytics
-        from cascade_defect.specialist.synthetic import write_synthetic_yolo
         from cascade_defect.specialist.yolo import evaluate_yaml
 
-        data = write_synthetic_yolo(out / "data", n_train=4, n_val=2, width=64, height=64)
         spec = Specialist(imgsz=32, epochs=1, batch=2, device="cpu", workers=0,
                           train_args={{"plots": True, "val": True}})      # plots draw text: fonts
         spec.fit(data, out_dir=out / "runs")
@@ -77,7 +78,8 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_full_life_cycle_makes_no_network_attempt(tmp_path):
     src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
-    script = SCRIPT.format(src=os.path.abspath(src), out=str(tmp_path))
+    data = write_synthetic_yolo(tmp_path / "data", n_train=4, n_val=2, width=64, height=64)
+    script = SCRIPT.format(src=os.path.abspath(src), out=str(tmp_path), data=str(data))
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
     env["YOLO_CONFIG_DIR"] = str(tmp_path / "ultralytics-config")  # no cached Arial.ttf, no settings
     env["ULTRALYTICS_API_KEY"] = "ul_" + "0" * 40  # a platform key would trigger uploads if not disabled

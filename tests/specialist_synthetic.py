@@ -1,7 +1,9 @@
-"""A tiny synthetic YOLO dataset (grey texture with dark spots and bright scratches).
+"""Test helper: a tiny, deliberately easy synthetic YOLO dataset (grey texture, dark spots, scratches).
 
-For tests, smoke runs and examples where real data cannot be shipped: every image and box is
-generated from a seed, so the dataset is identical on every machine. Not a benchmark.
+The specialist tests train a YOLOv8n for seconds on it, so its defects are obvious on purpose;
+the product's synthetic data (realistic textures, exact masks, markers) is
+`cascade_defect.data.synthetic`. Every image and box comes from a seed, so the dataset is
+identical on every machine. Not a benchmark.
 """
 
 from __future__ import annotations
