@@ -282,6 +282,30 @@ def test_one_frame_track_all_one_class_and_undefined_roc():
     json.dumps(r, allow_nan=False)
 
 
+def test_layer1_auc_per_track_separates_sources_pooled_in_one_domain(tmp_path):
+    # track "cam1": defects brighter than normals (AUC 1); track "cam2": all darker, defects darker still.
+    cam1 = [(120, True), (125, True), (90, False), (95, False)]
+    cam2 = [(50, True), (60, False), (65, False)]
+    frames = [frame(f"a{i}", m, defective=d) for i, (m, d) in enumerate(cam1)]
+    frames += [frame(f"b{i}", m, defective=d) for i, (m, d) in enumerate(cam2)]
+    tracks = ["cam1"] * len(cam1) + ["cam2"] * len(cam2)
+    ev = evaluate(frames, policy(), BrightnessGate(), None, GroundTruthOracle(), tracks=tracks,
+                  track_info={"cam1": {"kind": "A"}, "cam2": {"kind": "B"}}, **FAST)
+
+    def mann_whitney(pairs):  # P(defective scores higher than normal), ties count half
+        pos = [m for m, d in pairs if d]
+        neg = [m for m, d in pairs if not d]
+        return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+
+    by_track = ev.results["auc_by_track"]
+    assert by_track["cam1"]["auc"] == pytest.approx(mann_whitney(cam1)) == 1.0
+    assert by_track["cam2"]["auc"] == pytest.approx(mann_whitney(cam2)) == 0.0
+    assert ev.results["roc"]["steel"]["auc"] == pytest.approx(mann_whitney(cam1 + cam2))
+    assert by_track["cam2"] == {"domain": "steel", "score": "z", "n": 3, "n_defective": 1, "auc": 0.0, "reason": None}
+    md = (ev.write(tmp_path, include_images=False)["markdown"]).read_text()
+    assert "| cam2 | steel | 3 | 1 | 0.000 |" in md
+
+
 def test_class_accuracy_with_aliases_and_multi_class_truth():
     f1 = frame("c1", 130, defective=True, classes=("pitting", "inclusion"), red=250, green=1)  # detector: scratch
     f2 = frame("c2", 130, defective=True, classes=("scratch",), red=250, green=1)

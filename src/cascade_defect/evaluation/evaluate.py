@@ -648,29 +648,42 @@ def pareto_sweep(records: Sequence[FrameRecord], policy: Policy, *, has_speciali
 # -- ROC -------------------------------------------------------------------------------------
 
 
+def _roc_entry(recs: Sequence[FrameRecord], policy: Policy, domain: str) -> dict[str, Any]:
+    """Layer-1 ROC of `recs` (one domain) with the calibrated operating point on it."""
+    mode = _mode(policy, domain)
+    s = np.array([_stat(r, mode) for r in recs])
+    y = np.array([r.defective for r in recs], bool)
+    ok = np.isfinite(s)
+    roc = roc_curve(y[ok], s[ok]) if ok.any() else None
+    entry = {"score": "z" if mode == "tau" else "score", "n": int(ok.sum()), "n_excluded_non_finite": int((~ok).sum()),
+             "n_defective": int(y[ok].sum())}
+    if roc is None:
+        entry.update({"fpr": [], "tpr": [], "thresholds": [], "auc": None, "reason": "no finite Layer-1 score"})
+        return entry
+    entry.update(roc.as_dict())
+    th = policy.thresholds(domain)
+    thr = th.tau if mode == "tau" else th.mse_threshold
+    if roc.defined:
+        flag = s[ok] > thr
+        entry["operating_point"] = {"threshold": thr, "fpr": float(np.mean(flag[~y[ok]])),
+                                    "tpr": float(np.mean(flag[y[ok]]))}
+    return entry
+
+
 def _roc(records: Sequence[FrameRecord], policy: Policy) -> dict[str, Any]:
+    """Layer-1 ROC per domain (all tracks of the domain pooled)."""
+    return {d: _roc_entry([r for r in records if r.domain == d], policy, d)
+            for d in sorted({r.domain for r in records})}
+
+
+def _auc_by_track(records: Sequence[FrameRecord], policy: Policy) -> dict[str, Any]:
+    """Layer-1 AUC per track and domain: a pooled domain ROC can mix sources (e.g. two cameras)."""
     out = {}
-    for d in sorted({r.domain for r in records}):
-        recs = [r for r in records if r.domain == d]
-        mode = _mode(policy, d)
-        s = np.array([_stat(r, mode) for r in recs])
-        y = np.array([r.defective for r in recs], bool)
-        ok = np.isfinite(s)
-        roc = roc_curve(y[ok], s[ok]) if ok.any() else None
-        entry = {"score": "z" if mode == "tau" else "score", "n": int(ok.sum()), "n_excluded_non_finite": int((~ok).sum()),
-                 "n_defective": int(y[ok].sum())}
-        if roc is None:
-            entry.update({"fpr": [], "tpr": [], "thresholds": [], "auc": None, "reason": "no finite Layer-1 score"})
-        else:
-            entry.update(roc.as_dict())
-            # the calibrated operating point on the curve
-            th = policy.thresholds(d)
-            thr = th.tau if mode == "tau" else th.mse_threshold
-            if roc.defined:
-                flag = s[ok] > thr
-                entry["operating_point"] = {"threshold": thr, "fpr": float(np.mean(flag[~y[ok]])),
-                                            "tpr": float(np.mean(flag[y[ok]]))}
-        out[d] = entry
+    for t in dict.fromkeys(r.track for r in records):
+        for d in sorted({r.domain for r in records if r.track == t}):
+            e = _roc_entry([r for r in records if r.track == t and r.domain == d], policy, d)
+            out[t if len({r.domain for r in records if r.track == t}) == 1 else f"{t}/{d}"] = {
+                "domain": d, **{k: e.get(k) for k in ("score", "n", "n_defective", "auc", "reason")}}
     return out
 
 
@@ -984,6 +997,7 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
         "confusion_class": class_conf,
         "latency_ms": {"per_layer": latency_layers},
         "roc": _roc(records, policy),
+        "auc_by_track": _auc_by_track(records, policy),
         "pareto": pareto_sweep(records, policy, has_specialist=has_spec, review_as=review_as,
                                max_thresholds=max_thresholds, bars=bars),
         "examples": {p: [_example(records[j], decisions[j], y[j], review_as) for j in idx]

@@ -736,6 +736,11 @@ def render_html(ev: Evaluation | Mapping[str, Any], *, include_images: bool = Tr
     for d, roc in res["roc"].items():
         add(_roc_chart(d, roc))
     add("</div>")
+    if res.get("auc_by_track"):
+        add('<table><tr><th>track</th><th>domain</th><th>frames</th><th>defective</th><th>Layer-1 AUC</th></tr>'
+            + "".join(f'<tr><td>{_e(t)}</td><td>{_e(r["domain"])}</td><td>{r["n"]}</td><td>{r["n_defective"]}</td>'
+                      f'<td>{_e(fmt(r["auc"]) if r["auc"] is not None else (r.get("reason") or "undefined"))}</td></tr>'
+                      for t, r in res["auc_by_track"].items()) + "</table>")
     # confusion
     add('<h2 id="confusion">Confusion matrices</h2>' + _otag(o))
     add('<div class="grid">')
@@ -857,6 +862,11 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         ["domain", "score", "frames", "defective", "AUC", "note"],
         [[d, r["score"], r["n"], r["n_defective"], fmt(r["auc"]), r.get("reason") or ""]
          for d, r in results["roc"].items()]), ""]
+    if results.get("auc_by_track"):
+        out += ["Per track (a domain's pooled ROC can mix sources):", "", _md_table(
+            ["track", "domain", "frames", "defective", "AUC", "note"],
+            [[t, r["domain"], r["n"], r["n_defective"], fmt(r["auc"]), r.get("reason") or ""]
+             for t, r in results["auc_by_track"].items()]), ""]
     out += ["## Examples per routing path", "", f"*{o['banner']}*", ""]
     for path in PATHS:
         exs = results["examples"].get(path, [])
