@@ -18,7 +18,7 @@ from scipy.stats import binomtest
 from cascade_defect.cascade.policy import Policy
 from cascade_defect.cascade.router import GateScore
 from cascade_defect.evaluation.evaluate import evaluate
-from cascade_defect.evaluation.report import fmt_ci, fmt_p, render_html, render_markdown, write_report
+from cascade_defect.evaluation.report import fmt, fmt_ci, fmt_p, render_html, render_markdown, write_report
 from cascade_defect.evaluation.standins import GroundTruthOracle
 from layers_for_tests import BrightnessGate, CornerDetector
 from test_evaluate import frame
@@ -166,6 +166,9 @@ def test_rendered_page_shows_key_numbers_and_banner(report, tmp_path):
     assert text.count(BANNER) >= 6  # banner, section tags, footer
     for section in ("ROC of the Layer-1 gate", "Pareto curves", "Confusion matrices", "Example frames"):
         assert section in text
+    for track, roc in res["auc_by_track"].items():  # the per-track Layer-1 AUC beside the pooled ROC
+        assert v[f"auc_track.{track}"] == (fmt(roc["auc"]) if roc["auc"] is not None else roc["reason"])
+    assert v["auc_track.steel-a"] == "1.000"  # its defectives (brightness 130) all outscore its normals (125)
 
 
 @needs_chromium

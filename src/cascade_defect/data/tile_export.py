@@ -25,7 +25,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -38,9 +38,7 @@ from .folder import GOOD, GROUPS_FILE, MASKS
 from .outdir import atomic_output_dir, check_writable_target
 from .splits import group_key
 from .tiling import DEFAULT_MIN_AREA, crop, tile_windows
-
-T = TypeVar("T")
-ProgressFn = Callable[[Iterable[T], str, int | None], Iterator[T]]
+from .yolo_export import ProgressFn
 
 DEFAULT_TILE_OVERLAP = 0.0
 """Tiles as nearly disjoint as full coverage allows (1600 px -> 7 tiles of 256 with ~12% shared)."""

@@ -739,7 +739,8 @@ def render_html(ev: Evaluation | Mapping[str, Any], *, include_images: bool = Tr
     if res.get("auc_by_track"):
         add('<table><tr><th>track</th><th>domain</th><th>frames</th><th>defective</th><th>Layer-1 AUC</th></tr>'
             + "".join(f'<tr><td>{_e(t)}</td><td>{_e(r["domain"])}</td><td>{r["n"]}</td><td>{r["n_defective"]}</td>'
-                      f'<td>{_e(fmt(r["auc"]) if r["auc"] is not None else (r.get("reason") or "undefined"))}</td></tr>'
+                      f'<td data-key="auc_track.{_e(t)}">'
+                      f'{_e(fmt(r["auc"]) if r["auc"] is not None else (r.get("reason") or "undefined"))}</td></tr>'
                       for t, r in res["auc_by_track"].items()) + "</table>")
     # confusion
     add('<h2 id="confusion">Confusion matrices</h2>' + _otag(o))
