@@ -42,7 +42,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -744,32 +744,38 @@ def _record(frames: Sequence[Frame], tracks: Sequence[str], gate: Any, specialis
     for i, f in enumerate(frames):
         by_domain.setdefault(f.domain, []).append(i)
     for domain, idx in by_domain.items():
-        for start in range(0, len(idx), batch_size):
-            chunk = idx[start:start + batch_size]
-            t0 = time.perf_counter()
-            res = _call_isolated(lambda ids: gate.score_batch([frames[j].image for j in ids], domain), chunk)
-            ms = (time.perf_counter() - t0) * 1000 / len(chunk)
-            for i, r in zip(chunk, res):
-                recs[i].gate_ms = ms
-                if isinstance(r, Exception):
-                    recs[i].gate_error = f"layer 1: {r}"
-                else:
-                    recs[i].gate_score, recs[i].gate_z = r.score, r.z
-                    recs[i].anomaly_map = _small_map(getattr(r, "anomaly_map", None), map_side)
+        def score(ids: list[int], d: str = domain) -> Sequence[Any]:
+            return gate.score_batch([frames[j].image for j in ids], d)
+
+        for i, r, ms in _timed_batches(score, idx, batch_size):
+            recs[i].gate_ms = ms
+            if isinstance(r, Exception):
+                recs[i].gate_error = f"layer 1: {r}"
+            else:
+                recs[i].gate_score, recs[i].gate_z = r.score, r.z
+                recs[i].anomaly_map = _small_map(getattr(r, "anomaly_map", None), map_side)
     if specialist is not None:
         ok = [i for i, r in enumerate(recs) if not r.excluded]
-        for start in range(0, len(ok), batch_size):
-            chunk = ok[start:start + batch_size]
-            t0 = time.perf_counter()
-            res = _call_isolated(lambda ids: specialist.detect_batch([frames[j].image for j in ids]), chunk)
-            ms = (time.perf_counter() - t0) * 1000 / len(chunk)
-            for i, r in zip(chunk, res):
-                recs[i].specialist_ms = ms
-                if isinstance(r, Exception):
-                    recs[i].specialist_error = f"layer 2: {r}"
-                else:
-                    recs[i].detections = tuple(r)
+        def detect(ids: list[int]) -> Sequence[Any]:
+            return specialist.detect_batch([frames[j].image for j in ids])
+
+        for i, r, ms in _timed_batches(detect, ok, batch_size):
+            recs[i].specialist_ms = ms
+            if isinstance(r, Exception):
+                recs[i].specialist_error = f"layer 2: {r}"
+            else:
+                recs[i].detections = tuple(r)
     return recs
+
+
+def _timed_batches(call: Callable[[list[int]], Sequence[Any]], ids: Sequence[int], batch_size: int):
+    """(index, result or the exception it raised, ms per frame of its batch) for `ids` in batches."""
+    for start in range(0, len(ids), batch_size):
+        chunk = list(ids[start:start + batch_size])
+        t0 = time.perf_counter()
+        res = _call_isolated(call, chunk)
+        ms = (time.perf_counter() - t0) * 1000 / len(chunk)
+        yield from ((i, r, ms) for i, r in zip(chunk, res))
 
 
 def _ask(oracle: Any, frames: Sequence[Frame], hints: Sequence[tuple | None], batch_size: int) -> list[OracleOutcome]:
