@@ -36,7 +36,6 @@ from ..records import Sample
 from .files import unique_file_names
 from .folder import GOOD, GROUPS_FILE, MASKS
 from .outdir import atomic_output_dir, check_writable_target
-from .splits import group_key
 from .tiling import DEFAULT_MIN_AREA, crop, tile_windows
 from .yolo_export import ProgressFn
 
@@ -68,10 +67,6 @@ def _frame_masks(s: Sample, width: int, height: int) -> dict[str, np.ndarray]:
             raise DataError(str(s.image_path), f"mask of class {cls!r} is {m.shape[1]}x{m.shape[0]}, "
                                                f"image is {width}x{height}")
     return masks
-
-
-def _group_name(s: Sample) -> str:
-    return group_key(s).split(":", 1)[1]
 
 
 def _tile_one(s: Sample, base: str, tmp: Path, tile: int | None, overlap: float,
@@ -163,7 +158,7 @@ def export_tiles(
             ambiguous += amb
             for rel_path, label in written:
                 counts[label] = counts.get(label, 0) + 1
-                rows.append((rel_path, _group_name(s), str(s.image_path)))
+                rows.append((rel_path, s.group if s.group is not None else s.id, str(s.image_path)))
         with open(tmp / GROUPS_FILE, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["image", "group", "source"])
