@@ -75,13 +75,14 @@ def _tile_one(s: Sample, base: str, tmp: Path, tile: int | None, overlap: float,
     image = grey_if_equal(load_image(s.image_path))
     height, width = image.shape[:2]
     masks = _frame_masks(s, width, height)
+    frame_union = np.zeros((height, width), dtype=bool)
+    for m in masks.values():
+        frame_union |= m
     written, ambiguous = [], []
     for w in tile_windows(width, height, tile, overlap):
         name = f"{base}__x{w.x1:04d}_y{w.y1:04d}"
         pixels = {cls: int(crop(m, w).sum()) for cls, m in masks.items()}
-        union = np.zeros((w.height, w.width), dtype=bool)
-        for m in masks.values():
-            union |= crop(m, w)
+        union = crop(frame_union, w)
         n_defect = int(union.sum())
         if n_defect == 0:
             label = GOOD
