@@ -76,3 +76,20 @@ def test_no_defect_free_images(tmp_path):
                               "--domain", "mine", "--out", str(tmp_path / "b"), "--backbone", "random"])
     assert res.exit_code == 2 and "no defect-free training images" in res.output
     assert not (tmp_path / "b").exists()
+
+
+def test_max_normals_fits_on_a_seeded_subset(root, tmp_path):
+    args = ["gate", "fit", "--format", "ksdd1", "--root", str(root), "--domain", "ksdd1", "--backbone", "random",
+            "--short-side", "64", "--max-normals", "12"]
+    a = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    b = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    sa, sb = lines(a.stdout)[-1], lines(b.stdout)[-1]
+    full = runner.invoke(app, [*args[:-2], "--out", str(tmp_path / "full")])
+    available = lines(full.stdout)[-1]["normals"]
+    assert available > 12 and lines(full.stdout)[-1]["normals_available"] == available
+    assert sa["normals"] == 12 and sa["normals_available"] == available and sa["stats"]["n"] == 10
+    assert sa["fit_images"] == 2 and sa["stats"] == sb["stats"]  # 12 - 10 held out; the same subset again
+    bad = runner.invoke(app, [*args[:-1], "10", "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "--max-normals must exceed --min-holdout (10)" in bad.output
+    assert not (tmp_path / "c").exists()

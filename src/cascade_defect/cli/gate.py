@@ -42,6 +42,16 @@ def _training_normals(samples, split: Optional[str], seed: int = 0):
     return chosen, wanted, unlabelled
 
 
+def _capped(normals: list, max_normals: Optional[int], seed: int) -> list:
+    """A seeded random subset of `max_normals` normals (input order kept); all when None or fewer."""
+    if max_normals is None or len(normals) <= max_normals:
+        return normals
+    import numpy as np
+
+    keep = np.sort(np.random.default_rng(seed).choice(len(normals), max_normals, replace=False))
+    return [normals[i] for i in keep]
+
+
 @app.command("fit")
 def fit(
     fmt: str = typer.Option(..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
@@ -63,6 +73,8 @@ def fit(
     normalize: str = typer.Option("image", "--normalize", help="Input normalisation: image (own mean/std) or imagenet."),
     epochs: int = typer.Option(20, "--epochs", help="Autoencoder training epochs."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to fit on: train (default; the dataset's own or the group-aware split), val, test or all."),
+    max_normals: Optional[int] = typer.Option(
+        None, "--max-normals", help="Fit on a seeded random subset of at most this many normals (large datasets)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid items (listed on stderr)."),
 ) -> None:
     """Fit a gate on a domain's defect-free training images and add it to the bundle."""
@@ -73,12 +85,17 @@ def fit(
 
     if gate not in GATES:
         fail(f"unknown --gate {gate!r}; choose one of {', '.join(GATES)}")
+    if max_normals is not None and max_normals <= min_holdout:
+        fail(f"--max-normals must exceed --min-holdout ({min_holdout}): the gate holds out normals for its "
+             f"statistics, got {max_normals}")
     samples = _read(fmt, root, domain, skip_invalid)
     normals, used_split, unlabelled = _training_normals(samples, split, seed)
     if not normals:
         where = f" in split '{used_split}'" if used_split else ""
         extra = f" ({unlabelled} images have no ground truth)" if unlabelled else ""
         fail(f"{root}: no defect-free training images{where} to fit the gate on{extra}")
+    available = len(normals)
+    normals = _capped(normals, max_normals, seed)
     side = short_side or None
     if gate == "patchcore":
         if backbone == "random":
@@ -97,7 +114,7 @@ def fit(
     seconds = time.perf_counter() - t0
     run_guarded(save_gate, out, domain, model)
     emit_json({"bundle": str(out), "domain": domain, "gate": gate, "normals": len(normals),
-               "split": used_split, "seconds": round(seconds, 2), **model.summary()})
+               "normals_available": available, "split": used_split, "seconds": round(seconds, 2), **model.summary()})
 
 
 @app.command("score")
