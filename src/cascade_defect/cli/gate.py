@@ -42,16 +42,6 @@ def _training_normals(samples, split: Optional[str], seed: int = 0):
     return chosen, wanted, unlabelled
 
 
-def _capped(normals: list, max_normals: Optional[int], seed: int) -> list:
-    """A seeded random subset of `max_normals` normals (input order kept); all when None or fewer."""
-    if max_normals is None or len(normals) <= max_normals:
-        return normals
-    import numpy as np
-
-    keep = np.sort(np.random.default_rng(seed).choice(len(normals), max_normals, replace=False))
-    return [normals[i] for i in keep]
-
-
 @app.command("fit")
 def fit(
     fmt: str = typer.Option(..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
@@ -81,6 +71,7 @@ def fit(
     import time
 
     _quiet_openmp()
+    from ..data.selection import seeded_subset
     from ..gate import AutoencoderGate, PatchCoreGate, save_gate
 
     if gate not in GATES:
@@ -95,7 +86,7 @@ def fit(
         extra = f" ({unlabelled} images have no ground truth)" if unlabelled else ""
         fail(f"{root}: no defect-free training images{where} to fit the gate on{extra}")
     available = len(normals)
-    normals = _capped(normals, max_normals, seed)
+    normals = seeded_subset(normals, max_normals, seed)
     side = short_side or None
     if gate == "patchcore":
         if backbone == "random":

@@ -8,10 +8,14 @@ from train by group); otherwise the deterministic group-aware split of `data.spl
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, TypeVar
+
+import numpy as np
 
 from ..records import Sample
 from .splits import DEFAULT_RATIOS, assign_splits
+
+T = TypeVar("T")
 SPLIT_CHOICES = ("train", "val", "test", "all")
 
 
@@ -23,3 +27,11 @@ def select_split(samples: Sequence[Sample], split: str, *, ratios=DEFAULT_RATIOS
         return list(samples)
     plan = assign_splits(samples, ratios, seed)
     return [s for s, name in zip(samples, plan.splits) if name == split]
+
+
+def seeded_subset(items: Sequence[T], n: int | None, seed: int) -> list[T]:
+    """A seeded random subset of `n` items, in input order; all of them when `n` is None or not smaller."""
+    if n is None or len(items) <= n:
+        return list(items)
+    keep = np.sort(np.random.default_rng(seed).choice(len(items), n, replace=False))
+    return [items[i] for i in keep]

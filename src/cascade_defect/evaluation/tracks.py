@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..records import Frame, Sample
@@ -249,7 +248,7 @@ def read_track(spec: TrackSpec, *, skip_invalid: bool = False) -> TrackSamples:
     ``limit``: a seeded random subset (the track's seed), kept in reader order.
     """
     from ..data.registry import read_dataset
-    from ..data.selection import select_split
+    from ..data.selection import seeded_subset, select_split
     from ..data.splits import DEFAULT_RATIOS, parse_ratios
 
     where = f"track '{spec.name}'" + (f" ({spec.origin})" if spec.origin else "")
@@ -267,9 +266,8 @@ def read_track(spec: TrackSpec, *, skip_invalid: bool = False) -> TrackSamples:
         notes.append(f"split '{spec.split}': " + ("the dataset's own split" if own else
                      f"group-aware split, ratios {tuple(round(r, 4) for r in ratios)}, seed {spec.seed}"))
     if spec.limit is not None and len(samples) > spec.limit:
-        keep = np.sort(np.random.default_rng(spec.seed).choice(len(samples), spec.limit, replace=False))
         notes.append(f"limit {spec.limit}: seeded random subset (seed {spec.seed}) of {len(samples)} frames")
-        samples = [samples[i] for i in keep]
+        samples = seeded_subset(samples, spec.limit, spec.seed)
     if not samples:
         raise DataError(str(spec.root), f"{where}: no frame left" +
                         (f" in split '{spec.split}'" if spec.split else ""))
