@@ -64,8 +64,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from cascade_defect.cascade.assemble import build_cascade
-    from cascade_defect.cascade.bundle import Bundle
-    from cascade_defect.cascade.demo import SYNTH_DETECTOR
+    from cascade_defect.bundles.bundle import Bundle
+    from cascade_defect.demo import SYNTH_DETECTOR
     from cascade_defect.cascade.policy import Policy
     from cascade_defect.data.synthetic import SyntheticGenerator
     from cascade_defect.gate import PatchCoreGate, save_gate

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cascade_defect.cascade.bundle import Bundle
+from cascade_defect.bundles.bundle import Bundle
 from cascade_defect.errors import BundleError
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cascade_defect.cascade.bundle import Bundle
-from cascade_defect.cascade.bundle_uri import (
+from cascade_defect.bundles.bundle import Bundle
+from cascade_defect.bundles.uri import (
     bundle_sources_from_env,
     publish_bundle,
     resolve_bundle,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from cascade_defect.cascade.bundle import Bundle
+from cascade_defect.bundles.bundle import Bundle
 from cascade_defect.data.synthetic import SyntheticGenerator
 from cascade_defect.errors import BundleError, ConfigError
 from cascade_defect.gate import AutoencoderGate, GateSet, PatchCoreGate, save_gate

@@ -52,7 +52,7 @@ def test_unmatched_training_record_is_not_verified_and_other_formats_are_ignored
 
 
 def test_training_source_reads_the_bundle_specialist_record(tmp_path):
-    from cascade_defect.cascade.bundle import Bundle
+    from cascade_defect.bundles.bundle import Bundle
     from cascade_defect.specialist.model_card import packaged_model
     from cascade_defect.specialist.yolo import Specialist
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, fields
 import pytest
 
 from cascade_defect.cascade.router import OracleVerdict
-from cascade_defect.cascade.serialize import decision_from_dict, decision_to_dict
+from cascade_defect.serialize import decision_from_dict, decision_to_dict
 from cascade_defect.evaluation.evaluate import OracleOutcome
 from cascade_defect.oracle.oracle import OracleAnswer
 from cascade_defect.oracle.pricing import Usage

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from cascade_defect.cascade.bundle import Bundle
+from cascade_defect.bundles.bundle import Bundle
 from cascade_defect.errors import BundleError, ConfigError, DataError
 from cascade_defect.oracle.prompt import (ExemplarSet, PromptBuilder, build_exemplar_set, default_template,
                                           load_exemplars, save_exemplars)

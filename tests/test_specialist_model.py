@@ -177,7 +177,7 @@ def test_evaluate_torch_and_onnx_agree(trained, onnx_path):
 
 
 def test_save_load_and_bundle_round_trip(trained, test_images, tmp_path):
-    from cascade_defect.cascade.bundle import Bundle
+    from cascade_defect.bundles.bundle import Bundle
 
     spec, _ = trained
     folder = spec.save(tmp_path / "saved")
@@ -258,7 +258,7 @@ def test_cli_errors_are_clear(tmp_path):
 
 def test_bundle_with_onnx_serves_both_router_engines(trained, test_images, tmp_path):
     from cascade_defect.cascade.assemble import load_specialist
-    from cascade_defect.cascade.bundle import Bundle
+    from cascade_defect.bundles.bundle import Bundle
 
     spec, _ = trained
     bundle = Bundle.create(tmp_path / "bundle")

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..records import Detection
-from .bundle import Bundle
+from ..bundles.bundle import Bundle
 from .policy import CALIBRATION_FILE, Policy
 from .router import Router
 
@@ -26,7 +26,7 @@ ONNX_FILE = "model.onnx"
 
 def open_bundle(ref: str | Path) -> Bundle:
     """A verified local bundle from a folder, `file://`, `s3://` or `az://` location."""
-    from .bundle_uri import resolve_bundle
+    from ..bundles.uri import resolve_bundle
 
     return resolve_bundle(ref)
 

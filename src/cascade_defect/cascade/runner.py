@@ -145,7 +145,7 @@ class CascadeRunner:
     def _append_jsonl(self, decisions: Sequence[Decision]) -> None:
         if not self.jsonl_path or not decisions:
             return
-        from .serialize import decision_to_dict
+        from ..serialize import decision_to_dict
 
         with open(self.jsonl_path, "a") as fh:
             for d in decisions:

@@ -115,8 +115,8 @@ def calibrate(
     json_out: bool = typer.Option(False, "--json", help="Print the full record (curve included) as JSON."),
 ) -> None:
     """Choose τ for a domain on held-out labelled data and write it into the bundle's calibration."""
-    from ..cascade.bundle import Bundle
-    from ..cascade.calibrate import calibrate_domain
+    from ..bundles.bundle import Bundle
+    from ..evaluation.bundle_calibration import calibrate_domain
 
     if mode not in ("knee", "recall"):
         fail(f"--mode must be knee or recall, not {mode!r}")
@@ -146,7 +146,7 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
 ) -> None:
     """Build a bundle from built-in data, calibrate it and run the cascade on held-back frames."""
-    from ..cascade.demo import run_demo
+    from ..demo import run_demo
     from ..config import data_root
 
     def say(text: str) -> None:

@@ -101,7 +101,7 @@ def build_exemplars(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Pick one exemplar per defect class (plus one commutator anomaly) and store them in a bundle."""
-    from ..cascade.bundle import Bundle
+    from ..bundles.bundle import Bundle
     from ..data.registry import read_dataset
     from ..oracle import PromptBuilder, build_exemplar_set, load_exemplars, save_exemplars
 

@@ -143,7 +143,7 @@ def train(
     report: dict[str, Any] = {"weights": str(folder / "weights.pt" if save else spec.weights_),
                               "folder": str(folder), "names": spec.class_names, "fit": spec.fit_info_}
     if bundle is not None:
-        from ..cascade.bundle import Bundle
+        from ..bundles.bundle import Bundle
 
         run_guarded(spec.to_bundle, run_guarded(Bundle.create, bundle), onnx=onnx)
         report["bundle"] = str(bundle)
@@ -256,7 +256,7 @@ def export_onnx_cmd(
     if (out is None) == (bundle is None):
         fail("give either --out FILE.onnx or --bundle DIR")
     if bundle is not None:
-        from ..cascade.bundle import Bundle
+        from ..bundles.bundle import Bundle
 
         b = run_guarded(Bundle.create, bundle) if weights is not None else run_guarded(Bundle.open, bundle)
         spec = run_guarded(Specialist.load, weights, device="cpu") if weights is not None else \

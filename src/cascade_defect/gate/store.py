@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from ..cascade.bundle import Bundle, read_versioned_json
+from ..bundles.bundle import Bundle, read_versioned_json
 from ..cascade.router import GateScore
 from ..errors import BundleError, ConfigError
 from .autoencoder import AutoencoderGate

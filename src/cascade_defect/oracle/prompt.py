@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from ..cascade.bundle import Bundle
+from ..bundles.bundle import Bundle
 from ..errors import BundleError, ConfigError, DataError
 from ..imaging import load_image
 from ..records import Sample

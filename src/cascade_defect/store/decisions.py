@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..cascade.serialize import decision_from_dict, decision_to_dict
+from ..serialize import decision_from_dict, decision_to_dict
 from ..records import Decision
 from .db import Database
 

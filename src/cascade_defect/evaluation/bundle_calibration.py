@@ -10,8 +10,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..records import Sample
-from .assemble import write_calibration
-from .bundle import Bundle, sha256_file
+from ..cascade.assemble import write_calibration
+from ..bundles.bundle import Bundle, sha256_file
 
 
 def data_fingerprint(samples: Sequence[Sample]) -> str:
@@ -44,7 +44,7 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     Raises `ConfigError` when no τ can be chosen (e.g. too few defectives for the recall bound),
     leaving the bundle unchanged.
     """
-    from ..evaluation.calibration import calibrate
+    from .calibration import calibrate
     from ..gate.store import GateSet
 
     labelled = [s for s in samples if s.defective is not None]

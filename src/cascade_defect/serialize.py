@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from ..records import Decision, Detection, LayerResult
+from .records import Decision, Detection, LayerResult
 
 
 def _plain(value: Any) -> Any:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError
-from ..records import Sample
-from .summary import RunSummary
+from .errors import ConfigError
+from .records import Sample
+from .cascade.summary import RunSummary
 
 SYNTH_DOMAIN = "steel-synthetic"
 DEMO_TARGET_RECALL = 0.85
@@ -37,8 +37,8 @@ class DemoResult:
 
 
 def _synthetic(out: Path, n: int, seed: int, contrast: float) -> tuple[list[Sample], list[Sample]]:
-    from ..data.folder import read_folder
-    from ..data.synthetic import SyntheticGenerator, write_synthetic
+    from .data.folder import read_folder
+    from .data.synthetic import SyntheticGenerator, write_synthetic
 
     steel = out / "data" / "steel"
     commutator = out / "data" / "commutator"
@@ -52,7 +52,7 @@ def _synthetic(out: Path, n: int, seed: int, contrast: float) -> tuple[list[Samp
 
 
 def _real(data_root: Path) -> tuple[str, list[Sample], list[Sample]]:
-    from ..data.ksdd1 import read_ksdd1
+    from .data.ksdd1 import read_ksdd1
 
     samples = read_ksdd1(data_root / "ksdd1", domain="ksdd1", skip_invalid=False).samples
     return "ksdd1", samples, samples
@@ -84,23 +84,23 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
              contrast: float = 5.0, real: bool = False, data_root: Path | None = None,
              say: Callable[[str], None] = print) -> DemoResult:
     """Build `out/bundle`, calibrate, run on held-back frames; returns what was printed, as data."""
-    from ..data.selection import select_split
-    from ..gate import PatchCoreGate, save_gate
-    from ..oracle.prompt import build_exemplar_set, save_exemplars
-    from ..store.db import Database
-    from ..store.decisions import DecisionLog
-    from .assemble import build_cascade
-    from .bundle import Bundle
-    from .calibrate import calibrate_domain
-    from .runner import CascadeRunner, items_from_samples
-    from .summary import summarise
+    from .data.selection import select_split
+    from .gate import PatchCoreGate, save_gate
+    from .oracle.prompt import build_exemplar_set, save_exemplars
+    from .store.db import Database
+    from .store.decisions import DecisionLog
+    from .cascade.assemble import build_cascade
+    from .bundles.bundle import Bundle
+    from .evaluation.bundle_calibration import calibrate_domain
+    from .cascade.runner import CascadeRunner, items_from_samples
+    from .cascade.summary import summarise
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     if real:
         if data_root is None:
-            from ..config import DATA_ROOT_ENV
+            from .config import DATA_ROOT_ENV
 
             raise ValueError(f"--real needs {DATA_ROOT_ENV} pointing at the datasets")
         domain, samples, commutator = _real(Path(data_root))
@@ -127,7 +127,7 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
     save_gate(bundle, domain, gate)
 
     if not real and (SYNTH_DETECTOR / "weights.pt").is_file():
-        from ..specialist.yolo import Specialist
+        from .specialist.yolo import Specialist
 
         Specialist.load(SYNTH_DETECTOR, device="cpu").to_bundle(bundle)
         say(f"layer 2: the project's YOLOv8n trained on synthetic steel ({SYNTH_DETECTOR.name})")
