@@ -26,7 +26,8 @@ import numpy as np
 def _router_overhead(n_frames: int, batch: int) -> float:
     """Microseconds per frame spent in the router with zero-cost layers (all paths exercised)."""
     from cascade_defect.cascade.policy import Policy
-    from cascade_defect.cascade.router import GateScore, OracleVerdict, Router
+    from cascade_defect.cascade.router import Router
+    from cascade_defect.contracts import GateScore, OracleVerdict
     from cascade_defect.records import Detection, Frame
 
     class Gate:

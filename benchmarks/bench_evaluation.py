@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cascade_defect.cascade.policy import Policy
-from cascade_defect.cascade.router import GateScore
+from cascade_defect.contracts import GateScore
 from cascade_defect.evaluation.evaluate import evaluate, pareto_sweep
 from cascade_defect.evaluation.report import write_report
 from cascade_defect.evaluation.standins import GroundTruthOracle

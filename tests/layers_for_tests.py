@@ -1,6 +1,6 @@
 """Tiny deterministic layers for routing tests (the real layers are tested in their own files)."""
 
-from cascade_defect.cascade.router import GateScore, OracleVerdict
+from cascade_defect.contracts import GateScore, OracleVerdict
 from cascade_defect.records import Detection
 
 

@@ -11,17 +11,15 @@ from dataclasses import asdict, fields
 
 import pytest
 
-from cascade_defect.cascade.router import OracleVerdict
+from cascade_defect.contracts import OracleVerdict
 from cascade_defect.serialize import decision_from_dict, decision_to_dict
-from cascade_defect.evaluation.evaluate import OracleOutcome
-from cascade_defect.oracle.oracle import OracleAnswer
 from cascade_defect.oracle.pricing import Usage
 from cascade_defect.records import Decision, LayerResult, MeteredUsage, metered_usage
 from cascade_defect.store.db import Database
 from cascade_defect.store.oracle_calls import OracleCall, OracleCallLog
 
 USAGE = ("prompt_tokens", "cached_tokens", "completion_tokens", "cost_usd")
-RECORDS = (LayerResult, OracleVerdict, OracleAnswer, OracleCall, OracleOutcome)
+RECORDS = (LayerResult, OracleVerdict, OracleCall)
 
 
 @pytest.mark.parametrize("record", RECORDS, ids=lambda c: c.__name__)
@@ -38,12 +36,14 @@ def test_positional_construction_is_unchanged():
     v = OracleVerdict("scratch", 0.8, "a line", True, True, 12.5, "boom", 2, "budget", prompt_tokens=7)
     assert (v.defect_class, v.confidence, v.reasoning, v.to_review, v.cached) == ("scratch", 0.8, "a line", True, True)
     assert (v.latency_ms, v.error, v.attempts, v.review_reason, v.prompt_tokens) == (12.5, "boom", 2, "budget", 7)
-    o = OracleOutcome("pitting", 0.5, "r", True, 3.0, "e", cost_usd=0.25)
-    assert (o.label, o.cached, o.latency_ms, o.error, o.cost_usd) == ("pitting", True, 3.0, "e", 0.25)
+    assert v.label is None and v.outcome == "review"  # a hand-over carries no label, whatever its class
+    o = OracleVerdict("pitting", 0.5, "r", False, True, 3.0, "e", cost_usd=0.25)
+    assert (o.label, o.outcome, o.latency_ms, o.error, o.cost_usd) == ("pitting", "cache_hit", 3.0, "e", 0.25)
     r = LayerResult("gate", 1.5, 0.3, 2.0)
     assert (r.layer, r.latency_ms, r.score, r.z, r.cost_usd) == ("gate", 1.5, 0.3, 2.0, 0.0)
     with pytest.raises(TypeError):
-        OracleOutcome("pitting", 0.5, "r", True, 3.0, "e", 10)  # tokens are never positional
+        OracleVerdict("pitting", 0.5, "r", True, True, 3.0, "e", 1, None, None, None, None, None, None, None, None,
+                      None, None, 10)  # tokens are never positional
 
 
 def test_metered_usage_reads_any_source_and_overrides():
@@ -72,10 +72,10 @@ def test_oracle_call_fields_are_the_table_columns_and_round_trip(tmp_path):
 def test_layer_result_from_a_verdict_keeps_the_usage_through_the_trace_json():
     v = OracleVerdict("scratch", 0.9, "line", cached=False, latency_ms=4.0, prompt_tokens=321, cached_tokens=64,
                       completion_tokens=12, cost_usd=0.0005)
-    r = LayerResult.from_verdict(v, {"attempts": 1})
+    r = v.layer_result()
     assert (r.layer, r.defect_class, r.cache_hit, r.extra) == ("oracle", "scratch", False, {"attempts": 1})
     assert metered_usage(r) == metered_usage(v)
-    review = LayerResult.from_verdict(OracleVerdict(None, to_review=True, error="down"))
+    review = OracleVerdict(None, to_review=True, error="down").layer_result()
     assert (review.layer, review.error, review.cost_usd) == ("review", "down", 0.0)
     d = Decision("f", "f.png", "neu", "scratch", 3, trace=[r, review])
     data = decision_to_dict(d)

@@ -419,7 +419,8 @@ def test_backend_from_environment(server, db, monkeypatch):
 
 def test_router_calls_the_oracle_and_routes_review(server, db, monkeypatch):
     from cascade_defect.cascade.policy import Policy
-    from cascade_defect.cascade.router import GateScore, Router
+    from cascade_defect.cascade.router import Router
+    from cascade_defect.contracts import GateScore
 
     class MeanGate:
         def score_batch(self, images, domain):

@@ -16,7 +16,7 @@ import pytest
 from scipy.stats import binomtest
 
 from cascade_defect.cascade.policy import Policy
-from cascade_defect.cascade.router import GateScore
+from cascade_defect.contracts import GateScore
 from cascade_defect.evaluation.evaluate import evaluate
 from cascade_defect.evaluation.report import fmt, fmt_ci, fmt_p, render_html, render_markdown, write_report
 from cascade_defect.evaluation.standins import GroundTruthOracle

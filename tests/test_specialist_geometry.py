@@ -176,15 +176,11 @@ def test_detect_batch_rejects_bad_inputs_naming_them(tmp_path):
         detect_batch([np.zeros((8, 8, 3), np.float32)], backend, {0: "d"}, **kwargs)
 
 
-def test_prediction_layer_result_reports_top_and_all_detections():
+def test_prediction_reports_its_top_detection():
     dets = (Detection("scratch", 0.91, (1, 2, 3, 4)), Detection("patch", 0.4, (5, 6, 7, 8)))
     p = Prediction("f1", 10, 10, dets, tiles=3, latency_ms=2.5)
-    r = p.to_layer_result()
-    assert r.layer == "specialist" and r.defect_class == "scratch" and r.confidence == 0.91
-    assert r.detections == dets and r.extra["box"] == [1, 2, 3, 4] and r.extra["tiles"] == 3
-    empty = Prediction("f2", 10, 10, ()).to_layer_result()
-    assert empty.defect_class is None and empty.confidence is None and empty.detections == ()
-    assert p.as_dict()["top"]["cls"] == "scratch"
+    assert p.top == dets[0] and Prediction("f2", 10, 10, ()).top is None
+    assert p.as_dict()["top"]["cls"] == "scratch" and p.as_dict()["tiles"] == 3
 
 
 def test_detection_metrics_match_ultralytics_ap_per_class():

@@ -121,17 +121,6 @@ def test_wide_frames_are_tiled_and_merged_back(trained, test_images):
     assert untiled.tiles == 1
 
 
-def test_layer_results_for_the_router(trained, test_images):
-    spec, _ = trained
-    frames = [Frame(p.stem, "synthetic", load_image(p)) for p in test_images]
-    results = spec.score(frames)
-    assert len(results) == len(frames) and all(r.layer == "specialist" for r in results)
-    for r, p in zip(results, spec.predict(frames)):
-        assert r.detections == p.detections
-        assert r.confidence == (p.top.confidence if p.top else None)
-        assert r.latency_ms > 0
-
-
 def _assert_same_detections(torch_preds, onnx_preds):
     total = 0
     for a, b in zip(torch_preds, onnx_preds):

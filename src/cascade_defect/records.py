@@ -4,7 +4,7 @@
 cascade consumes (an image plus its id and domain). `LayerResult` is what one layer reports
 for one frame, and `Decision` is the one final record the router writes per frame.
 `MeteredUsage` holds the tokens and dollars an oracle call metered, for every record that
-carries them (`LayerResult`, the router's `OracleVerdict`, the oracle's answer and call log).
+carries them (`LayerResult`, `contracts.OracleVerdict`, the oracle's call log).
 """
 
 from __future__ import annotations
@@ -157,14 +157,6 @@ class LayerResult(MeteredUsage):
     cache_hit: bool | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_verdict(cls, verdict: Any, extra: dict[str, Any] | None = None) -> "LayerResult":
-        """Layer 3's report from an oracle verdict (the router's `OracleVerdict` or anything with
-        its attributes): layer "review" when it handed the frame over, else "oracle"."""
-        return cls("review" if verdict.to_review else "oracle", verdict.latency_ms,
-                   defect_class=verdict.defect_class, confidence=verdict.confidence, reasoning=verdict.reasoning,
-                   cache_hit=verdict.cached, error=verdict.error, extra=dict(extra or {}), **metered_usage(verdict))
 
 
 DecidingLayer = Literal[1, 2, 3, "review"]

@@ -1,6 +1,6 @@
 """The cascade policy: every threshold in one object, loaded from a bundle's calibration file.
 
-Layers only score. The router asks the policy two questions:
+Layers only score; the policy holds the numbers and `decide.py` the rules that read them:
 
 * `escalate_from_gate(domain, z, score)`: does Layer 1 pass the frame on? (z > τ of the domain,
   or, for the autoencoder gate, score > its MSE threshold)
@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
 from ..records import Detection
+from .decide import accepted_detection, gate_escalates
 
 DEFAULT_L2_BAR = 0.85
 CALIBRATION_FILE = "calibration.json"
@@ -80,23 +81,39 @@ class Policy:
             ) from None
 
     def escalate_from_gate(self, domain: str, z: float | None, score: float | None = None) -> bool:
-        """True when Layer 1 flags the frame (passes it to Layer 2). Recall first: NaN escalates."""
-        th = self.thresholds(domain)
-        if th.tau is not None:
-            return z is None or not math.isfinite(z) or z > th.tau
-        if th.mse_threshold is not None:
-            return score is None or not math.isfinite(score) or score > th.mse_threshold
-        raise ConfigError(f"domain '{domain}' has neither τ nor an MSE threshold")
+        """True when Layer 1 flags the frame (passes it on); the rule is `decide.gate_escalates`."""
+        return gate_escalates(self, domain, z, score)
 
     def bar_for(self, cls: str) -> float:
         return self.l2_bar_per_class.get(cls, self.l2_bar)
 
     def accept_detection(self, detections: Sequence[Detection]) -> Detection | None:
-        """The top detection when Layer 2 is sure enough to decide, else None (escalate)."""
-        if not detections:
-            return None
-        top = max(detections, key=lambda d: d.confidence)
-        return top if top.confidence >= self.bar_for(top.cls) else None
+        """The top detection when Layer 2 is sure enough to decide, else None (`decide.accepted_detection`)."""
+        return accepted_detection(self, detections)
+
+    def gate_mode(self, domain: str) -> str:
+        """"tau" when the domain's Layer 1 is thresholded on z, "mse" when on the raw score."""
+        th = self.thresholds(domain)
+        if th.tau is not None:
+            return "tau"
+        if th.mse_threshold is not None:
+            return "mse"
+        raise ConfigError(f"domain '{domain}' has neither τ nor an MSE threshold")
+
+    def gate_threshold(self, domain: str) -> float:
+        """The threshold Layer 1 of `domain` is compared with (τ, or the MSE threshold)."""
+        th = self.thresholds(domain)
+        return th.tau if self.gate_mode(domain) == "tau" else th.mse_threshold
+
+    def with_gate_threshold(self, domain: str, value: float) -> "Policy":
+        """This policy with the domain's active Layer-1 threshold (τ or MSE) set to `value`."""
+        th = self.thresholds(domain)
+        domains = dict(self.domains)
+        if self.gate_mode(domain) == "tau":
+            domains[domain] = replace(th, tau=float(value))
+        else:
+            domains[domain] = DomainThresholds(tau=None, mse_threshold=float(value), source=th.source)
+        return replace(self, domains=domains)
 
     # -- building -------------------------------------------------------------------------
     def with_tau(self, domain: str, tau: float, source: str = "calibration") -> "Policy":

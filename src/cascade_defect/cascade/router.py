@@ -11,68 +11,13 @@ it (amortised), which is what a frame costs at that batch size.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence, TypeVar
+from dataclasses import replace
+from typing import Sequence
 
-import numpy as np
-
-from ..records import NO_DEFECT, Decision, Detection, Frame, LayerResult, MeteredUsage
+from ..contracts import GateLayer, OracleLayer, SpecialistLayer, call_isolated
+from ..records import Decision, Frame, LayerResult
+from .decide import FrameOutputs, Next, decide, top_detection
 from .policy import Policy
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class GateScore:
-    """Layer-1 output for one frame."""
-
-    score: float
-    z: float | None
-    anomaly_map: np.ndarray | None = None
-
-
-@dataclass
-class OracleVerdict(MeteredUsage):
-    """Layer-3 output for one frame: a label, or a hand-over to human review (tokens and cost
-    keyword-only, from `MeteredUsage`)."""
-
-    defect_class: str | None
-    confidence: float | None = None
-    reasoning: str | None = None
-    to_review: bool = False
-    cached: bool = False
-    latency_ms: float = 0.0
-    error: str | None = None
-    attempts: int = 1
-    review_reason: str | None = None
-
-
-class GateLayer(Protocol):
-    def score_batch(self, images: Sequence[np.ndarray], domain: str) -> list[GateScore]: ...
-
-
-class SpecialistLayer(Protocol):
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]: ...
-
-
-class OracleLayer(Protocol):
-    def judge_batch(self, frames: Sequence[Frame], hints: Sequence[tuple | None]) -> list[OracleVerdict]: ...
-
-
-def _call_isolated(fn: Callable[[list], list[T]], items: list) -> list[T | Exception]:
-    """Call a batched layer; if the batch fails, retry one by one so only bad items fail."""
-    try:
-        out = fn(items)
-        if len(out) != len(items):
-            raise RuntimeError(f"layer returned {len(out)} results for {len(items)} inputs")
-        return list(out)
-    except Exception:  # noqa: BLE001 - isolate the culprit below
-        if len(items) == 1:
-            try:
-                return list(fn(items))
-            except Exception as exc:  # noqa: BLE001
-                return [exc]
-        return [r for item in items for r in _call_isolated(fn, [item])]
 
 
 class Router:
@@ -94,95 +39,69 @@ class Router:
         """One decision per frame, in input order."""
         decisions: dict[int, Decision] = {}
         traces: dict[int, list[LayerResult]] = {i: [] for i in range(len(frames))}
+        outputs = {i: FrameOutputs(f.domain, has_specialist=self.specialist is not None,
+                                   has_oracle=self.oracle is not None) for i, f in enumerate(frames)}
+        waiting: dict[str, list[tuple[int, tuple | None]]] = {"specialist": [], "oracle": []}
 
-        def finish(i: int, label: str | None, layer, box=None, error: str | None = None) -> None:
+        def step(i: int, **seen) -> None:
+            """Record layer outputs of frame i, then ask `decide` what happens to it next."""
+            outputs[i] = replace(outputs[i], **seen)
+            nxt = decide(self.policy, outputs[i])
+            if isinstance(nxt, Next):
+                waiting[nxt.layer].append((i, nxt.hint))
+                return
+            if nxt.layer == "review" and nxt.reason is not None:
+                traces[i].append(LayerResult("review", 0.0, error=nxt.reason))
             f = frames[i]
             decisions[i] = Decision(frame_id=f.frame_id, image=f.source or f.frame_id, domain=f.domain,
-                                    label=label, layer=layer, box=box, trace=traces[i], error=error)
+                                    label=nxt.label, layer=nxt.layer, box=nxt.box, trace=traces[i], error=nxt.error)
 
-        flagged = self._run_gate(frames, traces, finish)
-        unsure = self._run_specialist(frames, flagged, traces, finish)
-        self._run_oracle(frames, unsure, traces, finish)
+        self._run_gate(frames, traces, step)
+        self._run_specialist(frames, sorted(i for i, _ in waiting["specialist"]), traces, step)
+        self._run_oracle(frames, sorted(waiting["oracle"]), traces, step)
         return [decisions[i] for i in range(len(frames))]
 
-    # -- layers ---------------------------------------------------------------------------
-    def _run_gate(self, frames, traces, finish) -> list[int]:
+    # -- layers: call in batches, trace, hand each frame's output to `step` ------------------
+    def _run_gate(self, frames, traces, step) -> None:
         by_domain: dict[str, list[int]] = {}
         for i, f in enumerate(frames):
             by_domain.setdefault(f.domain, []).append(i)
-        flagged: list[int] = []
         for domain, idx in by_domain.items():
             t0 = time.perf_counter()
-            results = _call_isolated(
+            results = call_isolated(
                 lambda ids: self.gate.score_batch([frames[j].image for j in ids], domain), idx)
             per_ms = (time.perf_counter() - t0) * 1000 / len(idx)
             for i, res in zip(idx, results):
                 if isinstance(res, Exception):
                     traces[i].append(LayerResult("gate", per_ms, error=str(res)))
-                    finish(i, None, None, error=f"layer 1: {res}")
-                    continue
-                traces[i].append(LayerResult("gate", per_ms, score=res.score, z=res.z))
-                try:
-                    escalate = self.policy.escalate_from_gate(domain, res.z, res.score)
-                except Exception as exc:  # noqa: BLE001 - a policy gap is this frame's error
-                    finish(i, None, None, error=str(exc))
-                    continue
-                if escalate:
-                    flagged.append(i)
                 else:
-                    finish(i, NO_DEFECT, 1)
-        return sorted(flagged)
+                    traces[i].append(LayerResult("gate", per_ms, score=res.score, z=res.z))
+                step(i, gate=res)
 
-    def _run_specialist(self, frames, flagged, traces, finish) -> list[tuple[int, tuple | None]]:
+    def _run_specialist(self, frames, flagged, traces, step) -> None:
         if not flagged:
-            return []
-        if self.specialist is None:
-            return [(i, None) for i in flagged]
+            return
         t0 = time.perf_counter()
-        results = _call_isolated(
+        results = call_isolated(
             lambda ids: self.specialist.detect_batch([frames[j].image for j in ids]), flagged)
         per_ms = (time.perf_counter() - t0) * 1000 / len(flagged)
-        unsure: list[tuple[int, tuple | None]] = []
         for i, dets in zip(flagged, results):
             if isinstance(dets, Exception):
                 traces[i].append(LayerResult("specialist", per_ms, error=str(dets)))
-                unsure.append((i, None))  # recall first: a failed detector escalates
-                continue
-            top = max(dets, key=lambda d: d.confidence) if dets else None
-            traces[i].append(LayerResult(
-                "specialist", per_ms, detections=tuple(dets),
-                defect_class=top.cls if top else None, confidence=top.confidence if top else None))
-            accepted = self.policy.accept_detection(dets)
-            if accepted is not None:
-                finish(i, accepted.cls, 2, box=tuple(accepted.box))
             else:
-                unsure.append((i, tuple(top.box) if top else None))
-        return unsure
+                top = top_detection(dets)
+                traces[i].append(LayerResult(
+                    "specialist", per_ms, detections=tuple(dets),
+                    defect_class=top.cls if top else None, confidence=top.confidence if top else None))
+            step(i, detections=dets)
 
-    def _run_oracle(self, frames, unsure, traces, finish) -> None:
+    def _run_oracle(self, frames, unsure, traces, step) -> None:
         if not unsure:
             return
-        idx = [i for i, _ in unsure]
-        hints = [h for _, h in unsure]
-        if self.oracle is None:
-            for i in idx:
-                traces[i].append(LayerResult("review", 0.0, error="no oracle configured"))
-                finish(i, None, "review")
-            return
-        results = _call_isolated(
+        results = call_isolated(
             lambda pairs: self.oracle.judge_batch([frames[j] for j, _ in pairs], [h for _, h in pairs]),
-            list(zip(idx, hints)))
-        for (i, hint), verdict in zip(zip(idx, hints), results):
-            if isinstance(verdict, Exception):
-                traces[i].append(LayerResult("review", 0.0, error=str(verdict)))
-                finish(i, None, "review")
-                continue
-            extra = {"attempts": getattr(verdict, "attempts", 1)}
-            if getattr(verdict, "review_reason", None):
-                extra["review_reason"] = verdict.review_reason
-            traces[i].append(LayerResult.from_verdict(verdict, extra))
-            if verdict.to_review or verdict.defect_class is None:
-                finish(i, None, "review")
-            else:
-                box = hint if verdict.defect_class != NO_DEFECT else None
-                finish(i, verdict.defect_class, 3, box=box)
+            list(unsure))
+        for (i, _), verdict in zip(unsure, results):
+            if not isinstance(verdict, Exception):
+                traces[i].append(verdict.layer_result())
+            step(i, verdict=verdict)

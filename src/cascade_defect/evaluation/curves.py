@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cascade.decide import escalates
 from .stats import as_binary, batched
 
 
@@ -328,16 +329,12 @@ def sweep_tau(z, y_true, *, downstream_correct=None, downstream_pred=None, taus=
     if t.size == 0 or not np.isfinite(t).all():
         raise ValueError("taus must be a non-empty list of finite numbers")
 
-    always = ~np.isfinite(zz)  # the policy escalates a non-finite z whatever τ is
-    fin = np.flatnonzero(~always)
-    order = fin[np.argsort(zz[fin], kind="mergesort")]
-    z_sorted = zz[order]
+    step = max(1, 2_000_000 // zz.size)  # bounds the (τ, frame) table held at once
 
     def escalated_count(mask: np.ndarray) -> np.ndarray:
-        # frames with z > τ are the suffix of the ascending order starting at searchsorted(.., 'right')
-        suffix = np.r_[np.cumsum(mask[order][::-1])[::-1], 0]
-        start = np.searchsorted(z_sorted, t, side="right")
-        return suffix[start] + int(np.sum(mask & always))
+        """Per τ, the frames of `mask` that Layer 1 escalates (the rule of `decide.escalates`)."""
+        return np.concatenate([np.sum(escalates(zz[None, :], t[i:i + step, None]) & mask, axis=1)
+                               for i in range(0, t.size, step)])
 
     ones = np.ones_like(y)
     n_esc = escalated_count(ones)

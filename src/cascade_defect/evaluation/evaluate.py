@@ -13,10 +13,8 @@
    pass already sent to the oracle without a cache hit reuses that answer (no second call).
    The oracle-only baseline asks again without a hint only for frames whose hint is not None.
 4. **Re-decide** — every other system, and every point of the Pareto sweep over (τ per domain,
-   Layer-2 bar), is decided from these recorded per-frame outputs by the policy's own methods
-   (`escalate_from_gate`, `accept_detection`), never by re-running a model. Re-deciding at the
-   calibrated policy reproduces the router's decisions exactly for every frame without a cache
-   hit (checked at run time: ``results["checks"]``).
+   Layer-2 bar), is decided from these recorded per-frame outputs by `cascade.decide.decide`, the
+   function the router itself calls, never by re-running a model.
 
 Systems (on the same frames; a frame whose Layer-1 call failed is excluded from all, and listed):
 
@@ -46,10 +44,12 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from ..cascade.policy import DomainThresholds, Policy
-from ..cascade.router import GateScore, Router, _call_isolated
-from ..errors import ConfigError, DataError
-from ..records import NO_DEFECT, Box, Decision, Detection, Frame, MeteredUsage, metered_usage
+from ..cascade.decide import Final, FrameOutputs, decide, decide_escalated, escalates
+from ..cascade.policy import Policy
+from ..cascade.router import Router
+from ..contracts import GateScore, OracleVerdict, call_isolated
+from ..errors import DataError
+from ..records import NO_DEFECT, Box, Decision, Detection, Frame
 from .curves import pareto_front, roc_curve, tau_grid
 from .stats import BINARY_METRICS, batched, bootstrap, bootstrap_ci, confusion, match_rate, mcnemar
 from .standins import cache_disabled, describe_oracle, oracle_has_cache
@@ -78,37 +78,6 @@ ReviewAs = Literal["defective", "normal"]
 
 
 @dataclass
-class OracleOutcome(MeteredUsage):
-    """One oracle answer as the router reads it: `label` None means review."""
-
-    label: str | None
-    confidence: float | None = None
-    reasoning: str | None = None
-    cached: bool = False
-    latency_ms: float = 0.0
-    error: str | None = None
-
-    @classmethod
-    def from_verdict(cls, v: Any) -> "OracleOutcome":
-        if isinstance(v, Exception):
-            return cls(None, error=str(v))
-        to_review = bool(getattr(v, "to_review", False))
-        label = None if to_review or v.defect_class is None else v.defect_class
-        return cls(label, v.confidence, v.reasoning, bool(getattr(v, "cached", False)),
-                   float(v.latency_ms or 0.0), v.error, **metered_usage(v))
-
-    @property
-    def called(self) -> bool:
-        """A metered call was made (not a cache hit, not a hand-over that never reached a model)."""
-        return not self.cached and (self.label is not None or self.prompt_tokens > 0 or self.cost_usd > 0)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "confidence": self.confidence, "reasoning": self.reasoning,
-                "cached": self.cached, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "cost_usd": self.cost_usd, "latency_ms": self.latency_ms, "error": self.error}
-
-
-@dataclass
 class FrameRecord:
     """Everything the layers said about one frame, recorded once."""
 
@@ -128,9 +97,9 @@ class FrameRecord:
     detections: tuple[Detection, ...] = ()
     specialist_ms: float = 0.0
     specialist_error: str | None = None
-    oracle: OracleOutcome | None = None
-    oracle_only: OracleOutcome | None = None
-    routed_oracle: OracleOutcome | None = None
+    oracle: OracleVerdict | None = None
+    oracle_only: OracleVerdict | None = None
+    routed_oracle: OracleVerdict | None = None
 
     @property
     def top(self) -> Detection | None:
@@ -145,6 +114,13 @@ class FrameRecord:
     @property
     def excluded(self) -> bool:
         return self.gate_error is not None
+
+    def outputs(self, has_specialist: bool, answer: OracleVerdict | None) -> FrameOutputs:
+        """This frame's recorded layer outputs as `decide` reads them, with `answer` from Layer 3."""
+        return FrameOutputs(self.domain, gate=GateScore(self.gate_score, self.gate_z),
+                            detections=(RuntimeError(self.specialist_error) if self.specialist_error is not None
+                                        else self.detections),
+                            verdict=answer, has_specialist=has_specialist, has_oracle=answer is not None)
 
 
 # -- replaying layers for the router ---------------------------------------------------------
@@ -222,11 +198,10 @@ def _pred(label: str | None, review_as: ReviewAs) -> bool:
 
 def redecide(records: Sequence[FrameRecord], policy: Policy, *, has_specialist: bool = True,
              answers: str = "oracle") -> Decided:
-    """Decide every record under `policy` exactly as the router would, from recorded outputs.
+    """Decide every record under `policy` with `decide.decide`, the router's own function.
 
     `answers` names the oracle outcome to use for frames that reach Layer 3 (``"oracle"``: the
-    fresh per-frame answers with the router's hint). Uses `Policy.escalate_from_gate` and
-    `Policy.accept_detection`, the router's own calls.
+    fresh per-frame answers with the router's hint).
     """
     n = len(records)
     labels: list[str | None] = []
@@ -241,37 +216,26 @@ def redecide(records: Sequence[FrameRecord], policy: Policy, *, has_specialist: 
     ptok = np.zeros(n)
     ctok = np.zeros(n)
     for i, r in enumerate(records):
+        o: OracleVerdict | None = getattr(r, answers)
+        final = decide(policy, r.outputs(has_specialist, o))
+        labels.append(final.label)
+        layers.append(final.layer)
+        boxes.append(final.box)
         lat[i] = r.gate_ms
-        if not policy.escalate_from_gate(r.domain, r.gate_z, r.gate_score):
-            labels.append(NO_DEFECT)
-            layers.append(1)
-            boxes.append(None)
+        if final.layer == 1:
             continue
         if has_specialist:
             r_spec[i] = True
             lat[i] += r.specialist_ms
-            accepted = policy.accept_detection(r.detections) if r.specialist_error is None else None
-            if accepted is not None:
-                labels.append(accepted.cls)
-                layers.append(2)
-                boxes.append(tuple(accepted.box))
-                continue
-        r_orc[i] = True
-        o: OracleOutcome | None = getattr(r, answers)
-        if o is None:
-            labels.append(None)
-            layers.append("review")
-            boxes.append(None)
+        if final.layer == 2:
             continue
-        cost[i] = o.cost_usd
-        lat[i] += o.latency_ms
-        called[i] = o.called
-        hits[i] = o.cached
-        ptok[i], ctok[i] = o.prompt_tokens, o.completion_tokens
-        labels.append(o.label)
-        layers.append(3 if o.label is not None else "review")
-        hint = r.hint if has_specialist and r.specialist_error is None else None
-        boxes.append(hint if o.label not in (None, NO_DEFECT) else None)
+        r_orc[i] = True
+        if o is not None:
+            cost[i] = o.cost_usd
+            lat[i] += o.latency_ms
+            called[i] = o.called
+            hits[i] = o.cached
+            ptok[i], ctok[i] = o.prompt_tokens, o.completion_tokens
     return Decided(labels, layers, cost, lat, r_spec, r_orc, called, hits, ptok, ctok, boxes)
 
 
@@ -279,17 +243,11 @@ def downstream_predictions(records: Sequence[FrameRecord], policy: Policy, *, ha
                            review_as: ReviewAs = "defective") -> np.ndarray:
     """Binary prediction of Layers 2/3 for each record *if* Layer 1 escalated it.
 
-    For `curves.sweep_tau(..., downstream_pred=...)` in calibration: the detector decides when
-    its top detection clears the bar, the oracle's fresh answer otherwise.
+    For `curves.sweep_tau(..., downstream_pred=...)` in calibration: `decide.decide_escalated` on
+    the recorded detections and the fresh oracle answer.
     """
-    out = np.zeros(len(records), bool)
-    for i, r in enumerate(records):
-        acc = policy.accept_detection(r.detections) if has_specialist and r.specialist_error is None else None
-        if acc is not None:
-            out[i] = True
-        else:
-            out[i] = _pred(r.oracle.label if r.oracle is not None else None, review_as)
-    return out
+    return np.array([_pred(decide_escalated(policy, r.outputs(has_specialist, r.oracle)).label, review_as)
+                     for r in records], bool)
 
 
 def _decided_from_decisions(decisions: Sequence[Decision], records: Sequence[FrameRecord]) -> Decided:
@@ -447,25 +405,6 @@ def _class_confusion(dec: Decided, idx: np.ndarray, records: Sequence[FrameRecor
 # -- Pareto sweep ----------------------------------------------------------------------------
 
 
-def _mode(policy: Policy, domain: str) -> str:
-    th = policy.thresholds(domain)
-    if th.tau is not None:
-        return "tau"
-    if th.mse_threshold is not None:
-        return "mse"
-    raise ConfigError(f"domain '{domain}' has neither τ nor an MSE threshold")
-
-
-def _with_threshold(policy: Policy, domain: str, value: float) -> Policy:
-    th = policy.thresholds(domain)
-    domains = dict(policy.domains)
-    if _mode(policy, domain) == "tau":
-        domains[domain] = replace(th, tau=float(value))
-    else:
-        domains[domain] = DomainThresholds(tau=None, mse_threshold=float(value), source=th.source)
-    return replace(policy, domains=domains)
-
-
 def _stat(r: FrameRecord, mode: str) -> float:
     v = r.gate_z if mode == "tau" else r.gate_score
     try:
@@ -483,29 +422,29 @@ def _thin(values: np.ndarray, keep: int, must: Sequence[float]) -> np.ndarray:
 
 def _domain_tables(recs: Sequence[FrameRecord], policy: Policy, domain: str, taus: np.ndarray,
                    bars: np.ndarray, has_specialist: bool, review_as: ReviewAs) -> dict[str, np.ndarray]:
-    """Counts per (threshold, bar) on one domain's frames, decided by the policy's methods."""
+    """Counts per (threshold, bar) on one domain's frames, each frame decided by `decide`."""
     n = len(recs)
     y = np.array([r.defective for r in recs], bool)
-    esc = np.zeros((taus.size, n), bool)
-    for t, tau in enumerate(taus):
-        p = _with_threshold(policy, domain, tau)
-        esc[t] = [p.escalate_from_gate(domain, r.gate_z, r.gate_score) for r in recs]
-    acc = np.zeros((bars.size, n), bool)
-    if has_specialist:
-        for b, bar in enumerate(bars):
-            p = replace(policy, l2_bar=float(bar))
-            acc[b] = [r.specialist_error is None and p.accept_detection(r.detections) is not None for r in recs]
-    o_pred = np.array([_pred(r.oracle.label if r.oracle else None, review_as) for r in recs], bool)
+    outs = [r.outputs(has_specialist, r.oracle) for r in recs]
     o_cost = np.array([r.oracle.cost_usd if r.oracle else 0.0 for r in recs])
     o_call = np.array([bool(r.oracle and r.oracle.called) for r in recs], bool)
-    e = esc[:, None, :]
-    a = acc[None, :, :]
-    to_oracle = e & ~a
-    pred = e & (a | o_pred[None, None, :])
+    shape = (taus.size, bars.size, n)
+    pred = np.zeros(shape, bool)
+    esc = np.zeros(shape, bool)
+    to_oracle = np.zeros(shape, bool)
+    for t, tau in enumerate(taus):
+        at_tau = policy.with_gate_threshold(domain, tau)
+        for b, bar in enumerate(bars):
+            p = replace(at_tau, l2_bar=float(bar))
+            for k, out in enumerate(outs):
+                final: Final = decide(p, out)
+                pred[t, b, k] = _pred(final.label, review_as)
+                esc[t, b, k] = final.layer != 1
+                to_oracle[t, b, k] = final.layer in (3, "review")
     return {
         "tp": np.sum(pred & y, axis=-1), "fp": np.sum(pred & ~y, axis=-1),
         "fn": np.sum(~pred & y, axis=-1), "tn": np.sum(~pred & ~y, axis=-1),
-        "n_escalated": np.broadcast_to(esc.sum(axis=-1)[:, None], (taus.size, bars.size)),
+        "n_escalated": esc.sum(axis=-1),
         "n_oracle": to_oracle.sum(axis=-1), "oracle_calls": np.sum(to_oracle & o_call, axis=-1),
         "cost": np.sum(to_oracle * o_cost, axis=-1), "n": np.full((taus.size, bars.size), n),
     }
@@ -559,9 +498,8 @@ def pareto_sweep(records: Sequence[FrameRecord], policy: Policy, *, has_speciali
     grids: dict[str, np.ndarray] = {}
     for d in domains:
         recs = [r for r in records if r.domain == d]
-        mode = _mode(policy, d)
-        th = policy.thresholds(d)
-        current = th.tau if mode == "tau" else th.mse_threshold
+        mode = policy.gate_mode(d)
+        current = policy.gate_threshold(d)
         stats = np.array([_stat(r, mode) for r in recs])
         finite = stats[np.isfinite(stats)]
         base = tau_grid(finite) if finite.size else np.empty(0)
@@ -650,7 +588,7 @@ def pareto_sweep(records: Sequence[FrameRecord], policy: Policy, *, has_speciali
 
 def _roc_entry(recs: Sequence[FrameRecord], policy: Policy, domain: str) -> dict[str, Any]:
     """Layer-1 ROC of `recs` (one domain) with the calibrated operating point on it."""
-    mode = _mode(policy, domain)
+    mode = policy.gate_mode(domain)
     s = np.array([_stat(r, mode) for r in recs])
     y = np.array([r.defective for r in recs], bool)
     ok = np.isfinite(s)
@@ -661,10 +599,9 @@ def _roc_entry(recs: Sequence[FrameRecord], policy: Policy, domain: str) -> dict
         entry.update({"fpr": [], "tpr": [], "thresholds": [], "auc": None, "reason": "no finite Layer-1 score"})
         return entry
     entry.update(roc.as_dict())
-    th = policy.thresholds(domain)
-    thr = th.tau if mode == "tau" else th.mse_threshold
+    thr = policy.gate_threshold(domain)
     if roc.defined:
-        flag = s[ok] > thr
+        flag = escalates(s[ok], thr)
         entry["operating_point"] = {"threshold": thr, "fpr": float(np.mean(flag[~y[ok]])),
                                     "tpr": float(np.mean(flag[y[ok]]))}
     return entry
@@ -718,7 +655,7 @@ def _validate(frames: Sequence[Frame], policy: Policy) -> None:
         if f.truth is None or f.truth.defective is None:
             raise DataError(f.source or f.frame_id, "no ground-truth label: an evaluation needs defective/normal known")
     for d in sorted({f.domain for f in frames}):
-        _mode(policy, d)  # ConfigError naming the domain when the policy lacks it
+        policy.gate_mode(d)  # ConfigError naming the domain when the policy lacks it
 
 
 def _small_map(m: Any, side: int) -> np.ndarray | None:
@@ -773,20 +710,20 @@ def _timed_batches(call: Callable[[list[int]], Sequence[Any]], ids: Sequence[int
     for start in range(0, len(ids), batch_size):
         chunk = list(ids[start:start + batch_size])
         t0 = time.perf_counter()
-        res = _call_isolated(call, chunk)
+        res = call_isolated(call, chunk)
         ms = (time.perf_counter() - t0) * 1000 / len(chunk)
         yield from ((i, r, ms) for i, r in zip(chunk, res))
 
 
-def _ask(oracle: Any, frames: Sequence[Frame], hints: Sequence[tuple | None], batch_size: int) -> list[OracleOutcome]:
+def _ask(oracle: Any, frames: Sequence[Frame], hints: Sequence[tuple | None], batch_size: int) -> list[OracleVerdict]:
     if oracle is None:
-        return [OracleOutcome(None, error="no oracle configured") for _ in frames]
-    out: list[OracleOutcome] = []
+        return [OracleVerdict.failed("no oracle configured") for _ in frames]
+    out: list[OracleVerdict] = []
     items = list(zip(frames, hints))
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        res = _call_isolated(lambda pairs: oracle.judge_batch([f for f, _ in pairs], [h for _, h in pairs]), chunk)
-        out.extend(OracleOutcome.from_verdict(v) for v in res)
+        res = call_isolated(lambda pairs: oracle.judge_batch([f for f, _ in pairs], [h for _, h in pairs]), chunk)
+        out.extend(OracleVerdict.failed(v) if isinstance(v, Exception) else v for v in res)
     return out
 
 
@@ -892,10 +829,10 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
             elif t.layer == "specialist":
                 t.latency_ms = r.specialist_ms
         if capture is not None and r.frame_id in capture.verdicts:
-            r.routed_oracle = OracleOutcome.from_verdict(capture.verdicts[r.frame_id])
+            r.routed_oracle = capture.verdicts[r.frame_id]
         elif any(t.layer in ("oracle", "review") for t in d.trace):
             err = next((t.error for t in d.trace if t.layer in ("oracle", "review")), None)
-            r.routed_oracle = OracleOutcome(None, error=err)
+            r.routed_oracle = OracleVerdict(None, to_review=True, error=err, attempts=0)
 
     # 3. fresh answers without cache: the router's hint, then no hint for the oracle-only baseline
     has_cache = oracle_has_cache(oracle)
@@ -931,11 +868,6 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
         systems["layer2_only_at_bar"] = _baseline(records, "layer2_only_at_bar", policy)
     class_ok = {k: k != "layer1_only" for k in systems}
 
-    # consistency: re-deciding at the calibrated policy equals routing (frames without a cache hit)
-    nc = systems["cascade_no_cache"]
-    mismatch = [r.frame_id for j, r in enumerate(records)
-                if not (r.routed_oracle is not None and r.routed_oracle.cached)
-                and (nc.labels[j] != decisions[j].label or nc.layers[j] != decisions[j].layer)]
     n_hits = int(sum(1 for r in records if r.routed_oracle is not None and r.routed_oracle.cached))
 
     y = np.array([r.defective for r in records], bool)
@@ -1008,10 +940,6 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
                                max_thresholds=max_thresholds, bars=bars),
         "examples": {p: [_example(records[j], decisions[j], y[j], review_as) for j in idx]
                      for p, idx in examples.items()},
-        "checks": {
-            "redecide_matches_router": not mismatch, "mismatches": mismatch,
-            "frames_checked": len(records) - n_hits, "cache_hits_skipped": n_hits,
-        },
         "oracle_calls_made": {
             "cascade": int(sum(1 for r in records if r.routed_oracle is not None and r.routed_oracle.called)),
             "fresh_no_cache": len(need) if oracle is not None else 0,

@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError, DataError
 from ..records import NO_DEFECT, Frame, metered_usage
-from ..cascade.router import OracleVerdict
+from ..contracts import OracleVerdict
 
 GENERIC_DEFECT = "defect"
 """Answer of the ground-truth stand-in for a defective frame whose classes are unknown."""

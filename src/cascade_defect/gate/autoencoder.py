@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cascade.router import GateScore
+from ..contracts import GateScore
 from ..errors import ConfigError
 from .base import MIN_HOLDOUT, DomainStats, ImageLike, image_name, load_input, split_holdout
 from .features import as_rgb_uint8, working_size

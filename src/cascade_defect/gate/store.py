@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import __version__
 from ..bundles.bundle import Bundle, read_versioned_json
-from ..cascade.router import GateScore
+from ..contracts import GateScore
 from ..errors import BundleError, ConfigError
 from .autoencoder import AutoencoderGate
 from .base import DomainStats, ImageLike

@@ -13,7 +13,7 @@ The router is its only caller (`judge_batch`, the router's `OracleLayer` protoco
    refused or truncated answer is logged as an error with the raw text and goes to review; a
    server that stays down goes to review ("oracle_unavailable").
 
-Every frame gets exactly one `OracleAnswer` and one row in the call log; nothing is lost and no
+Every frame gets exactly one `contracts.OracleVerdict` and one row in the call log; nothing is lost and no
 error becomes a label.
 """
 
@@ -29,7 +29,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..records import Frame, LayerResult, MeteredUsage, metered_usage
+from ..contracts import OracleVerdict
+from ..records import Frame, metered_usage
 from ..store.db import Database, default_db_path
 from ..store.labels import LabelStore
 from ..store.oracle_calls import OracleCall, OracleCallLog
@@ -60,58 +61,6 @@ class OracleRequest:
     image: np.ndarray
     hint_box: tuple[float, float, float, float] | None = None
     image_ref: str = ""
-
-
-@dataclass
-class OracleAnswer(MeteredUsage):
-    """The oracle's outcome for one frame: an answer ("answer" / "cache_hit") or a review hand-over.
-
-    Carries the attributes of the router's `OracleVerdict` (`defect_class`, `to_review`, `cached`,
-    tokens, `cost_usd`, `latency_ms`, `error`).
-    """
-
-    frame_id: str
-    image_ref: str
-    domain: str
-    outcome: str
-    defect_class: str | None = None
-    confidence: float | None = None
-    reasoning: str | None = None
-    cached: bool = False
-    latency_ms: float = 0.0
-    attempts: int = 0
-    call_id: int | None = None
-    review_id: int | None = None
-    review_reason: str | None = None
-    error: str | None = None
-    backend: str = "review"
-    model: str | None = None
-    prompt_version: str | None = None
-    dhash: str | None = None
-
-    @property
-    def to_review(self) -> bool:
-        return self.outcome == "review"
-
-    def to_layer_result(self) -> LayerResult:
-        return LayerResult.from_verdict(self, {
-            "call_id": self.call_id, "review_id": self.review_id, "review_reason": self.review_reason,
-            "model": self.model, "prompt_version": self.prompt_version, "attempts": self.attempts})
-
-    def to_json(self) -> dict[str, Any]:
-        """The CLI's object: an answer, or `error` and/or the review hand-over."""
-        base: dict[str, Any] = {"image": self.image_ref or self.frame_id, "domain": self.domain}
-        if not self.to_review:
-            return {**base, "defect_class": self.defect_class, "confidence": self.confidence,
-                    "reasoning": self.reasoning, "cached": self.cached, "prompt_tokens": self.prompt_tokens,
-                    "cached_tokens": self.cached_tokens, "completion_tokens": self.completion_tokens,
-                    "cost_usd": self.cost_usd, "latency_ms": round(self.latency_ms, 3),
-                    "model": self.model, "prompt_version": self.prompt_version, "call_id": self.call_id}
-        out = {**base, "queued_for_review": True, "review_id": self.review_id, "reason": self.review_reason,
-               "cost_usd": self.cost_usd, "call_id": self.call_id}
-        if self.error:
-            out["error"] = self.error
-        return out
 
 
 class Oracle:
@@ -186,14 +135,14 @@ class Oracle:
         return f"{self.model}@{self.prompt.version(domain)}"
 
     # -- entry points ---------------------------------------------------------------------
-    def judge_batch(self, frames: Sequence[Frame], hints: Sequence[tuple | None]) -> list[OracleAnswer]:
+    def judge_batch(self, frames: Sequence[Frame], hints: Sequence[tuple | None]) -> list[OracleVerdict]:
         """The router's entry point: frames with the box earlier layers point at (or None)."""
         if len(hints) != len(frames):
             raise ValueError(f"{len(frames)} frames but {len(hints)} hints")
         return self.classify([OracleRequest(f.frame_id, f.domain, f.image, tuple(h) if h is not None else None,
                                             f.source or f.frame_id) for f, h in zip(frames, hints)])
 
-    def classify(self, requests: Sequence[OracleRequest]) -> list[OracleAnswer]:
+    def classify(self, requests: Sequence[OracleRequest]) -> list[OracleVerdict]:
         """One answer per request, in order. Bad input raises before any call is made."""
         for r in requests:
             self._validate(r)
@@ -214,13 +163,14 @@ class Oracle:
             except (ValueError, TypeError) as exc:
                 raise DataError(r.image_ref or r.frame_id, f"hint box: {exc}") from None
 
-    def _answer(self, r: OracleRequest, outcome: str, t0: float, **kw: Any) -> OracleAnswer:
-        return OracleAnswer(frame_id=r.frame_id, image_ref=r.image_ref or r.frame_id, domain=r.domain,
-                            outcome=outcome, latency_ms=(time.perf_counter() - t0) * 1000, backend=self.backend_name,
-                            model=self.model, **kw)
+    def _answer(self, r: OracleRequest, outcome: str, t0: float, **kw: Any) -> OracleVerdict:
+        return OracleVerdict(kw.pop("defect_class", None), frame_id=r.frame_id, image_ref=r.image_ref or r.frame_id,
+                             domain=r.domain, to_review=outcome == "review", attempts=kw.pop("attempts", 0),
+                             latency_ms=(time.perf_counter() - t0) * 1000, backend=self.backend_name,
+                             model=self.model, **kw)
 
     def _to_review(self, r: OracleRequest, t0: float, reason: str, detail: str | None, *,
-                   call: OracleCall) -> OracleAnswer:
+                   call: OracleCall) -> OracleVerdict:
         """Log `call` (its usage and attempts are the answer's) and hand the frame to review."""
         ans = self._answer(r, "review", t0, review_reason=reason, error=detail, attempts=call.attempts,
                            prompt_version=call.prompt_version, dhash=call.dhash, **metered_usage(call))
@@ -234,7 +184,7 @@ class Oracle:
         log.log(level, "oracle: %s -> review (%s)%s", ans.image_ref, reason, f": {detail}" if detail else "")
         return ans
 
-    def _one(self, r: OracleRequest) -> OracleAnswer:
+    def _one(self, r: OracleRequest) -> OracleVerdict:
         t0 = time.perf_counter()
         ref = r.image_ref or r.frame_id
         call = OracleCall(frame_id=r.frame_id, image_ref=ref, domain=r.domain, backend=self.backend_name,

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..imaging import DEFAULT_MAX_PIXELS
-from ..records import Frame, LayerResult, Sample
+from ..records import Sample
 from .inference import ImageInput, Prediction, detect_batch
 from .metrics import detection_metrics
 from .tiles import TilePolicy
@@ -62,10 +62,6 @@ class DetectorBase:
             tile_policy=self.tile_policy, iou=self.iou, max_det=max_det, chunk=self.chunk,
             max_pixels=self.max_pixels,
         )
-
-    def score(self, frames: Sequence[Frame]) -> list[LayerResult]:
-        """The layer's report per frame (for the router): detections, top class and confidence."""
-        return [p.to_layer_result() for p in self.predict(frames)]
 
     def evaluate(self, samples: Sequence[Sample], *, batch: int = 16) -> dict:
         """mAP of this detector on samples with ground-truth boxes (defect-free samples count too).

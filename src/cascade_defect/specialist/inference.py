@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..imaging import DEFAULT_MAX_PIXELS, load_image
-from ..records import Detection, Frame, LayerResult
+from ..records import Detection, Frame
 from .tiles import TilePolicy, merge_tiles, plan_tiles
 
 log = logging.getLogger(__name__)
@@ -49,20 +49,6 @@ class Prediction:
     @property
     def top(self) -> Detection | None:
         return self.detections[0] if self.detections else None
-
-    def to_layer_result(self) -> LayerResult:
-        """The layer's report for the router: every detection, the top class and confidence."""
-        top = self.top
-        return LayerResult(
-            layer="specialist",
-            latency_ms=self.latency_ms,
-            score=None if top is None else top.confidence,
-            detections=self.detections,
-            defect_class=None if top is None else top.cls,
-            confidence=None if top is None else top.confidence,
-            extra={"box": None if top is None else list(top.box), "tiles": self.tiles,
-                   "scale": self.scale, **({"notes": list(self.notes)} if self.notes else {})},
-        )
 
     def as_dict(self) -> dict:
         def det(d: Detection) -> dict:

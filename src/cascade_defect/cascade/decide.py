@@ -1,0 +1,150 @@
+"""The one decision function: policy + one frame's layer outputs so far -> next layer or final decision.
+
+Every routing rule of the cascade lives here and nowhere else:
+
+1. Layer 1 escalates a frame when its statistic (z against τ, or the autoencoder's raw score
+   against its MSE threshold) is above the threshold — or is missing or not finite (recall first);
+   a frame it does not escalate is `no_defect`, decided by Layer 1.
+2. Layer 2 decides when its top detection clears the policy's bar (per class when set); no
+   detection is never sure. Otherwise the frame goes on, with the top detection's box as the hint.
+   A failed detector escalates (hint None); a domain served without a detector goes straight on.
+3. Layer 3's label decides; a hand-over, an oracle that raised or no oracle at all means human
+   review. A Layer-3 decision keeps the hint box unless the label is `no_defect`.
+
+`decide` is pure: it reads the policy and the outputs and returns a `Next` (which layer to call,
+with which hint) or a `Final`. The router calls it after each layer; evaluation re-decides recorded
+outputs with it, and the Pareto and calibration sweeps use it (or `escalates`, its Layer-1 rule on
+arrays) for every candidate threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence, Union
+
+import numpy as np
+
+from ..contracts import GateScore, OracleVerdict
+from ..errors import ConfigError
+from ..records import NO_DEFECT, DecidingLayer, Detection
+
+NO_ORACLE = "no oracle configured"
+
+
+def escalates(stat: Any, threshold: float) -> Any:
+    """Layer 1's rule on a statistic (a number or an array): above the threshold, or not finite.
+
+    None counts as not finite. The comparison keeps the statistic's own precision (a float32 z
+    against τ = 0.3 compares in float32, as a model's output is compared in production). Arrays
+    broadcast against arrays of thresholds (the sweeps).
+    """
+    if stat is None:
+        return True
+    if np.ndim(stat) == 0 and np.ndim(threshold) == 0:
+        return not math.isfinite(stat) or stat > threshold
+    s = np.asarray(stat)
+    if s.dtype.kind not in "fiu":
+        s = s.astype(float)
+    return ~np.isfinite(s) | (s > threshold)
+
+
+def gate_escalates(policy: Any, domain: str, z: float | None, score: float | None = None) -> bool:
+    """True when Layer 1 flags the frame under `policy` (τ on z, else the MSE threshold on the score)."""
+    th = policy.thresholds(domain)
+    if th.tau is not None:
+        return bool(escalates(z, th.tau))
+    if th.mse_threshold is not None:
+        return bool(escalates(score, th.mse_threshold))
+    raise ConfigError(f"domain '{domain}' has neither τ nor an MSE threshold")
+
+
+def top_detection(detections: Sequence[Detection]) -> Detection | None:
+    """The most confident detection (the first of equals), or None."""
+    return max(detections, key=lambda d: d.confidence) if detections else None
+
+
+def accepted_detection(policy: Any, detections: Sequence[Detection]) -> Detection | None:
+    """The top detection when Layer 2 is sure enough to decide under `policy`, else None."""
+    top = top_detection(detections)
+    return top if top is not None and top.confidence >= policy.bar_for(top.cls) else None
+
+
+@dataclass(frozen=True)
+class FrameOutputs:
+    """What the layers said about one frame so far. None: the layer has not run (yet).
+
+    An exception stands for a layer call that failed on this frame. `has_specialist` and
+    `has_oracle` say whether the cascade has those layers at all.
+    """
+
+    domain: str
+    gate: GateScore | Exception | None = None
+    detections: Sequence[Detection] | Exception | None = None
+    verdict: OracleVerdict | Exception | None = None
+    has_specialist: bool = True
+    has_oracle: bool = True
+
+
+@dataclass(frozen=True)
+class Next:
+    """Call `layer` next for this frame (with `hint`, the box the oracle should look at)."""
+
+    layer: Literal["specialist", "oracle"]
+    hint: tuple | None = None
+
+
+@dataclass(frozen=True)
+class Final:
+    """The frame's decision: a label and the deciding layer, or an error (label and layer None).
+
+    `reason` says why a frame went to review when no verdict says it (no oracle, or it raised).
+    """
+
+    label: str | None
+    layer: DecidingLayer | None
+    box: tuple | None = None
+    error: str | None = None
+    reason: str | None = None
+
+
+Step = Union[Next, Final]
+
+
+def decide(policy: Any, out: FrameOutputs) -> Step:
+    """The next layer for this frame, or its final decision (see the module docstring)."""
+    if out.gate is None:
+        raise ValueError("decide needs the Layer-1 output: the gate runs on every frame")
+    if isinstance(out.gate, Exception):
+        return Final(None, None, error=f"layer 1: {out.gate}")
+    try:
+        flagged = gate_escalates(policy, out.domain, out.gate.z, out.gate.score)
+    except Exception as exc:  # noqa: BLE001 - a policy gap is this frame's error
+        return Final(None, None, error=str(exc))
+    if not flagged:
+        return Final(NO_DEFECT, 1)
+    return decide_escalated(policy, out)
+
+
+def decide_escalated(policy: Any, out: FrameOutputs) -> Step:
+    """Rules 2 and 3 for a frame Layer 1 escalated (also what the τ sweeps ask of escalated frames)."""
+    hint = None
+    if out.has_specialist:
+        if out.detections is None:
+            return Next("specialist")
+        if not isinstance(out.detections, Exception):
+            accepted = accepted_detection(policy, out.detections)
+            if accepted is not None:
+                return Final(accepted.cls, 2, box=tuple(accepted.box))
+            top = top_detection(out.detections)
+            hint = tuple(top.box) if top is not None else None
+    if not out.has_oracle:
+        return Final(None, "review", reason=NO_ORACLE)
+    if out.verdict is None:
+        return Next("oracle", hint)
+    if isinstance(out.verdict, Exception):
+        return Final(None, "review", reason=str(out.verdict))
+    label = out.verdict.label
+    if label is None:
+        return Final(None, "review")
+    return Final(label, 3, box=hint if label != NO_DEFECT else None)
