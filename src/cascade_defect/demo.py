@@ -21,7 +21,7 @@ from .cascade.summary import RunSummary
 
 SYNTH_DOMAIN = "steel-synthetic"
 DEMO_TARGET_RECALL = 0.85
-SYNTH_DETECTOR = Path(__file__).resolve().parent.parent / "models" / "synthetic-steel"
+SYNTH_DETECTOR = Path(__file__).resolve().parent / "models" / "synthetic-steel"
 
 
 @dataclass
