@@ -22,7 +22,8 @@ import numpy as np
 
 from cascade_defect.cascade.policy import Policy
 from cascade_defect.contracts import GateScore
-from cascade_defect.evaluation.evaluate import evaluate, pareto_sweep
+from cascade_defect.evaluation.evaluate import evaluate
+from cascade_defect.evaluation.sweeps import pareto_sweep
 from cascade_defect.evaluation.report import write_report
 from cascade_defect.evaluation.standins import GroundTruthOracle
 from cascade_defect.records import Detection, Frame, Sample

@@ -14,7 +14,10 @@ from cascade_defect.cascade.policy import Policy
 from cascade_defect.cascade.router import Router
 from cascade_defect.contracts import GateScore, OracleVerdict
 from cascade_defect.errors import ConfigError, DataError
-from cascade_defect.evaluation.evaluate import downstream_predictions, evaluate, record_layers, redecide
+from cascade_defect.evaluation.evaluate import evaluate
+from cascade_defect.evaluation.frame_records import record_layers
+from cascade_defect.evaluation.redecide import downstream_predictions, redecide
+from cascade_defect.evaluation.report import write_report
 from cascade_defect.evaluation.standins import (CountingOracle, GroundTruthOracle, ReplayOracle, cache_disabled,
                                                 describe_oracle, file_sha256)
 from cascade_defect.evaluation.tracks import build_eval_set, load_tracks, parse_tracks, read_track
@@ -302,7 +305,7 @@ def test_layer1_auc_per_track_separates_sources_pooled_in_one_domain(tmp_path):
     assert by_track["cam2"]["auc"] == pytest.approx(mann_whitney(cam2)) == 0.0
     assert ev.results["roc"]["steel"]["auc"] == pytest.approx(mann_whitney(cam1 + cam2))
     assert by_track["cam2"] == {"domain": "steel", "score": "z", "n": 3, "n_defective": 1, "auc": 0.0, "reason": None}
-    md = (ev.write(tmp_path, include_images=False)["markdown"]).read_text()
+    md = (write_report(ev, tmp_path, include_images=False)["markdown"]).read_text()
     assert "| cam2 | steel | 3 | 1 | 0.000 |" in md
 
 

@@ -209,6 +209,7 @@ def evaluate(
     """Evaluate the cascade and its baselines on tracks; write an HTML/Markdown/JSON report."""
     from ..cascade.assemble import load_policy, load_specialist, open_bundle
     from ..evaluation.evaluate import evaluate as run_evaluation
+    from ..evaluation.report import write_report
     from ..evaluation.leakage import detector_overlap, training_source
     from ..evaluation.tracks import build_eval_set, load_tracks
     from ..gate.store import GateSet
@@ -238,7 +239,7 @@ def evaluate(
                          extra={"bundle": str(b.root), "eval_set": eval_set.as_dict(),
                                 "detector_overlap": [o.as_dict() for o in overlaps]})
     ev.results["notes"].extend(o.note for o in overlaps)
-    paths = ev.write(out, include_images=images)
+    paths = write_report(ev, out, include_images=images)
     cascade_overall = ev.results["metrics"]["overall"]["cascade"]
     emit_json({"out": str(out), **{k: str(v) for k, v in paths.items()},
                "oracle": ev.results["oracle"]["name"],

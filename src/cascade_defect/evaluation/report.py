@@ -27,7 +27,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .evaluate import PATH_TITLES, PATHS, Evaluation, write_json_atomic
+from .evaluate import Evaluation
+from .results_io import PATH_TITLES, PATHS, write_json_atomic
 
 SYSTEM_COLORS = {
     "cascade": "#1d4ed8", "cascade_no_cache": "#60a5fa", "oracle_only": "#9333ea",

@@ -1,0 +1,85 @@
+"""What an evaluation writes: the results schema, path and system titles, JSON conversion and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import numpy as np
+
+
+
+
+SCHEMA = "cascade-defect/evaluation/1"
+
+
+PER = 100_000
+
+
+PATHS = ("layer1", "layer2", "layer3", "review")
+
+
+PATH_TITLES = {
+    "layer1": "Layer 1 discarded (no defect)",
+    "layer2": "Layer 2 decided (detector sure)",
+    "layer3": "Layer 3 decided (oracle)",
+    "review": "Sent to human review",
+}
+
+
+SYSTEM_TITLES = {
+    "cascade": "Cascade",
+    "cascade_no_cache": "Cascade without cache",
+    "oracle_only": "Oracle only",
+    "layer1_only": "Layer 1 only",
+    "layer2_only": "Layer 2 only (any detection)",
+    "layer2_only_at_bar": "Layer 2 only (top ≥ bar)",
+}
+
+
+ReviewAs = Literal["defective", "normal"]
+
+
+def finite_or_none(x: Any) -> Any:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def to_jsonable(value: Any) -> Any:
+    """Numpy scalars/arrays to Python, NaN/inf to None, paths to strings, tuples to lists."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> Path:
+    """Write JSON to `path` through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(to_jsonable(obj), fh, indent=1, allow_nan=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
