@@ -8,6 +8,7 @@ import it, and it imports nothing but `records`. It holds
   client, a replay of recorded outputs;
 * their result types: `GateScore` (Layer 1), lists of `records.Detection` (Layer 2) and
   `OracleVerdict` (Layer 3, the one oracle result type);
+* `ReviewSink`, where the router hands every decision with layer ``review`` (idempotent by frame);
 * `call_isolated`, the batch-isolation rule every caller of a layer applies: a failing batch is
   retried item by item so that only the bad items fail.
 """
@@ -19,7 +20,7 @@ from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
-from .records import NO_DEFECT, Detection, Frame, LayerResult, MeteredUsage, metered_usage
+from .records import NO_DEFECT, Decision, Detection, Frame, LayerResult, MeteredUsage, metered_usage
 
 T = TypeVar("T")
 
@@ -130,6 +131,13 @@ class OracleLayer(Protocol):
     def judge_batch(self, frames: Sequence[Frame], hints: Sequence[tuple | None]) -> list[OracleVerdict]: ...
 
 
+class ReviewSink(Protocol):
+    """Where review decisions go: one item per frame, whoever sends it and however often (returns its id)."""
+
+    def submit(self, decision: Decision, *, reason: str, detail: str | None = None,
+               hint: Sequence[float] | None = None) -> int: ...
+
+
 def call_isolated(fn: Callable[[list], Sequence[T]], items: list) -> list[T | Exception]:
     """Call a batched layer; if the batch fails, retry one by one so only bad items fail.
 
@@ -149,5 +157,5 @@ def call_isolated(fn: Callable[[list], Sequence[T]], items: list) -> list[T | Ex
         return [r for item in items for r in call_isolated(fn, [item])]
 
 
-__all__ = ["GateLayer", "GateScore", "NO_DEFECT", "OracleLayer", "OracleVerdict", "SpecialistLayer",
+__all__ = ["GateLayer", "GateScore", "NO_DEFECT", "OracleLayer", "OracleVerdict", "ReviewSink", "SpecialistLayer",
            "call_isolated"]

@@ -124,8 +124,9 @@ def build_cascade(bundle_ref: str | Path | Bundle, domain: str, *, oracle=None, 
                   environ=None) -> Cascade:
     """Load once, check everything, return the router for `domain`.
 
-    `oracle` may be given (an `OracleLayer`, e.g. an evaluation stand-in); otherwise one is built
-    from `oracle_config` (default: the environment; `review` when nothing is configured).
+    `oracle` may be given (an `OracleLayer`, e.g. an evaluation stand-in; its review decisions are
+    not queued); otherwise one is built from `oracle_config` (default: the environment; `review`
+    when nothing is configured), and every review decision enters that database's review queue.
     """
     from ..gate.store import GateSet
 
@@ -133,8 +134,11 @@ def build_cascade(bundle_ref: str | Path | Bundle, domain: str, *, oracle=None, 
     policy = load_policy(bundle, [domain], environ)
     gate = GateSet.load(bundle, [domain], **(gate_overrides or {}))
     specialist = load_specialist(bundle, specialist_engine)
+    review = None
     if oracle is None:
         from ..oracle.oracle import Oracle
+        from ..store.review import ReviewIntake
 
         oracle = Oracle.from_config(oracle_config, db=db, bundle=bundle if bundle.has("oracle") else None)
-    return Cascade(Router(policy, gate, specialist, oracle), bundle, domain, oracle)
+        review = ReviewIntake(oracle.review, oracle.prompt.labels)
+    return Cascade(Router(policy, gate, specialist, oracle, review), bundle, domain, oracle)

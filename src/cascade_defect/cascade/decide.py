@@ -98,7 +98,8 @@ class Next:
 class Final:
     """The frame's decision: a label and the deciding layer, or an error (label and layer None).
 
-    `reason` says why a frame went to review when no verdict says it (no oracle, or it raised).
+    `reason` says why a frame went to review when no verdict says it (no oracle, or it raised);
+    `hint` is the box a reviewer should look at (the top detection's, when there was one).
     """
 
     label: str | None
@@ -106,6 +107,7 @@ class Final:
     box: tuple | None = None
     error: str | None = None
     reason: str | None = None
+    hint: tuple | None = None
 
 
 Step = Union[Next, Final]
@@ -139,12 +141,12 @@ def decide_escalated(policy: Any, out: FrameOutputs) -> Step:
             top = top_detection(out.detections)
             hint = tuple(top.box) if top is not None else None
     if not out.has_oracle:
-        return Final(None, "review", reason=NO_ORACLE)
+        return Final(None, "review", reason=NO_ORACLE, hint=hint)
     if out.verdict is None:
         return Next("oracle", hint)
     if isinstance(out.verdict, Exception):
-        return Final(None, "review", reason=str(out.verdict))
+        return Final(None, "review", reason=str(out.verdict), hint=hint)
     label = out.verdict.label
     if label is None:
-        return Final(None, "review")
+        return Final(None, "review", hint=hint)
     return Final(label, 3, box=hint if label != NO_DEFECT else None)

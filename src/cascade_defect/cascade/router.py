@@ -14,9 +14,9 @@ import time
 from dataclasses import replace
 from typing import Sequence
 
-from ..contracts import GateLayer, OracleLayer, SpecialistLayer, call_isolated
+from ..contracts import GateLayer, OracleLayer, ReviewSink, SpecialistLayer, call_isolated
 from ..records import Decision, Frame, LayerResult
-from .decide import FrameOutputs, Next, decide, top_detection
+from .decide import NO_ORACLE, FrameOutputs, Next, decide, top_detection
 from .policy import Policy
 
 
@@ -25,15 +25,18 @@ class Router:
 
     `specialist` may be None (a domain served without a detector: flagged frames go to the
     oracle). `oracle` may be None only when the policy never escalates to it; a frame that
-    needs it then goes to review.
+    needs it then goes to review. `review` receives every decision with layer ``review``,
+    whoever made it (the oracle's hand-overs, no oracle, an oracle that raised); the sink is
+    idempotent by frame, so a frame the oracle already queued is not queued twice.
     """
 
     def __init__(self, policy: Policy, gate: GateLayer, specialist: SpecialistLayer | None = None,
-                 oracle: OracleLayer | None = None):
+                 oracle: OracleLayer | None = None, review: ReviewSink | None = None):
         self.policy = policy
         self.gate = gate
         self.specialist = specialist
         self.oracle = oracle
+        self.review = review
 
     def route(self, frames: Sequence[Frame]) -> list[Decision]:
         """One decision per frame, in input order."""
@@ -42,6 +45,7 @@ class Router:
         outputs = {i: FrameOutputs(f.domain, has_specialist=self.specialist is not None,
                                    has_oracle=self.oracle is not None) for i, f in enumerate(frames)}
         waiting: dict[str, list[tuple[int, tuple | None]]] = {"specialist": [], "oracle": []}
+        review_hints: dict[int, tuple | None] = {}
 
         def step(i: int, **seen) -> None:
             """Record layer outputs of frame i, then ask `decide` what happens to it next."""
@@ -50,8 +54,10 @@ class Router:
             if isinstance(nxt, Next):
                 waiting[nxt.layer].append((i, nxt.hint))
                 return
-            if nxt.layer == "review" and nxt.reason is not None:
-                traces[i].append(LayerResult("review", 0.0, error=nxt.reason))
+            if nxt.layer == "review":
+                review_hints[i] = nxt.hint
+                if nxt.reason is not None:
+                    traces[i].append(LayerResult("review", 0.0, error=nxt.reason))
             f = frames[i]
             decisions[i] = Decision(frame_id=f.frame_id, image=f.source or f.frame_id, domain=f.domain,
                                     label=nxt.label, layer=nxt.layer, box=nxt.box, trace=traces[i], error=nxt.error)
@@ -59,7 +65,28 @@ class Router:
         self._run_gate(frames, traces, step)
         self._run_specialist(frames, sorted(i for i, _ in waiting["specialist"]), traces, step)
         self._run_oracle(frames, sorted(waiting["oracle"]), traces, step)
+        self._submit_reviews(decisions, outputs, review_hints)
         return [decisions[i] for i in range(len(frames))]
+
+    def _submit_reviews(self, decisions: dict[int, Decision], outputs: dict[int, FrameOutputs],
+                        hints: dict[int, tuple | None]) -> None:
+        """Hand every review decision to the review sink (a failing sink is noted in the trace)."""
+        if self.review is None:
+            return
+        for i, d in sorted(decisions.items()):
+            if d.layer != "review":
+                continue
+            verdict = outputs[i].verdict
+            if verdict is None:
+                reason, detail = "no_oracle", NO_ORACLE
+            elif isinstance(verdict, Exception):
+                reason, detail = "oracle_error", str(verdict)
+            else:
+                reason, detail = verdict.review_reason or "oracle_review", verdict.error
+            try:
+                self.review.submit(d, reason=reason, detail=detail, hint=hints.get(i))
+            except Exception as exc:  # noqa: BLE001 - the decision stands; the trace says the queue failed
+                d.trace.append(LayerResult("review", 0.0, error=f"review queue: {exc}"))
 
     # -- layers: call in batches, trace, hand each frame's output to `step` ------------------
     def _run_gate(self, frames, traces, step) -> None:

@@ -157,7 +157,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX decisions_run ON decisions(run_id, id)",
     )),
     Migration(6, "cache thumbnails", lambda conn: _add_column(conn, "oracle_cache", "thumb", "BLOB")),
+    Migration(7, "review queue: one item per frame", lambda conn: _review_one_item_per_frame(conn)),
 )
+
+
+def _review_one_item_per_frame(conn: sqlite3.Connection) -> None:
+    """Fold duplicate review items of a frame into one (its labelled item, else its first) and make
+    `frame_id` unique, so that entering review is idempotent by frame."""
+    dupes = conn.execute("SELECT frame_id FROM review_queue GROUP BY frame_id HAVING COUNT(*) > 1").fetchall()
+    for (frame_id,) in dupes:
+        rows = conn.execute("SELECT id, status FROM review_queue WHERE frame_id = ? "
+                            "ORDER BY status = 'labelled' DESC, id", (frame_id,)).fetchall()
+        keep = rows[0][0]
+        for other, _ in rows[1:]:
+            conn.execute("UPDATE labels SET review_id = ? WHERE review_id = ?", (keep, other))
+            conn.execute("DELETE FROM review_queue WHERE id = ?", (other,))
+    conn.execute("CREATE UNIQUE INDEX review_frame ON review_queue(frame_id)")
 
 
 def _add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:

@@ -4,6 +4,10 @@ A frame lands here when no oracle is configured, when the oracle is down or over
 when its answer was malformed or refused. Each item keeps the classes it may be labelled with,
 so `label()` refuses a typo; labelling writes a human label (and a retrain-queue item) in the
 same transaction that closes the review item.
+
+A frame has at most one item (``UNIQUE(frame_id)``): `enqueue` is idempotent by frame id, so
+whoever hands a frame over — the oracle, the router, a retried batch, a resumed run — the frame
+enters review exactly once. `ReviewIntake` is the router's way in (`contracts.ReviewSink`).
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 from ..errors import DataError
-from .db import Database, insert
+from ..records import NO_DEFECT, Decision
+from .db import Database
 from .labels import LabelStore
 
-ReviewReason = Literal["no_backend", "budget", "circuit_open", "oracle_unavailable", "malformed",
+ReviewReason = Literal["no_backend", "no_oracle", "budget", "circuit_open", "oracle_unavailable", "malformed",
                        "refusal", "truncated", "oracle_error"]
+FALLBACK_CLASSES = ("defect", NO_DEFECT)
+"""What a reviewer may answer for a frame of a domain whose classes nobody knows."""
 
 
 @dataclass(frozen=True)
@@ -56,15 +63,25 @@ class ReviewQueue:
     def enqueue(self, *, frame_id: str, image_ref: str, domain: str, reason: str, classes: Sequence[str],
                 detail: str | None = None, hint_box: Sequence[float] | None = None,
                 oracle_call_id: int | None = None) -> int:
-        """Queue a frame for a human; `classes` are the labels allowed (including `no_defect`)."""
+        """Queue a frame for a human; `classes` are the labels allowed (including `no_defect`).
+
+        Idempotent by `frame_id`: a frame already queued keeps its first item, whose id is returned.
+        """
         if not classes:
             raise ValueError(f"{frame_id}: a review item needs the classes it may be labelled with")
         with self.db.transaction() as conn:
-            return insert(conn, "review_queue", dict(
-                ts=self.clock(), frame_id=frame_id, image_ref=image_ref, domain=domain, reason=reason,
-                detail=detail, classes=json.dumps(list(classes)),
-                hint_box=json.dumps([float(v) for v in hint_box]) if hint_box is not None else None,
-                oracle_call_id=oracle_call_id))
+            conn.execute(
+                """INSERT INTO review_queue (ts, frame_id, image_ref, domain, reason, detail, classes, hint_box,
+                                             oracle_call_id)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (frame_id) DO NOTHING""",
+                (self.clock(), frame_id, image_ref, domain, reason, detail, json.dumps(list(classes)),
+                 json.dumps([float(v) for v in hint_box]) if hint_box is not None else None, oracle_call_id))
+            return int(conn.execute("SELECT id FROM review_queue WHERE frame_id = ?", (frame_id,)).fetchone()[0])
+
+    def find(self, frame_id: str) -> ReviewItem | None:
+        """The frame's review item, if it has one."""
+        rows = self.db.query(_SELECT + " WHERE r.frame_id = ?", (frame_id,))
+        return _item(rows[0]) if rows else None
 
     def get(self, item_id: int) -> ReviewItem | None:
         rows = self.db.query(_SELECT + " WHERE r.id = ?", (int(item_id),))
@@ -111,6 +128,27 @@ class ReviewQueue:
             self.db.execute("UPDATE review_queue SET status = 'labelled', label_id = ? WHERE id = ?",
                             (label_id, item.id))
         return label_id
+
+
+class ReviewIntake:
+    """The router's review sink: each decision with layer ``review`` becomes (or finds) its frame's item.
+
+    `classes_for(domain)` gives the labels a reviewer may answer (e.g. the oracle prompt's
+    `labels`); a domain it does not know gets `FALLBACK_CLASSES`.
+    """
+
+    def __init__(self, queue: ReviewQueue, classes_for: Callable[[str], Sequence[str]]):
+        self.queue = queue
+        self.classes_for = classes_for
+
+    def submit(self, decision: Decision, *, reason: str, detail: str | None = None,
+               hint: Sequence[float] | None = None) -> int:
+        try:
+            classes = tuple(self.classes_for(decision.domain))
+        except Exception:  # noqa: BLE001 - an unknown domain still reaches a person
+            classes = FALLBACK_CLASSES
+        return self.queue.enqueue(frame_id=decision.frame_id, image_ref=decision.image, domain=decision.domain,
+                                  reason=reason, detail=detail, classes=classes or FALLBACK_CLASSES, hint_box=hint)
 
 
 _SELECT = ("SELECT r.*, l.label AS label, l.labelled_by AS labelled_by FROM review_queue r "

@@ -1,0 +1,40 @@
+"""The decision log recorded before the issue-11 reshaping (tests/fixtures/), and how to compare with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "decisions_before_reshape.json"
+Z_TOL = 2e-3  # float noise of the gate's features across machines and thread counts (measured: < 1e-4)
+
+
+def recorded(name: str) -> list[dict]:
+    return json.loads(FIXTURE.read_text())[name]
+
+
+def compact(jsonl: Path, root: Path) -> list[dict]:
+    """The fixture's form of a decisions.jsonl: path relative to `root`, label, layer, box, z, top confidence."""
+    out = []
+    for line in Path(jsonl).read_text().splitlines():
+        d = json.loads(line)
+        gate = next((t for t in d["trace"] if t["layer"] == "gate"), {})
+        spec = next((t for t in d["trace"] if t["layer"] == "specialist"), None)
+        out.append({"image": Path(d["image"]).resolve().relative_to(Path(root).resolve()).as_posix(),
+                    "label": d.get("label"), "layer": d.get("layer"),
+                    "box": [round(v, 2) for v in d["box"]] if d.get("box") else None,
+                    "z": gate.get("z"), "top_conf": spec.get("confidence") if spec else None,
+                    "error": d.get("error")})
+    return out
+
+
+def assert_same_decisions(actual: list[dict], expected: list[dict]) -> None:
+    """Same frames in the same order with the same label, deciding layer, box and error; scores within noise."""
+    assert [a["image"] for a in actual] == [e["image"] for e in expected]
+    for a, e in zip(actual, expected):
+        assert (a["label"], a["layer"], a["box"], a["error"]) == (e["label"], e["layer"], e["box"], e["error"]), a["image"]
+        assert (a["z"] is None) == (e["z"] is None) and (a["z"] is None or a["z"] == pytest.approx(e["z"], abs=Z_TOL))
+        assert (a["top_conf"] is None) == (e["top_conf"] is None), a["image"]
+        assert a["top_conf"] is None or a["top_conf"] == pytest.approx(e["top_conf"], abs=Z_TOL), a["image"]

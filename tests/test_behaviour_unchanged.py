@@ -1,0 +1,21 @@
+"""The demo decides exactly as it did before the issue-11 reshaping (recorded log in tests/fixtures/).
+
+The real-data half (the same check on KolektorSDD and the Severstal tiles, with the bundle
+scripts/eval_real.sh builds) is in test_eval_real_script.py, which builds that bundle anyway.
+"""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from cascade_defect.cli import app
+from decision_fixture import assert_same_decisions, compact, recorded
+
+
+def test_demo_decisions_match_the_recorded_log(tmp_path):  # ~25 s on 2 cores
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["errors"] == 0
+    assert_same_decisions(compact(tmp_path / "decisions.jsonl", tmp_path), recorded("demo"))
