@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cascade_defect.config import data_root
+from cascade_defect.settings import data_root
 from cascade_defect.data.registry import read_dataset
 from cascade_defect.imaging import load_image
 from cascade_defect.oracle.cache import MultiIndexHash, PerceptualCache

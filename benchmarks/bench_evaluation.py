@@ -85,7 +85,7 @@ def main() -> None:
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
         rows.append({"data": "synthetic 64x64, 2 domains", **run(synthetic(n))})
-    from cascade_defect.config import data_root
+    from cascade_defect.settings import data_root
 
     root = data_root()
     if root is not None and (root / "ksdd1").is_dir():

@@ -330,7 +330,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
-    from cascade_defect.config import data_root
+    from cascade_defect.settings import data_root
 
     root = data_root()
     if root is None or not (root / "ksdd1").is_dir():

@@ -14,7 +14,7 @@ import platform
 import time
 from pathlib import Path
 
-from cascade_defect.config import data_root
+from cascade_defect.settings import data_root
 from cascade_defect.data import read_dataset
 from cascade_defect.data.boxes import rle_to_boxes
 

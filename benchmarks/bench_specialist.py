@@ -60,7 +60,7 @@ def _placeholder_weights(work: Path) -> Path:
 
 
 def _images(n: int) -> tuple[list[np.ndarray], str]:
-    from cascade_defect.config import data_root
+    from cascade_defect.settings import data_root
     from cascade_defect.imaging import load_image
 
     root = data_root()
@@ -76,7 +76,7 @@ def _images(n: int) -> tuple[list[np.ndarray], str]:
 
 
 def _severstal_frames() -> list[np.ndarray]:
-    from cascade_defect.config import data_root
+    from cascade_defect.settings import data_root
     from cascade_defect.imaging import load_image
 
     root = data_root()

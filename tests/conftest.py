@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from cascade_defect.config import DATA_ROOT_ENV, data_root  # noqa: E402
+from cascade_defect.settings import DATA_ROOT_ENV, data_root  # noqa: E402
 
 
 @pytest.fixture(scope="session")

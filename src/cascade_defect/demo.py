@@ -100,7 +100,7 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
     notes: list[str] = []
     if real:
         if data_root is None:
-            from .config import DATA_ROOT_ENV
+            from .settings import DATA_ROOT_ENV
 
             raise ValueError(f"--real needs {DATA_ROOT_ENV} pointing at the datasets")
         domain, samples, commutator = _real(Path(data_root))

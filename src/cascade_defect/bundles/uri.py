@@ -35,6 +35,7 @@ from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
 from ..errors import BundleError, ConfigError
+from ..settings import Settings
 from .bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_file
 
 log = logging.getLogger(__name__)
@@ -45,13 +46,14 @@ ACCOUNT_ENV = "BLOB_ACCOUNT"
 WHOLE_BLOB_ENV = "CASCADE_MODEL_BLOB"
 BLOB_SUFFIX = "_MODEL_BLOB"
 AZURE_PROTOCOLS = ("az", "abfs", "abfss")
-SECRET_ENV = (
-    "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN",
-    "AZURE_STORAGE_CLIENT_SECRET", "AZURE_CLIENT_SECRET", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-)
 EXTRAS = {"az": "azure-blob", "abfs": "azure-blob", "abfss": "azure-blob", "s3": "s3", "s3a": "s3"}
 STALE_TMP_S = 6 * 3600
 _COMPONENT_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+
+
+def _settings(environ: Mapping[str, str] | Settings | None) -> Settings:
+    """The settings of an explicit environment mapping (tests, services), else of the process."""
+    return environ if isinstance(environ, Settings) else Settings.load(environ)
 
 
 # -- locations --------------------------------------------------------------------------------
@@ -74,10 +76,10 @@ def local_path(location: str | os.PathLike) -> Path:
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     """``$CASCADE_BUNDLE_CACHE``, else ``$XDG_CACHE_HOME/cascade-defect/bundles`` (``~/.cache``)."""
-    env = os.environ if environ is None else environ
-    if env.get(CACHE_ENV, "").strip():
-        return Path(env[CACHE_ENV]).expanduser()
-    base = env.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
+    s = _settings(environ)
+    if s.bundle_cache is not None:
+        return s.bundle_cache.expanduser()
+    base = str(s.xdg_cache_home or "") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "cascade-defect" / "bundles"
 
 
@@ -114,16 +116,15 @@ def storage_options_for(uri: str, environ: Mapping[str, str] | None = None
     S3: botocore's own environment (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_S3``...).
     The description never contains a secret.
     """
-    env = os.environ if environ is None else environ
+    s = _settings(environ)
     protocol = urlsplit(uri).scheme.lower()
     if protocol not in AZURE_PROTOCOLS:
         if protocol in ("s3", "s3a"):
             return uri, {}, "AWS credentials from the environment (botocore)"
         return uri, {}, f"{protocol} defaults"
     uri, uri_account = _split_azure(uri)
-    account = uri_account or env.get(ACCOUNT_ENV, "").strip() or \
-        env.get("AZURE_STORAGE_ACCOUNT_NAME", "").strip() or None
-    conn = env.get("AZURE_STORAGE_CONNECTION_STRING", "").strip()
+    account = uri_account or s.blob_account or s.azure_storage_account_name or None
+    conn = s.secret("azure_storage_connection_string") or ""
     if conn:
         conn_account = _connection_string_account(conn)
         if account and conn_account and conn_account != account:
@@ -139,18 +140,21 @@ def storage_options_for(uri: str, environ: Mapping[str, str] | None = None
     options: dict[str, Any] = {"account_name": account}
     for var, key, what in (("AZURE_STORAGE_ACCOUNT_KEY", "account_key", "account key"),
                            ("AZURE_STORAGE_SAS_TOKEN", "sas_token", "SAS token")):
-        if env.get(var, "").strip():
-            options[key] = env[var].strip()
+        value = s.secret(var.lower())
+        if value:
+            options[key] = value
             return uri, options, f"{var} (account {account}, {what})"
-    if env.get("AZURE_STORAGE_ANON", "").strip().lower() in ("1", "true", "yes"):
+    if s.azure_storage_anon:
         options["anon"] = True
         return uri, options, f"anonymous (AZURE_STORAGE_ANON, account {account})"
     options["anon"] = False  # adlfs then builds azure.identity.aio.DefaultAzureCredential
     return uri, options, f"DefaultAzureCredential (azure-identity, account {account})"
 
 
-def _secrets(env: Mapping[str, str], options: Mapping[str, Any]) -> list[str]:
-    found = [env.get(k, "") for k in SECRET_ENV]
+def _secrets(s: Settings, options: Mapping[str, Any]) -> list[str]:
+    found = [s.secret(name) or "" for name in ("azure_storage_connection_string", "azure_storage_account_key",
+                                                "azure_storage_sas_token")]
+    found += [v.get_secret_value() for v in s.scrubbed_secrets.values()]
     found += [str(options.get(k, "")) for k in ("connection_string", "account_key", "sas_token", "secret",
                                                  "key", "token", "client_secret")]
     return [s for s in found if len(s) >= 4]
@@ -162,13 +166,13 @@ def _scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
-def _filesystem(uri: str, storage_options: Mapping[str, Any] | None, env: Mapping[str, str]):
+def _filesystem(uri: str, storage_options: Mapping[str, Any] | None, env: Settings):
     """(fs, root path inside fs, secrets to scrub from messages) for a remote URI."""
     import fsspec
 
     uri, options, how = storage_options_for(uri, env)
     options.update(storage_options or {})
-    secrets = _secrets(env, options)
+    secrets = _secrets(env, options)  # env: the Settings
     protocol = urlsplit(uri).scheme.lower()
     try:
         fs, root = fsspec.core.url_to_fs(uri, skip_instance_cache=True, **options)
@@ -207,7 +211,7 @@ def _check_rel(uri: str, name: str, rel: str) -> PurePosixPath:
     return p
 
 
-def _read_source(uri: str, storage_options: Mapping[str, Any] | None, env: Mapping[str, str]) -> _Source:
+def _read_source(uri: str, storage_options: Mapping[str, Any] | None, env: Settings) -> _Source:
     if is_local(uri):
         path = local_path(uri).resolve()
         uri, storage_options = path.as_uri(), None
@@ -307,7 +311,7 @@ def _download(chosen: dict[str, _Source], manifest: bytes, tmp: Path) -> tuple[i
 
 
 def _assemble(sources: Mapping[str | None, str], cache_dir: str | Path | None,
-              storage_options: Mapping[str, Any] | None, env: Mapping[str, str],
+              storage_options: Mapping[str, Any] | None, env: Settings,
               labels: Mapping[str | None, str]) -> Bundle:
     if not sources:
         raise ConfigError("no bundle location given")
@@ -364,7 +368,7 @@ def resolve_bundle(uri_or_path: str | os.PathLike, cache_dir: str | Path | None 
     are passed to fsspec on top of the ones chosen from the environment.
     Raises `BundleError` (missing, corrupt, incompatible) or `ConfigError` (credentials, extras).
     """
-    env = os.environ if environ is None else environ
+    env = _settings(environ)
     uri = os.fspath(uri_or_path)
     if components is None:
         sources: dict[str | None, str] = {None: uri}
@@ -374,11 +378,11 @@ def resolve_bundle(uri_or_path: str | os.PathLike, cache_dir: str | Path | None 
 
 
 # -- the design's environment variables -------------------------------------------------------
-def _blob_location(var: str, value: str, env: Mapping[str, str]) -> str:
+def _blob_location(var: str, value: str, s: Settings) -> str:
     value = value.strip()
     if "://" in value or value.startswith(("/", "~", ".")):
         return value
-    if not env.get(ACCOUNT_ENV, "").strip() and not env.get("AZURE_STORAGE_CONNECTION_STRING", "").strip():
+    if not s.blob_account and not s.secret("azure_storage_connection_string"):
         raise ConfigError(f"{var}={value} is a blob path (container/prefix): set {ACCOUNT_ENV} to the "
                           "storage account holding it")
     return "az://" + value.strip("/")
@@ -392,29 +396,26 @@ def bundle_sources_from_env(environ: Mapping[str, str] | None = None) -> dict[st
     component (``GATE``, ``SPECIALIST``, ``ORACLE``, ``CALIBRATION``) from another published
     bundle, overriding the whole one. An empty result means nothing is configured.
     """
-    env = os.environ if environ is None else environ
-    whole = {v: env[v].strip() for v in (BUNDLE_ENV, WHOLE_BLOB_ENV) if env.get(v, "").strip()}
-    if len(whole) > 1:
+    s = _settings(environ)
+    if s.bundle and s.model_blob:
         raise ConfigError(f"set either {BUNDLE_ENV} or {WHOLE_BLOB_ENV}, not both")
     sources: dict[str | None, str] = {}
-    if BUNDLE_ENV in whole:
-        sources[None] = whole[BUNDLE_ENV]
-    elif WHOLE_BLOB_ENV in whole:
-        sources[None] = _blob_location(WHOLE_BLOB_ENV, whole[WHOLE_BLOB_ENV], env)
-    for var in sorted(env):
-        if not var.endswith(BLOB_SUFFIX) or var == WHOLE_BLOB_ENV or not env[var].strip():
-            continue
-        name = var[: -len(BLOB_SUFFIX)].lower()
+    if s.bundle:
+        sources[None] = s.bundle
+    elif s.model_blob:
+        sources[None] = _blob_location(WHOLE_BLOB_ENV, s.model_blob, s)
+    for prefix, value in sorted(s.component_blobs.items()):
+        var, name = f"{prefix}{BLOB_SUFFIX}", prefix.lower()
         if not _COMPONENT_RE.match(name):
             raise ConfigError(f"{var}: cannot tell which bundle component it names")
-        sources[name] = _blob_location(var, env[var], env)
+        sources[name] = _blob_location(var, value, s)
     return sources
 
 
 def resolve_bundle_from_env(cache_dir: str | Path | None = None,
                             environ: Mapping[str, str] | None = None) -> Bundle:
     """The bundle the environment describes (see `bundle_sources_from_env`), verified and local."""
-    env = os.environ if environ is None else environ
+    env = _settings(environ)
     sources = bundle_sources_from_env(env)
     if not sources:
         raise ConfigError(f"no model bundle configured: set {BUNDLE_ENV}, or {ACCOUNT_ENV} with "
@@ -432,7 +433,7 @@ def publish_bundle(bundle: Bundle | str | os.PathLike, uri: str, *,
     The local bundle is verified first (a corrupt bundle is never published). The bucket or
     container must exist. Returns {"uri", "files", "bytes", "manifest_sha256"}.
     """
-    env = os.environ if environ is None else environ
+    env = _settings(environ)
     root_dir = bundle.root if isinstance(bundle, Bundle) else local_path(bundle)
     raw = (root_dir / MANIFEST).read_bytes() if (root_dir / MANIFEST).is_file() else b""
     local = Bundle.open(root_dir)  # verifies every checksum: a corrupt bundle is never published

@@ -116,7 +116,8 @@ class Cascade:
                 "mse_threshold": th.mse_threshold, "threshold_source": th.source,
                 "l2_bar": self.router.policy.l2_bar,
                 "specialist": self.router.specialist is not None,
-                "oracle": getattr(self.oracle, "backend_name", type(self.oracle).__name__)}
+                "oracle": getattr(self.oracle, "backend_name", type(self.oracle).__name__),
+                "oracle_limits": self.oracle.limits() if hasattr(self.oracle, "limits") else None}
 
 
 def build_cascade(bundle_ref: str | Path | Bundle, domain: str, *, oracle=None, oracle_config=None,

@@ -16,23 +16,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
+from ..settings import Settings, env_key
 from ..records import Detection
 from .decide import accepted_detection, gate_escalates
 
 DEFAULT_L2_BAR = 0.85
 CALIBRATION_FILE = "calibration.json"
-
-
-def env_key(domain: str) -> str:
-    """`ksdd2` -> `KSDD2`, `neu-det` -> `NEU_DET`: the suffix of per-domain variables."""
-    return re.sub(r"[^A-Z0-9]", "_", domain.upper())
 
 
 def _finite(value: Any, what: str) -> float:
@@ -171,19 +165,12 @@ class Policy:
 
         A variable naming a domain the policy does not know adds that domain.
         """
-        env = os.environ if environ is None else environ
+        s = Settings.load(environ)
         domains = dict(self.domains)
-        for var, raw in env.items():
-            for prefix, attr in (("CASCADE_TAU_", "tau"), ("MSE_THRESHOLD_", "mse_threshold")):
-                if not var.startswith(prefix) or len(var) == len(prefix):
-                    continue
-                suffix = var[len(prefix):]
+        for attr, values in (("tau", s.tau), ("mse_threshold", s.mse_threshold)):
+            for suffix, value in values.items():
                 matches = [d for d in domains if env_key(d) == suffix]
                 name = matches[0] if matches else suffix.lower()
-                value = _finite(raw, f"environment {var}")
-                domains[name] = replace(domains.get(name, DomainThresholds()),
-                                        **{attr: value}, source=f"environment {var}")
-        bar = self.l2_bar
-        if "CASCADE_L2_BAR" in env:
-            bar = _bar(env["CASCADE_L2_BAR"], "environment CASCADE_L2_BAR")
-        return replace(self, domains=domains, l2_bar=bar)
+                domains[name] = replace(domains.get(name, DomainThresholds()), **{attr: value},
+                                        source=s.source(f"{attr}.{suffix}"))
+        return replace(self, domains=domains, l2_bar=self.l2_bar if s.l2_bar is None else s.l2_bar)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cascade, data, gate, oracle, review, specialist
+from . import cascade, config, data, gate, oracle, review, specialist
 
 app = typer.Typer(
     name="cascade-defect",
@@ -22,10 +22,20 @@ app.add_typer(gate.app, name="gate")
 app.add_typer(specialist.app, name="specialist")
 app.add_typer(oracle.app, name="oracle")
 app.add_typer(review.app, name="review")
+app.add_typer(config.app, name="config")
 app.command("run")(cascade.run)
 app.command("calibrate")(cascade.calibrate)
 app.command("demo")(cascade.demo)
 app.command("evaluate")(cascade.evaluate)
+
+
+@app.callback()
+def _validate_settings() -> None:
+    """Validate the settings once at start-up: a bad variable ends the command, naming it."""
+    from ..settings import Settings
+    from .common import run_guarded
+
+    run_guarded(Settings.load)
 
 
 @app.command()

@@ -147,7 +147,7 @@ def demo(
 ) -> None:
     """Build a bundle from built-in data, calibrate it and run the cascade on held-back frames."""
     from ..demo import run_demo
-    from ..config import data_root
+    from ..settings import data_root
 
     def say(text: str) -> None:
         err_console.print(f"[cyan]demo[/] {text}", highlight=False)

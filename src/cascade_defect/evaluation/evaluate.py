@@ -36,7 +36,6 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np

@@ -14,11 +14,11 @@ options; the gate never falls back to random weights on its own.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, WeightsUnavailableError
+from ..settings import settings
 
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 """File name of torchvision's ResNet18 ImageNet weights in its hub cache."""
@@ -71,7 +71,7 @@ def _imagenet_state() -> dict[str, Any]:
     cached = imagenet_cache_path()
     if cached.is_file():
         return _load_state_file(cached)
-    if os.environ.get("CASCADE_OFFLINE", "").strip() not in ("", "0"):
+    if settings().offline:
         raise WeightsUnavailableError(
             f"ImageNet weights are not cached at {cached} and CASCADE_OFFLINE is set; {OPTIONS_HINT}"
         )

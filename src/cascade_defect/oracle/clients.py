@@ -17,11 +17,11 @@ tokens the server metered for it (they are paid for); transport failures raise `
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from ..settings import settings
 from .pricing import Usage
 from .resilience import PermanentError, TransientError, parse_retry_after
 from .schema import DefectPrediction
@@ -77,20 +77,12 @@ class BackendConfig:
     @classmethod
     def from_env(cls, **overrides: Any) -> "BackendConfig":
         """Settings from the environment; non-None `overrides` win."""
-        values: dict[str, Any] = {}
-        for name, var in ENV.items():
-            raw = os.environ.get(var, "").strip()
-            if raw:
-                values[name] = raw
-        if "base_url" not in values and os.environ.get("OPENAI_BASE_URL", "").strip():
-            values["base_url"] = os.environ["OPENAI_BASE_URL"].strip()
-        if "api_version" not in values and os.environ.get("OPENAI_API_VERSION", "").strip():
-            values["api_version"] = os.environ["OPENAI_API_VERSION"].strip()
-        if "timeout_s" in values:
-            try:
-                values["timeout_s"] = float(values["timeout_s"])
-            except ValueError:
-                raise ConfigError(f"{ENV['timeout_s']}={values['timeout_s']!r} is not a number") from None
+        s = settings()
+        values: dict[str, Any] = {
+            "backend": s.oracle_backend, "model": s.oracle_model, "base_url": s.oracle_base_url,
+            "azure_endpoint": s.azure_openai_endpoint, "api_version": s.azure_openai_api_version,
+            "deployment": s.azure_openai_deployment, "timeout_s": s.oracle_timeout_s, "output_mode": s.oracle_output_mode,
+        }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -288,7 +280,7 @@ def make_backend(config: BackendConfig, *, azure_ad_token_provider: Callable[[],
     if http_client is not None:
         common["http_client"] = http_client
     if config.backend == "azure":
-        key = os.environ.get("AZURE_OPENAI_API_KEY", "").strip() or None
+        key = settings().secret("azure_openai_api_key")
         auth: dict[str, Any]
         if azure_ad_token_provider is not None:
             auth = {"azure_ad_token_provider": azure_ad_token_provider}
@@ -299,7 +291,7 @@ def make_backend(config: BackendConfig, *, azure_ad_token_provider: Callable[[],
         client = openai.AzureOpenAI(azure_endpoint=config.azure_endpoint,
                                     api_version=config.api_version or DEFAULT_AZURE_API_VERSION, **auth, **common)
         return ChatBackend(client, config)
-    key = os.environ.get("OPENAI_API_KEY", "").strip() or None
+    key = settings().secret("openai_api_key")
     if key is None:
         if not config.base_url:
             raise ConfigError("the openai backend needs OPENAI_API_KEY (or --base-url for a local "

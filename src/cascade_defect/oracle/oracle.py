@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..contracts import OracleVerdict
+from ..settings import settings
 from ..records import Frame, metered_usage
 from ..store.db import Database, default_db_path
 from ..store.labels import LabelStore
@@ -99,6 +100,8 @@ class Oracle:
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
         self.hash_region = modes
+        self.cache_radius = cache_radius
+        self.cache_verify_max = cache_verify_max
         self.hash_margin = hash_margin
         self.hash_min_side = hash_min_side
         self.sleep = sleep
@@ -107,15 +110,33 @@ class Oracle:
     @classmethod
     def from_config(cls, config: BackendConfig | None = None, *, db: Database | str | Path | None = None,
                     bundle: Any = None, prompt_options: dict[str, Any] | None = None, **kwargs: Any) -> "Oracle":
-        """An oracle from settings (environment when `config` is None), a database and a bundle."""
+        """An oracle from settings (environment when `config` is None), a database and a bundle.
+
+        What decides whether a frame gets a paid answer — spending caps, circuit breaker, cache,
+        its radius and verification, the hashed region — comes from `settings.Settings` unless
+        given in `kwargs`; `limits()` reports the values in force.
+        """
         config = config or BackendConfig.from_env()
         if not isinstance(db, Database):
             db = Database(db if db is not None else default_db_path())
         exemplars = load_exemplars(bundle) if bundle is not None else None
         prompt = PromptBuilder(exemplars, **(prompt_options or {}))
+        s = settings()
         if "max_usd_per_hour" not in kwargs and "max_usd_per_day" not in kwargs:
-            kwargs["max_usd_per_hour"], kwargs["max_usd_per_day"] = SpendingGuard.limits_from_env()
+            kwargs["max_usd_per_hour"], kwargs["max_usd_per_day"] = s.oracle_max_usd_per_hour, s.oracle_max_usd_per_day
+        kwargs.setdefault("breaker", CircuitBreaker(s.oracle_breaker_failures, s.oracle_breaker_reset_s))
+        kwargs.setdefault("cache", s.oracle_cache)
+        kwargs.setdefault("cache_radius", s.oracle_cache_radius)
+        kwargs.setdefault("cache_verify_max", s.oracle_cache_verify_max)
+        kwargs.setdefault("hash_region", s.oracle_hash_region)
         return cls(db, make_backend(config), prompt, **kwargs)
+
+    def limits(self) -> dict[str, Any]:
+        """The settings in force that decide whether a frame gets a paid answer (for run summaries)."""
+        return {"max_usd_per_hour": self.guard.max_per_hour, "max_usd_per_day": self.guard.max_per_day,
+                "breaker_failures": self.breaker.failure_threshold, "breaker_reset_s": self.breaker.reset_after_s,
+                "cache": self.cache is not None, "cache_radius": self.cache_radius,
+                "cache_verify_max": self.cache_verify_max, "hash_region": dict(self.hash_region)}
 
     def close(self) -> None:
         """Close the database connection."""

@@ -13,7 +13,6 @@ is refused at start-up rather than silently costed at zero (give a local server 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import ConfigError
+from ..settings import settings
 
 PRICES_ENV = "CASCADE_ORACLE_PRICES"
 MAX_PER_HOUR_ENV = "CASCADE_ORACLE_MAX_USD_PER_HOUR"
@@ -70,7 +70,7 @@ class PriceTable:
     @classmethod
     def from_env(cls, extra: Mapping[str, ModelPrice] | None = None) -> "PriceTable":
         prices = dict(DEFAULT_PRICES)
-        raw = os.environ.get(PRICES_ENV, "").strip()
+        raw = settings().oracle_prices
         if raw:
             prices.update(parse_prices(raw, PRICES_ENV))
         if extra:
@@ -142,7 +142,9 @@ class SpendingGuard:
 
     @classmethod
     def limits_from_env(cls) -> tuple[float | None, float | None]:
-        return (_env_limit(MAX_PER_HOUR_ENV, DEFAULT_MAX_PER_HOUR), _env_limit(MAX_PER_DAY_ENV, DEFAULT_MAX_PER_DAY))
+        """(per hour, per day) from the settings (`CASCADE_ORACLE_MAX_USD_PER_HOUR` / `_PER_DAY`)."""
+        s = settings()
+        return s.oracle_max_usd_per_hour, s.oracle_max_usd_per_day
 
     def blocked(self) -> str | None:
         """Why calls are refused now, or None when spending is under both limits."""
@@ -154,18 +156,3 @@ class SpendingGuard:
             if spent >= limit:
                 return f"spending limit reached: ${spent:.4f} in the last {window} >= ${limit:.4f}"
         return None
-
-
-def _env_limit(name: str, default: float) -> float | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if raw.lower() in ("none", "off", "unlimited"):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of dollars (or 'none')") from None
-    if not value >= 0:
-        raise ConfigError(f"{name}={raw!r} must be >= 0")
-    return value

@@ -9,10 +9,10 @@ entry can be overridden.
 from __future__ import annotations
 
 import json
-import os
 from typing import Mapping, Sequence
 
 from ..errors import ConfigError
+from ..settings import settings
 from .schema import taxonomy_labels
 
 TAXONOMY_ENV = "CASCADE_ORACLE_TAXONOMY"
@@ -27,7 +27,7 @@ DEFAULT_TAXONOMY: dict[str, tuple[str, ...]] = {
 
 
 def taxonomy_from_env() -> dict[str, tuple[str, ...]]:
-    raw = os.environ.get(TAXONOMY_ENV, "").strip()
+    raw = settings().oracle_taxonomy
     if not raw:
         return {}
     try:

@@ -22,7 +22,6 @@ added column safe on databases that already have it).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import ConfigError
+from ..settings import settings
 
 DB_ENV = "CASCADE_DB"
 """Environment variable naming the database file; `./cascade.db` when unset."""
@@ -194,7 +194,7 @@ def _check(migrations: Sequence[Migration]) -> None:
 
 def default_db_path() -> Path:
     """`$CASCADE_DB`, or `cascade.db` in the working directory."""
-    return Path(os.environ.get(DB_ENV, "").strip() or DEFAULT_DB).expanduser()
+    return settings().db.expanduser()
 
 
 class Database:
