@@ -15,7 +15,7 @@ fi
 # torch/torchvision first and exactly: on the project's machines they come from local disk.
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 if [ "$WITH_TESTS" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[test,yolo]'
+  .venv/bin/python -m pip install -q -e '.[test,all]'
   if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "bootstrap: installing Debian's chromium for the report test" >&2
@@ -31,5 +31,5 @@ if [ "$WITH_TESTS" = 1 ]; then
       || echo "bootstrap: Azurite install failed; the az:// server tests will skip and say why" >&2
   fi
 else
-  .venv/bin/python -m pip install -q -e '.[yolo]'
+  .venv/bin/python -m pip install -q -e '.[all]'
 fi
