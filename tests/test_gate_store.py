@@ -151,3 +151,20 @@ def test_missing_domain_unfitted_gate_and_learned_overrides(bundle):
     assert gs.gate("steel").engine == "torch"
     with pytest.raises(ConfigError, match="no gate for domain"):
         gs.score_batch([np.zeros((64, 64), np.uint8)], "commutator")
+
+
+def test_the_policy_reads_the_autoencoders_stored_threshold_when_uncalibrated(bundle, fitted):
+    from cascade_defect.cascade.assemble import load_policy
+
+    b = Bundle.open(bundle)
+    ae = fitted[0]["commutator"].stats_
+    kind, stats = gate_store.stored_statistics(b, "commutator")
+    assert kind == "autoencoder" and stats == ae
+    th = load_policy(b, ["commutator"], environ={}).thresholds("commutator")
+    assert th.tau is None and th.mse_threshold == pytest.approx(ae.mean + 3 * ae.std)
+    assert th.source.startswith("gate: mean + 3·std")
+    # a calibrated or configured threshold wins; a PatchCore gate has no stored default
+    assert load_policy(b, ["commutator"], environ={"MSE_THRESHOLD_COMMUTATOR": "0.5"}).thresholds(
+        "commutator").mse_threshold == 0.5
+    with pytest.raises(ConfigError, match="no Layer-1 threshold for domain 'steel'"):
+        load_policy(b, ["steel"], environ={})

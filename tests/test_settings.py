@@ -95,3 +95,16 @@ def test_paid_answer_limits_come_from_the_settings_and_are_reported(tmp_path, mo
                                "hash_region": {"*": "whole"}}
     assert oracle.cache.radius == 3 and oracle.breaker.failure_threshold == 2
     oracle.close()
+
+
+def test_dataset_paths_are_written_relative_to_the_data_root(tmp_path, monkeypatch):
+    from cascade_defect.evaluation.results_io import paths_as_written
+    from cascade_defect.settings import path_as_written
+
+    monkeypatch.setenv("CASCADE_DATA_ROOT", str(tmp_path))
+    (tmp_path / "ksdd1").mkdir()
+    assert path_as_written(tmp_path / "ksdd1") == "${CASCADE_DATA_ROOT}/ksdd1"
+    assert path_as_written("runs/tiles") == "runs/tiles"  # elsewhere: as given
+    roots = {str(tmp_path / "ksdd1"): "${CASCADE_DATA_ROOT}/ksdd1", "/x/tiles": "${TILES}"}
+    res = paths_as_written({"a": [f"{tmp_path}/ksdd1/kos01/Part0.jpg", "/x/tiles", "/x/tiles2/y.png"], "n": 3}, roots)
+    assert res == {"a": ["${CASCADE_DATA_ROOT}/ksdd1/kos01/Part0.jpg", "${TILES}", "/x/tiles2/y.png"], "n": 3}

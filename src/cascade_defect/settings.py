@@ -275,6 +275,20 @@ def settings() -> Settings:
     return Settings.load()
 
 
+def path_as_written(path: str | os.PathLike) -> str:
+    """A dataset path for a results or calibration file: ``${CASCADE_DATA_ROOT}/...`` when it lies under
+    the data root, else as given — never the absolute path of the machine that produced the file."""
+    root = data_root()
+    text = os.fspath(path)
+    if root is not None:
+        try:
+            rel = Path(text).expanduser().resolve().relative_to(root.resolve())
+        except ValueError:
+            return text
+        return f"${{{DATA_ROOT_ENV}}}" + ("" if rel == Path(".") else f"/{rel.as_posix()}")
+    return text
+
+
 def data_root() -> Path | None:
     """The root of the real datasets (`ksdd1/`, `neu-det/`, `severstal/`, ...), if configured."""
     root = settings().data_root

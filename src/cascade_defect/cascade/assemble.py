@@ -43,12 +43,25 @@ def read_calibration(bundle: Bundle) -> dict[str, Any]:
 
 
 def load_policy(bundle: Bundle, domains: Sequence[str] = (), environ=None) -> Policy:
-    """The bundle's calibrated policy with environment overrides; every `domains` entry must have a threshold."""
+    """The bundle's calibrated policy with environment overrides; every `domains` entry must have a threshold.
+
+    A domain with neither τ nor an MSE threshold whose gate is an autoencoder gets the gate's own
+    threshold (mean + k·σ of its held-out normals' scores, stored with the gate) as its MSE threshold.
+    """
+    from ..gate.store import stored_statistics
+
     data = read_calibration(bundle)
     origin = f"{bundle.root}/{CALIBRATION_COMPONENT}/{CALIBRATION_FILE}"
     policy = Policy.from_dict(data, origin=origin) if data else Policy()
     policy = policy.with_env(environ)
     for d in domains:
+        th = policy.domains.get(d)
+        if th is None or (th.tau is None and th.mse_threshold is None):
+            stored = stored_statistics(bundle, d)
+            if stored is not None and stored[0] == "autoencoder":
+                stats = stored[1]
+                policy = policy.with_mse_threshold(
+                    d, stats.threshold, source=f"gate: mean + {stats.k_sigma:g}·std of {stats.n} held-out normals")
         policy.thresholds(d)  # ConfigError now, naming the variable to set
     return policy
 

@@ -116,6 +116,12 @@ class Policy:
         domains[domain] = replace(old, tau=_finite(tau, f"τ of {domain}"), source=source)
         return replace(self, domains=domains)
 
+    def with_mse_threshold(self, domain: str, value: float, source: str = "calibration") -> "Policy":
+        old = self.domains.get(domain, DomainThresholds())
+        domains = dict(self.domains)
+        domains[domain] = replace(old, mse_threshold=_finite(value, f"MSE threshold of {domain}"), source=source)
+        return replace(self, domains=domains)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "l2_bar": self.l2_bar,

@@ -117,6 +117,7 @@ def calibrate(
     """Choose τ for a domain on held-out labelled data and write it into the bundle's calibration."""
     from ..bundles.bundle import Bundle
     from ..evaluation.bundle_calibration import calibrate_domain
+    from ..settings import path_as_written
 
     if mode not in ("knee", "recall"):
         fail(f"--mode must be knee or recall, not {mode!r}")
@@ -125,7 +126,7 @@ def calibrate(
     with err_console.status(f"scoring {len(samples)} {split} images of '{domain}'", spinner="dots"):
         record = run_guarded(calibrate_domain, b, domain, samples, mode=mode, target_recall=target_recall,
                              confidence=confidence, l2_bar=l2_bar,
-                             data_info={"format": fmt, "root": str(root), "split": split, "seed": seed})
+                             data_info={"format": fmt, "root": path_as_written(root), "split": split, "seed": seed})
     if json_out:
         emit_json(record)
     else:
@@ -236,6 +237,7 @@ def evaluate(
         ev = run_guarded(run_evaluation, frames, policy, gate, specialist, the_oracle,
                          tracks=eval_set.tracks, track_info={s.name: s.as_dict() for s in specs},
                          n_resamples=resamples, seed=seed,
+                         paths_as={str(s.root): s.root_as_written for s in specs},
                          extra={"bundle": str(b.root), "eval_set": eval_set.as_dict(),
                                 "detector_overlap": [o.as_dict() for o in overlaps]})
     ev.results["notes"].extend(o.note for o in overlaps)

@@ -48,7 +48,7 @@ from ..records import Decision, Frame
 from .frame_records import ask_oracle, CaptureOracle, FrameRecord, record_frames, ReplayGate, ReplaySpecialist
 from .metrics import auc_by_track, class_confusion, percentiles, roc_by_domain, system_metrics
 from .redecide import baseline, Decided, decided_from_decisions, predicted_defective, redecide
-from .results_io import finite_or_none, PATHS, ReviewAs, SCHEMA, SYSTEM_TITLES, to_jsonable
+from .results_io import paths_as_written, finite_or_none, PATHS, ReviewAs, SCHEMA, SYSTEM_TITLES, to_jsonable
 from .standins import cache_disabled, describe_oracle, oracle_has_cache
 from .stats import mcnemar
 from .sweeps import pareto_sweep
@@ -112,13 +112,15 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
              batch_size: int = 16, n_resamples: int = 1000, level: float = 0.95, seed: int = 0,
              review_as: ReviewAs = "defective", class_aliases: Mapping[str, str] | None = None,
              n_examples: int = 3, max_thresholds: int = 40, bars: Sequence[float] | None = None,
-             map_side: int = 128, extra: Mapping[str, Any] | None = None) -> Evaluation:
+             map_side: int = 128, extra: Mapping[str, Any] | None = None,
+             paths_as: Mapping[str, str] | None = None) -> Evaluation:
     """Evaluate the cascade and its baselines on `frames` (each with `truth`); see the module doc.
 
     tracks: each frame's track name (default: its domain); track_info: per track name a mapping
     with at least ``kind`` (A/B/C), e.g. `TrackSpec.as_dict()`. class_aliases maps a predicted
     class name to the ground-truth name it means. `extra` is copied into the results (e.g. how
-    the evaluation set was built, the bundle path).
+    the evaluation set was built, the bundle path). `paths_as` maps a resolved dataset root to the
+    root as the user wrote it; the results record paths in the written form (`paths_as_written`).
     """
     if review_as not in ("defective", "normal"):
         raise ValueError(f"review_as must be 'defective' or 'normal', got {review_as!r}")
@@ -277,7 +279,7 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
         "elapsed_s": None,
     }
     results["elapsed_s"] = round(time.perf_counter() - t_start, 3)
-    results = to_jsonable(results)
+    results = paths_as_written(to_jsonable(results), {str(k): str(v) for k, v in (paths_as or {}).items()})
     return Evaluation(results, records, decisions, ev_frames, systems)
 
 

@@ -68,6 +68,22 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def paths_as_written(value: Any, roots: Mapping[str, str]) -> Any:
+    """`value` with every path under a resolved root (a key of `roots`) written from the root as the
+    user wrote it (its value, e.g. ``${CASCADE_DATA_ROOT}/ksdd1``): results never carry this machine's paths."""
+    if not roots:
+        return value
+    if isinstance(value, Mapping):
+        return {k: paths_as_written(v, roots) for k, v in value.items()}
+    if isinstance(value, list):
+        return [paths_as_written(v, roots) for v in value]
+    if isinstance(value, str):
+        for resolved in sorted(roots, key=len, reverse=True):
+            if value == resolved or value.startswith(resolved.rstrip("/") + "/"):
+                return roots[resolved] + value[len(resolved):]
+    return value
+
+
 def write_json_atomic(obj: Any, path: str | Path) -> Path:
     """Write JSON to `path` through a temporary file and a rename (never half-written)."""
     path = Path(path)

@@ -52,7 +52,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 @dataclass(frozen=True)
 class TrackSpec:
-    """One track of TRACKS.yaml, validated (root expanded and absolute)."""
+    """One track of TRACKS.yaml, validated (root expanded and absolute; `root_as_written` as in the file,
+    which is what results record, e.g. ``${CASCADE_DATA_ROOT}/ksdd1``)."""
 
     name: str
     kind: str
@@ -66,6 +67,7 @@ class TrackSpec:
     split_ratios: tuple[float, float, float] | None = None
     description: str = ""
     origin: str = ""
+    root_as_written: str = ""
 
     @property
     def kind_label(self) -> str:
@@ -74,7 +76,7 @@ class TrackSpec:
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "kind": self.kind, "kind_label": self.kind_label, "format": self.format,
-            "root": str(self.root), "domain": self.domain, "split": self.split, "limit": self.limit,
+            "root": self.root_as_written or str(self.root), "domain": self.domain, "split": self.split, "limit": self.limit,
             "class_names": None if self.class_names is None else {str(k): v for k, v in self.class_names.items()},
             "seed": self.seed, "description": self.description,
         }
@@ -185,6 +187,7 @@ def parse_track(entry: Any, index: int, origin: str, base: Path | None,
         name=name, kind=kind, format=fmt, root=root, domain=domain, split=split, limit=limit,
         class_names=None if names is None else _class_names(names, label, fmt), seed=seed,
         split_ratios=ratios, description=str(entry.get("description") or ""), origin=origin,
+        root_as_written=str(entry["root"]),
     )
 
 

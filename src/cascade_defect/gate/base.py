@@ -64,7 +64,11 @@ def split_holdout(n: int, fraction: float, min_holdout: int, seed: int,
 
 @dataclass(frozen=True)
 class DomainStats:
-    """Scores of a domain's held-out normals: mean, std, count and the mean + k·std threshold."""
+    """Scores of a domain's held-out normals: mean, std, count and the mean + k·std threshold.
+
+    `threshold` is the autoencoder gate's default: `cascade.assemble.load_policy` uses it as the
+    domain's MSE threshold when the calibration gives the domain neither τ nor an MSE threshold.
+    """
 
     mean: float
     std: float

@@ -100,6 +100,22 @@ def save_gate(bundle: str | Path | Bundle, domain: str, gate) -> Bundle:
     return b
 
 
+def stored_statistics(bundle: Bundle, domain: str) -> tuple[str, DomainStats] | None:
+    """(gate kind, held-out statistics) of a domain's gate in the bundle, read without loading the model;
+    None when the bundle has no gate for the domain."""
+    if not bundle.has(COMPONENT):
+        return None
+    root = bundle.path(COMPONENT)
+    entry = _read_index(root).get("domains", {}).get(domain)
+    if entry is None:
+        return None
+    try:
+        config = json.loads((root / entry["folder"] / "config.json").read_text())
+        return str(config["kind"]), DomainStats.from_dict(config["stats"])
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{root / entry['folder']}: unreadable gate config: {exc}") from None
+
+
 def _load_domain(folder: Path, domain: str, overrides: Mapping):
     import torch
 
