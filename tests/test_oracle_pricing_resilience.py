@@ -56,10 +56,12 @@ def test_spending_guard_windows_and_env_limits(monkeypatch):
     assert SpendingGuard(spent_since, None, None, clock=lambda: now).blocked() is None
     monkeypatch.setenv("CASCADE_ORACLE_MAX_USD_PER_HOUR", "0.5")
     monkeypatch.setenv("CASCADE_ORACLE_MAX_USD_PER_DAY", "none")
-    assert SpendingGuard.limits_from_env() == (0.5, None)
+    from cascade_defect.settings import settings
+
+    assert (settings().oracle_max_usd_per_hour, settings().oracle_max_usd_per_day) == (0.5, None)
     monkeypatch.setenv("CASCADE_ORACLE_MAX_USD_PER_HOUR", "lots")
     with pytest.raises(ConfigError, match="CASCADE_ORACLE_MAX_USD_PER_HOUR"):
-        SpendingGuard.limits_from_env()
+        settings()
 
 
 # -- retries -------------------------------------------------------------------------------

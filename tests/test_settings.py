@@ -108,3 +108,10 @@ def test_dataset_paths_are_written_relative_to_the_data_root(tmp_path, monkeypat
     roots = {str(tmp_path / "ksdd1"): "${CASCADE_DATA_ROOT}/ksdd1", "/x/tiles": "${TILES}"}
     res = paths_as_written({"a": [f"{tmp_path}/ksdd1/kos01/Part0.jpg", "/x/tiles", "/x/tiles2/y.png"], "n": 3}, roots)
     assert res == {"a": ["${CASCADE_DATA_ROOT}/ksdd1/kos01/Part0.jpg", "${TILES}", "/x/tiles2/y.png"], "n": 3}
+
+
+def test_the_settings_defaults_are_the_oracles_own(tmp_path):
+    oracle = Oracle(Database(tmp_path / "d.db"), backend=None)  # the constructor's defaults
+    defaults = Settings.load({}).oracle_limits()
+    assert oracle.limits() == {**defaults, "hash_region": {"*": defaults["hash_region"]}}
+    oracle.close()

@@ -23,8 +23,6 @@ from ..errors import ConfigError
 from ..settings import settings
 
 PRICES_ENV = "CASCADE_ORACLE_PRICES"
-MAX_PER_HOUR_ENV = "CASCADE_ORACLE_MAX_USD_PER_HOUR"
-MAX_PER_DAY_ENV = "CASCADE_ORACLE_MAX_USD_PER_DAY"
 DEFAULT_MAX_PER_HOUR = 5.0
 DEFAULT_MAX_PER_DAY = 50.0
 
@@ -139,12 +137,6 @@ class SpendingGuard:
         self.max_per_hour = max_per_hour
         self.max_per_day = max_per_day
         self.clock = clock
-
-    @classmethod
-    def limits_from_env(cls) -> tuple[float | None, float | None]:
-        """(per hour, per day) from the settings (`CASCADE_ORACLE_MAX_USD_PER_HOUR` / `_PER_DAY`)."""
-        s = settings()
-        return s.oracle_max_usd_per_hour, s.oracle_max_usd_per_day
 
     def blocked(self) -> str | None:
         """Why calls are refused now, or None when spending is under both limits."""
