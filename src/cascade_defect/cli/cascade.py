@@ -58,6 +58,9 @@ def run(
     model: Optional[str] = typer.Option(None, "--model", help="Oracle model name."),
     specialist_engine: str = typer.Option("torch", "--specialist-engine", help="torch, onnx or none."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+    glob: Optional[bool] = typer.Option(None, "--glob/--no-glob",
+                                        help="Read every PATH as a glob pattern / never (default: an existing "
+                                             "path is a path; only one that names nothing is a pattern)."),
 ) -> None:
     """Run the cascade on frames: one logged decision (or error) per input frame."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -74,7 +77,7 @@ def run(
     if fmt and root is None:
         fail("--format needs --root")
     items = (items_from_samples(_read_samples(fmt, root, domain, split, seed)) if fmt
-             else resolve_inputs(paths))
+             else resolve_inputs(paths, glob=glob))
     database = run_guarded(Database, db or default_db_path())
     config = run_guarded(BackendConfig.from_env, backend=backend, base_url=base_url, model=model)
     cascade = run_guarded(build_cascade, bundle, domain, oracle_config=config, db=database,
