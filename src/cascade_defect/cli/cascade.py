@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import emit_json, err_console, fail, read_format, run_guarded
+from .common import emit_json, err_console, escape, fail, read_format, run_guarded
 
 
 def _read_samples(fmt: str, root: Path, domain: str, split: str, seed: int):
@@ -22,7 +22,7 @@ def print_summary(summary, describe: dict, skipped: int = 0) -> None:
     from rich.table import Table
 
     d = summary.to_dict()
-    t = Table(title=f"cascade run — domain {describe['domain']}", show_header=False)
+    t = Table(title=escape(f"cascade run — domain {describe['domain']}"), show_header=False)
     t.add_column(style="bold")
     t.add_column()
     t.add_row("frames", f"{d['frames']} ({d['errors']} errors" + (f", {skipped} already decided)" if skipped else ")"))
@@ -31,12 +31,12 @@ def print_summary(summary, describe: dict, skipped: int = 0) -> None:
     esc = d["escalation"]
     t.add_row("escalation", f"gate→specialist {esc['gate_to_specialist']:.1%}   "
                             f"→oracle/review {esc['to_oracle_or_review']:.1%}")
-    t.add_row("oracle", f"{describe['oracle']}: {d['oracle_calls']} calls, {d['cache_hits']} cache hits")
+    t.add_row("oracle", escape(f"{describe['oracle']}: {d['oracle_calls']} calls, {d['cache_hits']} cache hits"))
     t.add_row("cost", f"${d['cost_usd']:.4f} total, ${d['cost_per_100k_frames_usd']:.2f} per 100k frames")
     for layer, lat in d["latency_ms"].items():
         if lat["p50"] is not None:
             t.add_row(f"latency {layer}", f"p50 {lat['p50']:.1f} ms   p95 {lat['p95']:.1f} ms")
-    t.add_row("thresholds", f"τ={describe['tau']} ({describe['threshold_source']}), L2 bar {describe['l2_bar']}")
+    t.add_row("thresholds", escape(f"τ={describe['tau']} ({describe['threshold_source']}), L2 bar {describe['l2_bar']}"))
     err_console.print(t)
 
 
@@ -100,7 +100,7 @@ def run(
     else:
         print_summary(summary, cascade.describe(), skipped)
     if out:
-        err_console.print(f"decisions: {out} ({len(all_decisions)} lines), log: {database.path} run {run_id}",
+        err_console.print(escape(f"decisions: {out} ({len(all_decisions)} lines), log: {database.path} run {run_id}"),
                           highlight=False)
 
 
@@ -125,7 +125,7 @@ def calibrate(
         fail(f"--mode must be knee or recall, not {mode!r}")
     b = run_guarded(Bundle.open, bundle)
     samples = _read_samples(fmt, root, domain, split, seed)
-    with err_console.status(f"scoring {len(samples)} {split} images of '{domain}'", spinner="dots"):
+    with err_console.status(escape(f"scoring {len(samples)} {split} images of '{domain}'"), spinner="dots"):
         record = run_guarded(calibrate_domain, b, domain, samples, mode=mode, target_recall=target_recall,
                              confidence=confidence, l2_bar=l2_bar,
                              data_info={"format": fmt, "root": str(root), "split": split, "seed": seed})
@@ -133,9 +133,9 @@ def calibrate(
         emit_json(record)
     else:
         m = record["result"].get("at_tau", {})
-        err_console.print(f"τ[{domain}] = {record['tau']:.4g} ({mode}) on {record['frames']} frames "
+        err_console.print(escape(f"τ[{domain}] = {record['tau']:.4g} ({mode}) on {record['frames']} frames "
                           f"({record['defective']} defective): "
-                          + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)),
+                          + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float))),
                           highlight=False)
 
 
@@ -153,7 +153,7 @@ def demo(
     from ..config import data_root
 
     def say(text: str) -> None:
-        err_console.print(f"[cyan]demo[/] {text}", highlight=False)
+        err_console.print(f"[cyan]demo[/] {escape(text)}", highlight=False)
 
     root = data_root() if real else None
     if real and root is None:
@@ -172,7 +172,7 @@ def demo(
                           f"precision {a['precision'] if a['precision'] is None else round(a['precision'], 2)}",
                           highlight=False)
     for note in result.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     typer.echo(f"bundle: {result.bundle}  (domain '{result.domain}')")
     typer.echo(f"decisions: {result.decisions}")
     frames = f"'{result.out}/data/steel/*/*.png'" if not real else "IMAGES"  # the glob skips mask folders
@@ -228,7 +228,7 @@ def evaluate(
         detector_overlap, specs, eval_set.samples, eval_set.tracks, training_source(b))
     for o in overlaps:
         if o.seen != 0:
-            err_console.print(f"[yellow]warning:[/] {o.note}", highlight=False)
+            err_console.print(f"[yellow]warning:[/] {escape(o.note)}", highlight=False)
     out.mkdir(parents=True, exist_ok=True)
     database = run_guarded(Database, db or out / "cascade.db")
     the_oracle = _evaluation_oracle(oracle, database, b)
