@@ -92,3 +92,34 @@ def test_an_input_listed_twice_is_one_frame_across_batches_even_when_it_errs(tmp
                                      batch_size=1, jsonl_path=tmp_path / "o.jsonl").run(items, "steel", run)
     assert len(decided) == 2 and skipped == 2
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_keeps_one_current_record_per_input_path(tmp_path):
+    """The input path is the frame; its content hash detects change. A fixed, created or changed file replaces its
+    old record (issue: 7 rows and 7 lines for 4 inputs)."""
+    d = tmp_path / "in"
+    d.mkdir()
+    _write(d, "a.png", 100)
+    (d / "b.png").write_bytes((tmp_path / "in" / "a.png").read_bytes()[:40])  # truncated
+    _write(d, "c.png", 150, 250)
+    specs = [str(d / n) for n in ("a.png", "b.png", "c.png", "missing.png")]
+    db_path, out = tmp_path / "log.db", tmp_path / "o.jsonl"
+    log = DecisionLog(_db(db_path))
+    run = log.start_run({})
+    router = Router(POLICY, BrightnessGate(), CornerDetector(), LabelOracle())
+    CascadeRunner(router, log, jsonl_path=out).run(resolve_inputs(specs), "steel", run)
+    first = {json.loads(x)["image"]: json.loads(x) for x in out.read_text().splitlines()}
+    assert "error" in first[specs[1]] and "error" in first[specs[3]] and first[specs[2]]["layer"] == 2
+
+    _write(d, "b.png", 100)  # fixed
+    _write(d, "missing.png", 100)  # created
+    _write(d, "c.png", 150, 10)  # changed: now the oracle decides it
+    decided, skipped = CascadeRunner(router, log, jsonl_path=out).run(resolve_inputs(specs), "steel", run)
+    assert skipped == 1 and len(decided) == 3  # a.png unchanged
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(x["image"] for x in lines) == sorted(specs)
+    by = {x["image"]: x for x in lines}
+    assert by[specs[1]]["layer"] == 1 and by[specs[3]]["layer"] == 1 and by[specs[2]]["layer"] == 3
+    rows = log.db.query("SELECT image, error, layer FROM decisions WHERE run_id = ?", (run,))
+    assert sorted(r["image"] for r in rows) == sorted(specs)
+    assert all(r["error"] is None for r in rows)
