@@ -57,8 +57,9 @@ def test_classify_with_openai_compatible_server(images, tmp_path, monkeypatch):
                                "completion_tokens", "cost_usd", "latency_ms"}
         assert set(out[1]) == {"image", "error"} and "broken.png" in out[1]["error"]
         assert out[2]["queued_for_review"] is True and out[2]["reason"] == "malformed" and "error" in out[2]
-        again = _lines(runner.invoke(app, args[:3] + args[5:]).stdout)  # same first frame: cache hit
-        assert again[0]["cached"] is True and again[0]["cost_usd"] == 0 and len(server.requests) == 2
+        again = _lines(runner.invoke(app, args[:3] + args[5:]).stdout)  # same first frame: its answer, reused
+        assert again[0]["reused"] is True and again[0]["call_id"] == out[0]["call_id"]
+        assert again[0]["defect_class"] == "scratch" and len(server.requests) == 2  # not asked (or paid) twice
         # the malformed answer is waiting for a human
         listed = _lines(runner.invoke(app, ["review", "list", "--db", str(db), "--json"]).stdout)
         assert [(i["image_ref"], i["reason"]) for i in listed] == [(str(b), "malformed")]

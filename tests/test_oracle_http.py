@@ -450,3 +450,37 @@ def test_bad_input_raises_before_any_call(server, db, monkeypatch):
     with pytest.raises(DataError, match="hint box"):
         oracle.classify([req(133, hint=(500, 500, 600, 600))])
     assert server.requests == [] and OracleCallLog(db).recent() == []
+
+
+# -- idempotency by frame (a resumed run asks nothing twice) -------------------------------
+def test_a_frame_seen_again_reuses_its_recorded_answer_or_review_item(server, db, monkeypatch):
+    server.script(answer("patch"), answer("scratch"))
+    server.default = status(429, {"retry-after-ms": "5"})
+    oracle = openai_oracle(server, db, monkeypatch, retry=RetryPolicy(max_attempts=2, base_delay_s=0.01))
+    reqs = [req(s) for s in (140, 141, 142, 143)]
+    first = oracle.classify(reqs)
+    assert [a.outcome for a in first] == ["answer", "answer", "review", "review"]
+    n_requests = len(server.requests)
+    # killed before the decisions were logged: the resumed run routes the same frames again
+    again = openai_oracle(server, db, monkeypatch).classify(reqs)
+    assert len(server.requests) == n_requests  # nothing paid twice, nothing retried
+    assert [(a.outcome, a.defect_class, a.call_id, a.review_id) for a in again] == \
+        [(a.outcome, a.defect_class, a.call_id, a.review_id) for a in first]
+    assert again[0].cost_usd == first[0].cost_usd > 0  # the frame's decision keeps what it cost, once
+    assert all(a.reused for a in again) and not any(a.reused for a in first)
+    assert [c.frame_id for c in OracleCallLog(db).history()] == ["f140", "f141", "f142", "f143"]
+    assert [i.frame_id for i in ReviewQueue(db).list()] == ["f142", "f143"]
+    assert LabelStore(db).count() == 2
+    # changed content is a new question
+    server.script(answer("inclusion"))
+    [changed] = oracle.classify([req(140, image=noise_frame(999))])
+    assert changed.outcome == "answer" and changed.defect_class == "inclusion"
+    assert len(server.requests) == n_requests + 1
+
+
+def test_review_backend_queues_a_frame_once(db):
+    oracle = Oracle.from_config(db=db)
+    first = oracle.classify([req(150), req(151)])
+    again = oracle.classify([req(150), req(151)])
+    assert [a.review_id for a in again] == [a.review_id for a in first]
+    assert ReviewQueue(db).count() == 2 and len(OracleCallLog(db).history()) == 2

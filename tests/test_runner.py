@@ -123,3 +123,40 @@ def test_resume_keeps_one_current_record_per_input_path(tmp_path):
     rows = log.db.query("SELECT image, error, layer FROM decisions WHERE run_id = ?", (run,))
     assert sorted(r["image"] for r in rows) == sorted(specs)
     assert all(r["error"] is None for r in rows)
+
+
+def test_a_kill_between_the_oracle_and_the_log_doubles_no_review_item_or_call(tmp_path):
+    """Killed after the oracle queued frames but before their decisions were logged: the resumed run reuses them."""
+    from cascade_defect.oracle import Oracle
+    from cascade_defect.store import OracleCallLog, ReviewQueue
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(6):
+        _write(d, f"f{i}.png", 150 + i)  # all flagged; no detector: every frame goes to the oracle
+    policy = Policy.from_dict({"domains": {"severstal": {"tau": 1.0}}})
+    db = _db(tmp_path / "log.db")
+
+    class KilledLog(DecisionLog):
+        def record(self, run_id, items):
+            if self.db.query("SELECT COUNT(*) FROM decisions")[0][0] >= 2:
+                raise KeyboardInterrupt  # the kill: after the oracle step of batch 2, before its decisions
+            super().record(run_id, items)
+
+    log = KilledLog(db)
+    run = log.start_run({})
+    router = Router(policy, BrightnessGate(), None, Oracle.from_config(db=db))
+    try:
+        CascadeRunner(router, log, batch_size=2).run(resolve_inputs([str(d)]), "severstal", run)
+    except KeyboardInterrupt:
+        pass
+    assert ReviewQueue(db).count() == 4
+    resumed = DecisionLog(db)
+    assert resumed.start_run({}, resume=True) == run
+    CascadeRunner(Router(policy, BrightnessGate(), None, Oracle.from_config(db=db)), resumed,
+                  jsonl_path=tmp_path / "o.jsonl").run(resolve_inputs([str(d)]), "severstal", run)
+    frames = sorted(str(p) for p in d.iterdir())
+    assert sorted(i.frame_id for i in ReviewQueue(db).list()) == frames
+    assert sorted(c.frame_id for c in OracleCallLog(db).history()) == frames
+    lines = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert sorted(x["image"] for x in lines) == frames and all(x["layer"] == "review" for x in lines)

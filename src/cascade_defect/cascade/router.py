@@ -180,6 +180,8 @@ class Router:
             extra = {"attempts": getattr(verdict, "attempts", 1)}
             if getattr(verdict, "review_reason", None):
                 extra["review_reason"] = verdict.review_reason
+            if getattr(verdict, "reused", False):  # a resumed frame's recorded answer: not asked again
+                extra["reused"] = True
             traces[i].append(LayerResult.from_verdict(verdict, extra))
             if verdict.to_review or verdict.defect_class is None:
                 finish(i, None, "review")

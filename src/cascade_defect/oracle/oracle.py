@@ -14,7 +14,10 @@ The router is its only caller (`judge_batch`, the router's `OracleLayer` protoco
    server that stays down goes to review ("oracle_unavailable").
 
 Every frame gets exactly one `OracleAnswer` and one row in the call log; nothing is lost and no
-error becomes a label.
+error becomes a label. The call and the review entry are idempotent by frame: a frame asked again
+(same frame id, same content by its perceptual hash, same backend, model and prompt version, e.g.
+a run resumed after a kill) reuses its recorded answer or review item, with no new call, row or
+payment.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ class OracleAnswer(MeteredUsage):
     model: str | None = None
     prompt_version: str | None = None
     dhash: str | None = None
+    reused: bool = False
+    """True when the frame's recorded answer or review item was reused (no new call; usage is the original's)."""
 
     @property
     def to_review(self) -> bool:
@@ -96,7 +101,8 @@ class OracleAnswer(MeteredUsage):
     def to_layer_result(self) -> LayerResult:
         return LayerResult.from_verdict(self, {
             "call_id": self.call_id, "review_id": self.review_id, "review_reason": self.review_reason,
-            "model": self.model, "prompt_version": self.prompt_version, "attempts": self.attempts})
+            "model": self.model, "prompt_version": self.prompt_version, "attempts": self.attempts,
+            **({"reused": True} if self.reused else {})})
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's object: an answer, or `error` and/or the review hand-over."""
@@ -106,9 +112,10 @@ class OracleAnswer(MeteredUsage):
                     "reasoning": self.reasoning, "cached": self.cached, "prompt_tokens": self.prompt_tokens,
                     "cached_tokens": self.cached_tokens, "completion_tokens": self.completion_tokens,
                     "cost_usd": self.cost_usd, "latency_ms": round(self.latency_ms, 3),
-                    "model": self.model, "prompt_version": self.prompt_version, "call_id": self.call_id}
+                    "model": self.model, "prompt_version": self.prompt_version, "call_id": self.call_id,
+                    **({"reused": True} if self.reused else {})}
         out = {**base, "queued_for_review": True, "review_id": self.review_id, "reason": self.review_reason,
-               "cost_usd": self.cost_usd, "call_id": self.call_id}
+               "cost_usd": self.cost_usd, "call_id": self.call_id, **({"reused": True} if self.reused else {})}
         if self.error:
             out["error"] = self.error
         return out
@@ -234,14 +241,31 @@ class Oracle:
         log.log(level, "oracle: %s -> review (%s)%s", ans.image_ref, reason, f": {detail}" if detail else "")
         return ans
 
+    def _recorded(self, r: OracleRequest, call: OracleCall, t0: float) -> OracleAnswer | None:
+        """This frame's recorded answer or review item (same content and oracle version), or None."""
+        prior = self.calls.latest_for_frame(r.frame_id, dhash=call.dhash, hash_region=call.hash_region,
+                                            backend=call.backend, model=call.model,
+                                            prompt_version=call.prompt_version)
+        if prior is None:
+            return None
+        common = dict(attempts=prior.attempts, prompt_version=prior.prompt_version, dhash=prior.dhash,
+                      call_id=prior.id, reused=True, **metered_usage(prior))
+        if prior.outcome in ("answer", "cache_hit"):
+            log.info("oracle: %s already answered (call %s) -> %s", call.image_ref, prior.id, prior.defect_class)
+            return self._answer(r, prior.outcome, t0, defect_class=prior.defect_class, confidence=prior.confidence,
+                                reasoning=prior.reasoning, cached=prior.outcome == "cache_hit", **common)
+        item = self.review.for_call(prior.id)
+        if item is None:
+            return None  # an error without a review item cannot be reused: ask again
+        log.info("oracle: %s already queued for review (item %s, %s)", call.image_ref, item.id, item.reason)
+        return self._answer(r, "review", t0, review_reason=item.reason, error=item.detail, review_id=item.id,
+                            **common)
+
     def _one(self, r: OracleRequest) -> OracleAnswer:
         t0 = time.perf_counter()
         ref = r.image_ref or r.frame_id
         call = OracleCall(frame_id=r.frame_id, image_ref=ref, domain=r.domain, backend=self.backend_name,
                           outcome="review", model=self.model)
-        if self.backend is None:
-            return self._to_review(r, t0, "no_backend", None, call=call)
-
         version = self.prompt.version(r.domain)
         call.prompt_version = version
         mode = self.hash_region.get(r.domain, self.hash_region["*"])
@@ -249,6 +273,11 @@ class Oracle:
         h, thumb = signature(r.image, r.hint_box if region == "hint" else None, margin=self.hash_margin,
                              min_side=self.hash_min_side)
         call.dhash, call.hash_region = to_hex(h), region
+        earlier = self._recorded(r, call, t0)
+        if earlier is not None:
+            return earlier
+        if self.backend is None:
+            return self._to_review(r, t0, "no_backend", None, call=call)
         oracle_version = self.oracle_version(r.domain)
         use_cache = self.cache is not None and not (mode == "hint_only" and region == "whole")
 

@@ -157,8 +157,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX decisions_run ON decisions(run_id, id)",
     )),
     Migration(6, "cache thumbnails", lambda conn: _add_column(conn, "oracle_cache", "thumb", "BLOB")),
-    Migration(7, "decisions by input", (
+    Migration(7, "decisions by input, review items by call", (
         "CREATE INDEX IF NOT EXISTS decisions_run_image ON decisions(run_id, image)",
+        "CREATE INDEX IF NOT EXISTS review_call ON review_queue(oracle_call_id)",
     )),
 )
 

@@ -79,6 +79,15 @@ class OracleCallLog:
                                  (frame_id, limit))
         return [_row(r) for r in rows]
 
+    def latest_for_frame(self, frame_id: str, *, dhash: str | None, hash_region: str | None, backend: str,
+                         model: str | None, prompt_version: str | None) -> OracleCall | None:
+        """The newest call for this frame with this content (perceptual hash) and oracle version, if any."""
+        rows = self.db.query(
+            "SELECT * FROM oracle_calls WHERE frame_id = ? AND dhash IS ? AND hash_region IS ? AND backend = ? "
+            "AND model IS ? AND prompt_version IS ? ORDER BY id DESC LIMIT 1",
+            (frame_id, dhash, hash_region, backend, model, prompt_version))
+        return _row(rows[0]) if rows else None
+
     def spent_since(self, since_ts: float) -> float:
         """Dollars metered by calls logged at or after `since_ts` (unix seconds)."""
         row = self.db.query("SELECT COALESCE(SUM(cost_usd), 0) FROM oracle_calls WHERE ts >= ?", (since_ts,))

@@ -70,6 +70,11 @@ class ReviewQueue:
         rows = self.db.query(_SELECT + " WHERE r.id = ?", (int(item_id),))
         return _item(rows[0]) if rows else None
 
+    def for_call(self, call_id: int) -> ReviewItem | None:
+        """The item queued with oracle call `call_id`, if any."""
+        rows = self.db.query(_SELECT + " WHERE r.oracle_call_id = ? ORDER BY r.id LIMIT 1", (int(call_id),))
+        return _item(rows[0]) if rows else None
+
     def list(self, status: str | None = "pending", domain: str | None = None,
              limit: int | None = None) -> list[ReviewItem]:
         """Items oldest first; `status` is 'pending', 'labelled' or None for both."""
