@@ -71,6 +71,7 @@ def run(
     from ..oracle.clients import BackendConfig
     from ..store.db import Database, default_db_path
     from ..store.decisions import DecisionLog
+    from ..store.locks import lock_output, lock_run
 
     if bool(paths) == bool(fmt):
         fail("give either PATH... or --format with --root")
@@ -78,12 +79,15 @@ def run(
         fail("--format needs --root")
     items = (items_from_samples(_read_samples(fmt, root, domain, split, seed)) if fmt
              else resolve_inputs(paths, glob=glob))
+    # one writer per decisions file and per run: a second concurrent run is refused before any work
+    out_lock = run_guarded(lock_output, out) if out else None
     database = run_guarded(Database, db or default_db_path())
     config = run_guarded(BackendConfig.from_env, backend=backend, base_url=base_url, model=model)
     cascade = run_guarded(build_cascade, bundle, domain, oracle_config=config, db=database,
                           specialist_engine=specialist_engine)
     log = DecisionLog(database)
     run_id = log.start_run({**cascade.describe(), "inputs": len(items)}, resume=resume)
+    run_lock = run_guarded(lock_run, database.path, run_id)
     runner = CascadeRunner(cascade.router, log, batch_size=batch_size, jsonl_path=out)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
@@ -91,6 +95,9 @@ def run(
         decided, skipped = run_guarded(runner.run, items, domain, run_id,
                                        on_batch=lambda n: bar.advance(task, n))
     all_decisions = log.decisions(run_id)
+    for lock in (run_lock, out_lock):
+        if lock is not None:
+            lock.release()
     summary = summarise(all_decisions)
     if parquet:
         log.export_parquet(run_id, parquet)
