@@ -484,3 +484,44 @@ def test_review_backend_queues_a_frame_once(db):
     again = oracle.classify([req(150), req(151)])
     assert [a.review_id for a in again] == [a.review_id for a in first]
     assert ReviewQueue(db).count() == 2 and len(OracleCallLog(db).history()) == 2
+
+
+def test_a_key_echoed_by_the_server_is_redacted_everywhere(server, db, monkeypatch, caplog, tmp_path):
+    caplog.set_level(logging.DEBUG)
+    hexkey = "0123456789abcdef0123456789abcdef"  # an Azure-style key: no recognisable shape, known by value
+    echo = lambda key: json.dumps({"error": {"message": f"Incorrect API key provided: {key}. Headers: "
+                                                        f"Authorization: Bearer {key}, api-key: {key}",
+                                             "type": "invalid_request_error"}})
+    server.script(status(401, body=echo(KEY)), status(500, body=echo(KEY)), status(500, body=echo(KEY)),
+                  content(f"my key is {KEY}"))
+    oracle = openai_oracle(server, db, monkeypatch, retry=RetryPolicy(max_attempts=2, base_delay_s=0.01))
+    answers = oracle.classify([req(160), req(161), req(162)])
+    assert [a.review_reason for a in answers] == ["oracle_error", "oracle_unavailable", "malformed"]
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", hexkey)
+    az = Oracle(db, make_backend(BackendConfig(backend="azure", azure_endpoint=server.endpoint,
+                                               deployment="gpt-4.1-mini")), retry=FAST)
+    server.script(status(401, body=echo(hexkey)))
+    [a] = az.classify([req(163)])
+    assert a.review_reason == "oracle_error" and "***" in a.error
+    shown = json.dumps([x.to_json() for x in answers + [a]])
+    calls, items = OracleCallLog(db).history(), ReviewQueue(db).list()
+    assert "Incorrect API key provided" in calls[0].raw_text  # the message is kept, the key is not
+    db.close()
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("store.db*"))
+    for secret in (KEY, hexkey, "7f3a9c2e1d"):
+        assert secret not in shown and secret not in caplog.text and secret.encode() not in stored
+        for c in calls:
+            assert secret not in (c.error or "") + (c.raw_text or "")
+        assert all(secret not in (i.detail or "") for i in items)
+
+
+def test_redact_masks_known_keys_bearer_tokens_and_api_key_headers(monkeypatch):
+    from cascade_defect.redact import redact
+
+    monkeypatch.setenv("OPENAI_API_KEY", "plainsecretvalue42")
+    text = ('key plainsecretvalue42; Authorization: Bearer eyJhbGciOi.J9xyz-abc; "api-key": "f00dfeed1234"; '
+            "api_key=zzzzzzzz99 sk-proj-AbCdEf123456 and task-force stays")
+    out = redact(text)
+    for secret in ("plainsecretvalue42", "eyJhbGciOi", "f00dfeed1234", "zzzzzzzz99", "AbCdEf123456"):
+        assert secret not in out
+    assert "task-force stays" in out and "Bearer ***" in out and redact(None) is None

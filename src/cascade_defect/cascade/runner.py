@@ -125,10 +125,11 @@ class CascadeRunner:
     def _append_jsonl(self, decisions: Sequence[Decision]) -> None:
         if not self.jsonl_path or not decisions:
             return
+        from ..redact import redact_obj
         from .serialize import decision_to_dict
 
         with open(self.jsonl_path, "a") as fh:
             for d in decisions:
-                fh.write(json.dumps(decision_to_dict(d), default=float) + "\n")
+                fh.write(json.dumps(redact_obj(decision_to_dict(d)), default=float) + "\n")
             fh.flush()
             os.fsync(fh.fileno())

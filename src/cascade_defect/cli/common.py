@@ -29,7 +29,9 @@ __all__ = ["emit_json", "err_console", "escape", "fail", "print_skipped", "progr
 
 def fail(message: str, code: int = 2) -> None:
     """Print a clear error on stderr (the message literally, never read as Rich markup) and exit with `code`."""
-    err_console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    from ..redact import redact
+
+    err_console.print(f"[bold red]error:[/] {escape(redact(str(message)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

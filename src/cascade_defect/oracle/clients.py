@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from ..redact import redact
 from .pricing import Usage
 from .resilience import PermanentError, TransientError, parse_retry_after
 from .schema import DefectPrediction
@@ -123,9 +124,9 @@ class OracleAnswerError(Exception):
 
     def __init__(self, kind: str, message: str, raw_text: str | None, usage: Usage = Usage(),
                  response_model: str | None = None):
-        super().__init__(f"{kind} answer: {message}")
+        super().__init__(redact(f"{kind} answer: {message}"))
         self.kind = kind
-        self.raw_text = raw_text
+        self.raw_text = redact(raw_text)
         self.usage = usage
         self.response_model = response_model
 

@@ -18,27 +18,29 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, TypeVar
 
+from ..redact import redact
+
 T = TypeVar("T")
 
 
 class TransientError(Exception):
-    """A failure worth retrying (rate limit, server error, timeout, connection error)."""
+    """A failure worth retrying (rate limit, server error, timeout, connection error); secrets redacted."""
 
     def __init__(self, message: str, *, status: int | None = None, retry_after_s: float | None = None,
                  raw_text: str | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.status = status
         self.retry_after_s = retry_after_s
-        self.raw_text = raw_text
+        self.raw_text = redact(raw_text)
 
 
 class PermanentError(Exception):
-    """A transport failure that retrying will not fix (bad request, authentication, not found)."""
+    """A transport failure that retrying will not fix (bad request, authentication, not found); secrets redacted."""
 
     def __init__(self, message: str, *, status: int | None = None, raw_text: str | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.status = status
-        self.raw_text = raw_text
+        self.raw_text = redact(raw_text)
 
 
 class RetriesExhausted(Exception):

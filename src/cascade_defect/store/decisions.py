@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from ..cascade.serialize import decision_from_dict, decision_to_dict
 from ..records import Decision
+from ..redact import redact, redact_obj
 from .db import Database
 
 
@@ -63,8 +64,8 @@ class DecisionLog:
                          error = excluded.error, cost_usd = excluded.cost_usd,
                          record = excluded.record""",
                     (now, run_id, key, d.frame_id, d.image, d.domain, d.label,
-                     None if d.layer is None else str(d.layer), d.error, d.cost_usd,
-                     json.dumps(decision_to_dict(d), default=float)))
+                     None if d.layer is None else str(d.layer), redact(d.error), d.cost_usd,
+                     json.dumps(redact_obj(decision_to_dict(d)), default=float)))
 
     # -- reading --------------------------------------------------------------------------
     def records(self, run_id: str) -> Iterator[dict[str, Any]]:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 from ..records import MeteredUsage
+from ..redact import redact
 from .db import Database, insert
 
 Outcome = Literal["answer", "cache_hit", "error", "review"]
@@ -58,6 +59,8 @@ class OracleCallLog:
         if not call.ts:
             call.ts = self.clock()
         row = {k: v for k, v in asdict(call).items() if k in _COLUMNS}
+        for k in ("error", "raw_text", "reasoning"):  # server text may echo a key: never stored
+            row[k] = redact(row[k])
         with self.db.transaction() as conn:
             call.id = insert(conn, "oracle_calls", row)
         return call.id

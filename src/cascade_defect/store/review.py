@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from ..errors import DataError
+from ..redact import redact
 from .db import Database, insert
 from .labels import LabelStore
 
@@ -62,7 +63,7 @@ class ReviewQueue:
         with self.db.transaction() as conn:
             return insert(conn, "review_queue", dict(
                 ts=self.clock(), frame_id=frame_id, image_ref=image_ref, domain=domain, reason=reason,
-                detail=detail, classes=json.dumps(list(classes)),
+                detail=redact(detail), classes=json.dumps(list(classes)),
                 hint_box=json.dumps([float(v) for v in hint_box]) if hint_box is not None else None,
                 oracle_call_id=oracle_call_id))
 
