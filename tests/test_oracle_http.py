@@ -525,3 +525,24 @@ def test_redact_masks_known_keys_bearer_tokens_and_api_key_headers(monkeypatch):
     for secret in ("plainsecretvalue42", "eyJhbGciOi", "f00dfeed1234", "zzzzzzzz99", "AbCdEf123456"):
         assert secret not in out
     assert "task-force stays" in out and "Bearer ***" in out and redact(None) is None
+
+
+def test_a_hanging_server_cannot_stall_a_frame_past_its_deadline(server, db, monkeypatch):
+    import time as _time
+
+    server.default = slow(20.0)  # hangs far longer than the deadline
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("CASCADE_ORACLE_DEADLINE_S", "1.0")
+    cfg = BackendConfig.from_env(backend="openai", base_url=server.url, model="gpt-4.1-mini", timeout_s=60.0)
+    assert cfg.deadline_s == 1.0
+    oracle = Oracle(db, make_backend(cfg), hash_region="whole", retry=RetryPolicy(max_attempts=4, base_delay_s=0.01))
+    t0 = _time.monotonic()
+    [a] = oracle.classify([req(170)])
+    elapsed = _time.monotonic() - t0
+    assert elapsed < 8.0, f"took {elapsed:.1f} s"  # was 4 attempts x 60 s; 1 s + start-up on a loaded CPU
+    assert a.to_review and a.review_reason == "oracle_unavailable" and "deadline" in a.error
+    assert len(server.requests) == 1
+    monkeypatch.setenv("CASCADE_ORACLE_DEADLINE_S", "soon")
+    with pytest.raises(ConfigError, match="CASCADE_ORACLE_DEADLINE_S"):
+        BackendConfig.from_env()
+    assert BackendConfig().deadline_s == 30.0

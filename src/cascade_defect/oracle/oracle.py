@@ -308,17 +308,23 @@ class Oracle:
         schema = prediction_model(self.prompt.classes(r.domain))
         messages = self.prompt.messages(r.domain, r.image, r.hint_box)
         tries = [0]
+        deadline_s = self.backend.config.deadline_s
+        ends = time.monotonic() + deadline_s  # the frame's overall deadline: attempts and waits together
+
+        def time_left() -> float:
+            return ends - time.monotonic()
 
         def attempt():
             tries[0] += 1
-            return self.backend.complete(messages, schema)
+            timeout = min(self.backend.config.timeout_s, max(time_left(), 0.01))
+            return self.backend.complete(messages, schema, timeout_s=timeout)
 
         def on_retry(n: int, exc: Exception, delay: float) -> None:
             log.warning("oracle: %s attempt %d failed (%s); retrying in %.2f s", ref, n, exc, delay)
 
         try:
             result, attempts = call_with_retries(attempt, self.retry, sleep=self.sleep, rng=self.rng,
-                                                 on_retry=on_retry)
+                                                 on_retry=on_retry, time_left=time_left, deadline_s=deadline_s)
         except OracleAnswerError as exc:
             self.breaker.record_success()  # the server is up; the answer is the problem
             cost = self.prices.cost(self.backend.config.price_model, exc.usage)

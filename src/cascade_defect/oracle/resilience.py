@@ -22,6 +22,9 @@ from ..redact import redact
 
 T = TypeVar("T")
 
+MIN_ATTEMPT_S = 0.05
+"""A retry that could run for less than this before the deadline is not started."""
+
 
 class TransientError(Exception):
     """A failure worth retrying (rate limit, server error, timeout, connection error); secrets redacted."""
@@ -101,11 +104,14 @@ class RetryPolicy:
 
 def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable[[float], None] = time.sleep,
                       rng: random.Random | None = None,
-                      on_retry: Callable[[int, TransientError, float], None] | None = None) -> tuple[T, int]:
+                      on_retry: Callable[[int, TransientError, float], None] | None = None,
+                      time_left: Callable[[], float] | None = None, deadline_s: float | None = None
+                      ) -> tuple[T, int]:
     """Call `fn` until it succeeds or the policy gives up; return (result, attempts).
 
-    Raises `RetriesExhausted` wrapping the last `TransientError`; `PermanentError` and any other
-    exception pass through at once.
+    With `time_left` (seconds left of an overall deadline of `deadline_s`), no retry starts
+    that could not begin before the deadline. Raises `RetriesExhausted` wrapping the last
+    `TransientError`; `PermanentError` and any other exception pass through at once.
     """
     rng = rng or random.Random()
     for attempt in range(policy.max_attempts):
@@ -114,6 +120,9 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callab
         except TransientError as exc:
             if attempt + 1 >= policy.max_attempts:
                 raise RetriesExhausted(exc, attempt + 1, "gave up") from exc
+            left = time_left() if time_left is not None else None
+            if left is not None and left <= MIN_ATTEMPT_S:
+                raise RetriesExhausted(exc, attempt + 1, f"per-frame deadline of {deadline_s:g} s reached") from exc
             if exc.retry_after_s is not None:
                 if exc.retry_after_s > policy.max_retry_after_s:
                     raise RetriesExhausted(
@@ -123,6 +132,10 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callab
                 delay = exc.retry_after_s
             else:
                 delay = policy.backoff(attempt, rng)
+            if left is not None and delay > left - MIN_ATTEMPT_S:
+                raise RetriesExhausted(
+                    exc, attempt + 1, f"per-frame deadline of {deadline_s:g} s reached (next try in {delay:.1f} s)"
+                ) from exc
             if on_retry is not None:
                 on_retry(attempt + 1, exc, delay)
             sleep(delay)
