@@ -61,8 +61,14 @@ def run(
     glob: Optional[bool] = typer.Option(None, "--glob/--no-glob",
                                         help="Read every PATH as a glob pattern / never (default: an existing "
                                              "path is a path; only one that names nothing is a pattern)."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when any input ended as an error record."),
 ) -> None:
-    """Run the cascade on frames: one logged decision (or error) per input frame."""
+    """Run the cascade on frames: one logged decision (or error) per input frame.
+
+    Exit codes: 0 every input has its record (decisions, errors or review hand-overs); 1 with
+    --strict, some input ended as an error record (every record is still written); 2 refused to
+    start (bad arguments, bundle or configuration, or --out / the run in use by another run).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..cascade.assemble import build_cascade
@@ -109,6 +115,9 @@ def run(
     if out:
         err_console.print(escape(f"decisions: {out} ({len(all_decisions)} lines), log: {database.path} run {run_id}"),
                           highlight=False)
+    if strict and summary.errors:
+        err_console.print(f"[bold red]--strict:[/] {summary.errors} input(s) ended as error records", highlight=False)
+        raise typer.Exit(1)
 
 
 def calibrate(
