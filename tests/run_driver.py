@@ -1,0 +1,47 @@
+"""`cascade-defect run` in a subprocess with light layers, for the kill-and-resume property test.
+
+Runs the real CLI command (argument parsing, input expansion, locks, decision log, JSONL, the real
+`Oracle` on the review backend, exit codes) with the bundle's models swapped for the deterministic
+test layers of `layers_for_tests.py`, so a process starts in a second instead of loading torch.
+`RUN_DRIVER_FRAME_S` slows Layer 1 down per frame, so a kill can land mid-run.
+
+    python tests/run_driver.py run PATH... --bundle unused --domain severstal --out O --db D [--resume]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from layers_for_tests import BrightnessGate, CornerDetector  # noqa: E402
+
+
+class SlowGate(BrightnessGate):
+    def score_batch(self, images, domain):
+        time.sleep(float(os.environ.get("RUN_DRIVER_FRAME_S", "0")) * len(images))
+        return super().score_batch(images, domain)
+
+
+def light_cascade(bundle_ref, domain, *, oracle_config=None, db=None, **_):
+    from cascade_defect.cascade import assemble
+    from cascade_defect.cascade.bundle import Bundle
+    from cascade_defect.cascade.policy import Policy
+    from cascade_defect.cascade.router import Router
+    from cascade_defect.oracle.oracle import Oracle
+
+    policy = Policy.from_dict({"domains": {domain: {"tau": 1.0}}, "l2_bar": 0.85})
+    oracle = Oracle.from_config(oracle_config, db=db)
+    return assemble.Cascade(Router(policy, SlowGate(), CornerDetector(), oracle), Bundle(Path(bundle_ref), {}),
+                            domain, oracle)
+
+
+if __name__ == "__main__":
+    from cascade_defect.cascade import assemble
+    from cascade_defect.cli import app
+
+    assemble.build_cascade = light_cascade
+    app(prog_name="cascade-defect")
