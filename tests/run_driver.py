@@ -3,7 +3,8 @@
 Runs the real CLI command (argument parsing, input expansion, locks, decision log, JSONL, the real
 `Oracle` on the review backend, exit codes) with the bundle's models swapped for the deterministic
 test layers of `layers_for_tests.py`, so a process starts in a second instead of loading torch.
-`RUN_DRIVER_FRAME_S` slows Layer 1 down per frame, so a kill can land mid-run.
+`RUN_DRIVER_FRAME_S` slows Layer 1 and the oracle step down per frame, so a kill can land mid-run (also
+between the oracle step and the decision log).
 
     python tests/run_driver.py run PATH... --bundle unused --domain severstal --out O --db D [--resume]
 """
@@ -26,6 +27,18 @@ class SlowGate(BrightnessGate):
         return super().score_batch(images, domain)
 
 
+class SlowOracle:
+    """The real oracle, then a pause: widens the window between the oracle step and the decision log."""
+
+    def __init__(self, oracle):
+        self.oracle = oracle
+
+    def judge_batch(self, frames, hints):
+        out = self.oracle.judge_batch(frames, hints)
+        time.sleep(float(os.environ.get("RUN_DRIVER_FRAME_S", "0")) * len(frames))
+        return out
+
+
 def light_cascade(bundle_ref, domain, *, oracle_config=None, db=None, **_):
     from cascade_defect.cascade import assemble
     from cascade_defect.cascade.bundle import Bundle
@@ -35,8 +48,8 @@ def light_cascade(bundle_ref, domain, *, oracle_config=None, db=None, **_):
 
     policy = Policy.from_dict({"domains": {domain: {"tau": 1.0}}, "l2_bar": 0.85})
     oracle = Oracle.from_config(oracle_config, db=db)
-    return assemble.Cascade(Router(policy, SlowGate(), CornerDetector(), oracle), Bundle(Path(bundle_ref), {}),
-                            domain, oracle)
+    return assemble.Cascade(Router(policy, SlowGate(), CornerDetector(), SlowOracle(oracle)),
+                            Bundle(Path(bundle_ref), {}), domain, oracle)
 
 
 if __name__ == "__main__":
