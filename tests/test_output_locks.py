@@ -62,3 +62,14 @@ def test_the_same_run_of_a_database_is_locked_across_processes(tmp_path):
         proc.terminate()
         proc.wait()
     assert locks.lock_run(":memory:", "x") is None
+
+
+def test_a_run_that_fails_after_locking_releases_its_lock(tmp_path):
+    out = tmp_path / "d.jsonl"
+    frame = tmp_path / "f.png"
+    Image.fromarray(np.full((8, 8, 3), 9, np.uint8)).save(frame)
+    for _ in range(2):  # in one process: the second attempt must not find the first one's lock
+        res = runner.invoke(app, ["run", str(frame), "--bundle", str(tmp_path / "no-bundle"), "--domain", "d",
+                                  "--out", str(out), "--db", str(tmp_path / "x.db")])
+        assert res.exit_code == 2 and "not a model bundle" in res.output and "in use" not in res.output
+    assert not (tmp_path / ".d.jsonl.lock").exists()

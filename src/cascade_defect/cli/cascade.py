@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import emit_json, err_console, escape, fail, read_format, run_guarded
+from .common import emit_json, err_console, escape, fail, held, read_format, run_guarded
 
 
 def _read_samples(fmt: str, root: Path, domain: str, split: str, seed: int):
@@ -41,6 +41,7 @@ def print_summary(summary, describe: dict, skipped: int = 0) -> None:
 
 
 def run(
+    ctx: typer.Context,
     paths: Optional[List[str]] = typer.Argument(None, help="Image files, folders or globs."),
     bundle: str = typer.Option(..., "--bundle", help="Model bundle: folder, file://, s3:// or az:// URI."),
     domain: str = typer.Option(..., "--domain", help="Domain of the frames (selects τ and the gate)."),
@@ -86,14 +87,14 @@ def run(
     items = (items_from_samples(_read_samples(fmt, root, domain, split, seed)) if fmt
              else resolve_inputs(paths, glob=glob))
     # one writer per decisions file and per run: a second concurrent run is refused before any work
-    out_lock = run_guarded(lock_output, out) if out else None
+    out_lock = held(ctx, run_guarded(lock_output, out) if out else None)
     database = run_guarded(Database, db or default_db_path())
     config = run_guarded(BackendConfig.from_env, backend=backend, base_url=base_url, model=model)
     cascade = run_guarded(build_cascade, bundle, domain, oracle_config=config, db=database,
                           specialist_engine=specialist_engine)
     log = DecisionLog(database)
     run_id = log.start_run({**cascade.describe(), "inputs": len(items)}, resume=resume)
-    run_lock = run_guarded(lock_run, database.path, run_id)
+    run_lock = held(ctx, run_guarded(lock_run, database.path, run_id))
     runner = CascadeRunner(cascade.router, log, batch_size=batch_size, jsonl_path=out)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:

@@ -24,7 +24,15 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-__all__ = ["emit_json", "err_console", "escape", "fail", "print_skipped", "progress", "read_format", "run_guarded"]
+__all__ = ["emit_json", "err_console", "escape", "fail", "held", "print_skipped", "progress", "read_format",
+           "run_guarded"]
+
+
+def held(ctx: typer.Context, lock):
+    """Release `lock` (anything with `release()`, or None) when the command of `ctx` ends, however it ends."""
+    if lock is not None:
+        ctx.call_on_close(lock.release)
+    return lock
 
 
 def fail(message: str, code: int = 2) -> None:
