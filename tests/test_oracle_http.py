@@ -525,6 +525,7 @@ def test_redact_masks_known_keys_bearer_tokens_and_api_key_headers(monkeypatch):
     for secret in ("plainsecretvalue42", "eyJhbGciOi", "f00dfeed1234", "zzzzzzzz99", "AbCdEf123456"):
         assert secret not in out
     assert "task-force stays" in out and "Bearer ***" in out and redact(None) is None
+    assert redact("the bearer of bad news, a risk-free sk-") == "the bearer of bad news, a risk-free sk-"
 
 
 def test_a_hanging_server_cannot_stall_a_frame_past_its_deadline(server, db, monkeypatch):

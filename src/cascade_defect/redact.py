@@ -19,7 +19,7 @@ MASK = "***"
 MIN_SECRET_CHARS = 6  # shorter values ("no-key" placeholders aside) would mask ordinary words
 
 _PATTERNS = (
-    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=*-]+"), r"\1 " + MASK),
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=*-]{8,}"), r"\1 " + MASK),
     (re.compile(r"""(?i)\b(api[-_]?key["']?\s*[:=]\s*["']?)[^\s"',;}&]+"""), r"\1" + MASK),
     (re.compile(r"\bsk-[A-Za-z0-9_*-]{6,}"), "sk-" + MASK),
 )
