@@ -250,6 +250,8 @@ class Oracle:
             return None
         common = dict(attempts=prior.attempts, prompt_version=prior.prompt_version, dhash=prior.dhash,
                       call_id=prior.id, reused=True, **metered_usage(prior))
+        if prior.outcome == "cache_hit" and self.cache is None:
+            return None  # the cache is off (e.g. an evaluation's no-cache baseline): ask the model itself
         if prior.outcome in ("answer", "cache_hit"):
             log.info("oracle: %s already answered (call %s) -> %s", call.image_ref, prior.id, prior.defect_class)
             return self._answer(r, prior.outcome, t0, defect_class=prior.defect_class, confidence=prior.confidence,
