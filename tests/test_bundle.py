@@ -74,7 +74,7 @@ def test_manifest_entries_that_leave_the_bundle_are_refused(tmp_path, rel):
 
 
 def test_a_component_name_that_leaves_the_bundle_is_refused(tmp_path):
-    b = Bundle.create(tmp_path / "b")
+    Bundle.create(tmp_path / "b")
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     manifest["components"]["../b2"] = {"files": {}, "info": {}}
     (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))

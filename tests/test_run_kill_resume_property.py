@@ -89,7 +89,8 @@ def _kill_at(proc, out: Path, fraction: float, n: int, before: int | None) -> No
 
 @settings(max_examples=6, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(entries=st.lists(entry, min_size=1, max_size=7), kills=st.lists(st.integers(0, 20).map(lambda v: v / 20), min_size=1, max_size=2),
+@given(entries=st.lists(entry, min_size=1, max_size=7),
+       kills=st.lists(st.integers(0, 20).map(lambda v: v / 20), min_size=1, max_size=2),
        batch=st.sampled_from([1, 2, 3]), folder_too=st.booleans())
 @example(entries=[("good", "a", 0), ("fixed_later", "b[1]", 1), ("missing", "c*", 0), ("dup", "", 0),
                   ("corrupt", " é", 2), ("good", "?", 2)], kills=[1.0, 0.5], batch=2, folder_too=True)

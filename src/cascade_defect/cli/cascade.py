@@ -36,7 +36,8 @@ def print_summary(summary, describe: dict, skipped: int = 0) -> None:
     for layer, lat in d["latency_ms"].items():
         if lat["p50"] is not None:
             t.add_row(f"latency {layer}", f"p50 {lat['p50']:.1f} ms   p95 {lat['p95']:.1f} ms")
-    t.add_row("thresholds", escape(f"τ={describe['tau']} ({describe['threshold_source']}), L2 bar {describe['l2_bar']}"))
+    t.add_row("thresholds", escape(f"τ={describe['tau']} ({describe['threshold_source']}), "
+                                   f"L2 bar {describe['l2_bar']}"))
     err_console.print(t)
 
 

@@ -40,9 +40,9 @@ def parse_rle(
     """Validate an RLE string and return its runs as (0-indexed starts, lengths) int64 arrays.
 
     Raises `DataError(item, ..., row)` for an odd number of tokens, a token that is not an
-    integer (or is out of range: more than 18 digits), a start below 1, a length below 1, a run past the end of the mask, or runs that
-    are unsorted or overlap. Touching runs (one ending where the next starts) are valid.
-    An empty or blank string means an empty mask.
+    integer or is out of range (more than 18 digits), a start below 1, a length below 1, a run
+    past the end of the mask, or runs that are unsorted or overlap. Touching runs (one ending
+    where the next starts) are valid. An empty or blank string means an empty mask.
     """
     height, width = _check_shape(shape)
     tokens = rle.split()
