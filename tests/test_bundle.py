@@ -50,3 +50,33 @@ def test_incompatible_version_and_missing_component(tmp_path):
         Bundle.open(tmp_path / "b")
     with pytest.raises(BundleError, match="not a model bundle"):
         Bundle.open(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("rel", ["../../../../etc/hostname", "../outside.bin", "/etc/hostname", "a/../../outside.bin",
+                                 "link.bin"])
+def test_manifest_entries_that_leave_the_bundle_are_refused(tmp_path, rel):
+    from cascade_defect.bundles.bundle import sha256_file
+
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"not part of the bundle")
+    b = Bundle.create(tmp_path / "b")
+    with b.write_component("gate") as folder:
+        (folder / "bank.npy").write_bytes(b"abc")
+    (tmp_path / "b" / "gate" / "link.bin").symlink_to(outside)  # a link out of the bundle, right hash
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    target = outside if rel != "/etc/hostname" else __import__("pathlib").Path(rel)
+    digest = sha256_file(target) if target.exists() else "0" * 64
+    manifest["components"]["gate"]["files"][rel] = digest
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    for verify in (True, False):
+        with pytest.raises(BundleError, match="leaves the bundle"):
+            Bundle.open(tmp_path / "b", verify=verify)
+
+
+def test_a_component_name_that_leaves_the_bundle_is_refused(tmp_path):
+    Bundle.create(tmp_path / "b")
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    manifest["components"]["../b2"] = {"files": {}, "info": {}}
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="leaves the bundle"):
+        Bundle.open(tmp_path / "b")

@@ -132,3 +132,26 @@ def test_run_refuses_a_tampered_bundle_at_start_up(built, tmp_path):
                               "--db", str(tmp_path / "t.db"), "--out", str(tmp_path / "d.jsonl")])
     assert res.exit_code == 2 and "checksum mismatch" in res.output
     assert not (tmp_path / "d.jsonl").exists()  # refused before the first frame
+
+
+def test_strict_exits_1_when_an_input_is_an_error_and_bracket_paths_are_paths(built, tmp_path):
+    root, data, bundle, _ = built
+    good = sorted((data / "good").glob("*.png"))[:2]
+    cam = tmp_path / "cam[1]"
+    cam.mkdir()
+    shutil.copy(good[0], cam / "img.png")
+    shutil.copy(good[1], tmp_path / "shot[2].png")
+    args = ["run", str(tmp_path / "shot[2].png"), str(cam), "--bundle", str(bundle), "--domain", DOMAIN,
+            "--db", str(tmp_path / "s.db"), "--out", str(tmp_path / "s.jsonl"), "--json"]
+    ok = runner.invoke(app, args + ["--strict"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout.strip().splitlines()[-1])["errors"] == 0
+    lines = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert sorted(x["image"] for x in lines) == sorted([str(tmp_path / "shot[2].png"), str(cam / "img.png")])
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    bad = args + [str(tmp_path / "broken.png")]
+    lenient = runner.invoke(app, bad)
+    assert lenient.exit_code == 0 and json.loads(lenient.stdout.strip().splitlines()[-1])["errors"] == 1
+    strict = runner.invoke(app, bad + ["--strict"])
+    assert strict.exit_code == 1 and "1 input(s) ended as error records" in strict.output
+    assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 3  # every record written all the same

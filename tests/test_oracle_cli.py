@@ -57,8 +57,9 @@ def test_classify_with_openai_compatible_server(images, tmp_path, monkeypatch):
                                "completion_tokens", "cost_usd", "latency_ms"}
         assert set(out[1]) == {"image", "error"} and "broken.png" in out[1]["error"]
         assert out[2]["queued_for_review"] is True and out[2]["reason"] == "malformed" and "error" in out[2]
-        again = _lines(runner.invoke(app, args[:3] + args[5:]).stdout)  # same first frame: cache hit
-        assert again[0]["cached"] is True and again[0]["cost_usd"] == 0 and len(server.requests) == 2
+        again = _lines(runner.invoke(app, args[:3] + args[5:]).stdout)  # same first frame: its answer, reused
+        assert again[0]["reused"] is True and again[0]["call_id"] == out[0]["call_id"]
+        assert again[0]["defect_class"] == "scratch" and len(server.requests) == 2  # not asked (or paid) twice
         # the malformed answer is waiting for a human
         listed = _lines(runner.invoke(app, ["review", "list", "--db", str(db), "--json"]).stdout)
         assert [(i["image_ref"], i["reason"]) for i in listed] == [(str(b), "malformed")]
@@ -98,3 +99,26 @@ def test_cli_errors_are_clear(images, tmp_path):
     assert res.exit_code == 2 and "x1,y1,x2,y2" in res.output
     res = runner.invoke(app, ["review", "list", "--db", str(tmp_path / "none.db")])
     assert res.exit_code == 2 and "no database yet" in res.output
+
+
+def test_a_key_echoed_by_the_server_never_reaches_stdout_or_stderr(images, tmp_path, monkeypatch):
+    import logging
+
+    from oracle_chat_server import status
+
+    (a, b), _ = images
+    key = "sk-cli-echo-5e1f0a9b77c3"
+    body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}", "type": "invalid_request_error"}})
+    server = ChatServer(default=status(401, body=body)).start()
+    logging.getLogger("cascade_defect").setLevel(logging.INFO)
+    try:
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        for extra in (["--json"], []):
+            res = runner.invoke(app, ["oracle", "classify", str(a), str(b), "--domain", "severstal", "--backend",
+                                      "openai", "--base-url", server.url, "--model", "gpt-4.1-mini",
+                                      "--db", str(tmp_path / "k.db"), *extra])
+            assert "Incorrect API key provided" in res.output and "401" in res.output
+            assert key not in res.output and "5e1f0a9b77c3" not in res.output
+    finally:
+        server.stop()
+    assert key.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("k.db*"))

@@ -451,3 +451,100 @@ def test_bad_input_raises_before_any_call(server, db, monkeypatch):
     with pytest.raises(DataError, match="hint box"):
         oracle.classify([req(133, hint=(500, 500, 600, 600))])
     assert server.requests == [] and OracleCallLog(db).recent() == []
+
+
+# -- idempotency by frame (a resumed run asks nothing twice) -------------------------------
+def test_a_frame_seen_again_reuses_its_recorded_answer_or_review_item(server, db, monkeypatch):
+    server.script(answer("patch"), answer("scratch"))
+    server.default = status(429, {"retry-after-ms": "5"})
+    oracle = openai_oracle(server, db, monkeypatch, retry=RetryPolicy(max_attempts=2, base_delay_s=0.01))
+    reqs = [req(s) for s in (140, 141, 142, 143)]
+    first = oracle.classify(reqs)
+    assert [a.outcome for a in first] == ["answer", "answer", "review", "review"]
+    n_requests = len(server.requests)
+    # killed before the decisions were logged: the resumed run routes the same frames again
+    again = openai_oracle(server, db, monkeypatch).classify(reqs)
+    assert len(server.requests) == n_requests  # nothing paid twice, nothing retried
+    assert [(a.outcome, a.defect_class, a.call_id, a.review_id) for a in again] == \
+        [(a.outcome, a.defect_class, a.call_id, a.review_id) for a in first]
+    assert again[0].cost_usd == first[0].cost_usd > 0  # the frame's decision keeps what it cost, once
+    assert all(a.reused for a in again) and not any(a.reused for a in first)
+    assert [c.frame_id for c in OracleCallLog(db).history()] == ["f140", "f141", "f142", "f143"]
+    assert [i.frame_id for i in ReviewQueue(db).list()] == ["f142", "f143"]
+    assert LabelStore(db).count() == 2
+    # changed content is a new question
+    server.script(answer("inclusion"))
+    [changed] = oracle.classify([req(140, image=noise_frame(999))])
+    assert changed.outcome == "answer" and changed.defect_class == "inclusion"
+    assert len(server.requests) == n_requests + 1
+
+
+def test_review_backend_queues_a_frame_once(db):
+    oracle = Oracle.from_config(db=db)
+    first = oracle.classify([req(150), req(151)])
+    again = oracle.classify([req(150), req(151)])
+    assert [a.review_id for a in again] == [a.review_id for a in first]
+    assert ReviewQueue(db).count() == 2 and len(OracleCallLog(db).history()) == 2
+
+
+def test_a_key_echoed_by_the_server_is_redacted_everywhere(server, db, monkeypatch, caplog, tmp_path):
+    caplog.set_level(logging.DEBUG)
+    hexkey = "0123456789abcdef0123456789abcdef"  # an Azure-style key: no recognisable shape, known by value
+    echo = lambda key: json.dumps({"error": {"message": f"Incorrect API key provided: {key}. Headers: "
+                                                        f"Authorization: Bearer {key}, api-key: {key}",
+                                             "type": "invalid_request_error"}})
+    server.script(status(401, body=echo(KEY)), status(500, body=echo(KEY)), status(500, body=echo(KEY)),
+                  content(f"my key is {KEY}"))
+    oracle = openai_oracle(server, db, monkeypatch, retry=RetryPolicy(max_attempts=2, base_delay_s=0.01))
+    answers = oracle.classify([req(160), req(161), req(162)])
+    assert [a.review_reason for a in answers] == ["oracle_error", "oracle_unavailable", "malformed"]
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", hexkey)
+    az = Oracle(db, make_backend(BackendConfig(backend="azure", azure_endpoint=server.endpoint,
+                                               deployment="gpt-4.1-mini")), retry=FAST)
+    server.script(status(401, body=echo(hexkey)))
+    [a] = az.classify([req(163)])
+    assert a.review_reason == "oracle_error" and "***" in a.error
+    shown = json.dumps([x.to_json() for x in answers + [a]])
+    calls, items = OracleCallLog(db).history(), ReviewQueue(db).list()
+    assert "Incorrect API key provided" in calls[0].raw_text  # the message is kept, the key is not
+    db.close()
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("store.db*"))
+    for secret in (KEY, hexkey, "7f3a9c2e1d"):
+        assert secret not in shown and secret not in caplog.text and secret.encode() not in stored
+        for c in calls:
+            assert secret not in (c.error or "") + (c.raw_text or "")
+        assert all(secret not in (i.detail or "") for i in items)
+
+
+def test_redact_masks_known_keys_bearer_tokens_and_api_key_headers(monkeypatch):
+    from cascade_defect.redact import redact
+
+    monkeypatch.setenv("OPENAI_API_KEY", "plainsecretvalue42")
+    text = ('key plainsecretvalue42; Authorization: Bearer eyJhbGciOi.J9xyz-abc; "api-key": "f00dfeed1234"; '
+            "api_key=zzzzzzzz99 sk-proj-AbCdEf123456 and task-force stays")
+    out = redact(text)
+    for secret in ("plainsecretvalue42", "eyJhbGciOi", "f00dfeed1234", "zzzzzzzz99", "AbCdEf123456"):
+        assert secret not in out
+    assert "task-force stays" in out and "Bearer ***" in out and redact(None) is None
+    assert redact("the bearer of bad news, a risk-free sk-") == "the bearer of bad news, a risk-free sk-"
+
+
+def test_a_hanging_server_cannot_stall_a_frame_past_its_deadline(server, db, monkeypatch):
+    import time as _time
+
+    server.default = slow(20.0)  # hangs far longer than the deadline
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("CASCADE_ORACLE_DEADLINE_S", "1.0")
+    cfg = BackendConfig.from_env(backend="openai", base_url=server.url, model="gpt-4.1-mini", timeout_s=60.0)
+    assert cfg.deadline_s == 1.0
+    oracle = Oracle(db, make_backend(cfg), hash_region="whole", retry=RetryPolicy(max_attempts=4, base_delay_s=0.01))
+    t0 = _time.monotonic()
+    [a] = oracle.classify([req(170)])
+    elapsed = _time.monotonic() - t0
+    assert elapsed < 8.0, f"took {elapsed:.1f} s"  # was 4 attempts x 60 s; 1 s + start-up on a loaded CPU
+    assert a.to_review and a.review_reason == "oracle_unavailable" and "deadline" in a.error
+    assert len(server.requests) == 1
+    monkeypatch.setenv("CASCADE_ORACLE_DEADLINE_S", "soon")
+    with pytest.raises(ConfigError, match="CASCADE_ORACLE_DEADLINE_S"):
+        BackendConfig.from_env()
+    assert BackendConfig().deadline_s == 30.0

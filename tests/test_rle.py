@@ -66,7 +66,9 @@ def test_encode_accepts_non_bool_masks_and_rejects_3d():
         ("5 1 2 1", "runs are not sorted: run 2 starts at 2"),
         ("3 1 3 2", "runs are not sorted: run 2 starts at 3"),
         ("2 3 4 1", "run 2 (start 4) overlaps run 1 (pixels 2-4)"),
-        ("1 99999999999999999999", "token 2 ('99999999999999999999') is not an integer"),
+        ("1 99999999999999999999", "token 2 ('99999999999999999999') is out of range"),
+        ("12345678901234567890123 1", "token 1 ('12345678901234567890123') is out of range"),
+        ("1 -99999999999999999999", "token 2 ('-99999999999999999999') is out of range"),
     ],
 )
 def test_malformed_rle_raises_data_error_naming_file_and_row(rle, fragment):

@@ -61,6 +61,8 @@ class OracleVerdict(MeteredUsage):
     model: str | None = None
     prompt_version: str | None = None
     dhash: str | None = None
+    reused: bool = False
+    """True when the frame's recorded answer or review item was reused (no new call; usage is the original's)."""
 
     @classmethod
     def failed(cls, exc: BaseException | str) -> "OracleVerdict":
@@ -87,6 +89,8 @@ class OracleVerdict(MeteredUsage):
         extra: dict[str, Any] = {"attempts": self.attempts}
         if self.review_reason:
             extra["review_reason"] = self.review_reason
+        if self.reused:  # a resumed frame's recorded answer: not asked again
+            extra["reused"] = True
         return LayerResult("review" if self.to_review else "oracle", self.latency_ms,
                            defect_class=self.defect_class, confidence=self.confidence, reasoning=self.reasoning,
                            cache_hit=self.cached, error=self.error, extra=extra, **metered_usage(self))
@@ -105,9 +109,10 @@ class OracleVerdict(MeteredUsage):
                     "reasoning": self.reasoning, "cached": self.cached, "prompt_tokens": self.prompt_tokens,
                     "cached_tokens": self.cached_tokens, "completion_tokens": self.completion_tokens,
                     "cost_usd": self.cost_usd, "latency_ms": round(self.latency_ms, 3),
-                    "model": self.model, "prompt_version": self.prompt_version, "call_id": self.call_id}
+                    "model": self.model, "prompt_version": self.prompt_version, "call_id": self.call_id,
+                    **({"reused": True} if self.reused else {})}
         out = {**base, "queued_for_review": True, "review_id": self.review_id, "reason": self.review_reason,
-               "cost_usd": self.cost_usd, "call_id": self.call_id}
+               "cost_usd": self.cost_usd, "call_id": self.call_id, **({"reused": True} if self.reused else {})}
         if self.error:
             out["error"] = self.error
         return out

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY", description="OpenAI key (secret)")
     oracle_timeout_s: float = Field(60.0, gt=0, validation_alias="CASCADE_ORACLE_TIMEOUT_S",
                                     description="seconds per oracle request")
+    oracle_deadline_s: float = Field(30.0, gt=0, validation_alias="CASCADE_ORACLE_DEADLINE_S",
+                                     description="overall seconds per frame for the oracle, all attempts and waits; "
+                                                 "then the frame goes to review")
     oracle_output_mode: Literal["auto", "json_schema", "json_object"] = Field(
         "auto", validation_alias="CASCADE_ORACLE_OUTPUT_MODE", description="structured output mode")
     oracle_prices: str | None = Field(None, validation_alias="CASCADE_ORACLE_PRICES",

@@ -86,6 +86,7 @@ class Bundle:
         manifest = read_versioned_json(path, "format_version", FORMAT_VERSION, "manifest",
                                        "bundle format version", "rebuild the bundle")
         bundle = cls(root, manifest)
+        bundle.check_paths()  # always: a manifest must never point outside the bundle
         if verify:
             bundle.verify()
         return bundle
@@ -121,6 +122,23 @@ class Bundle:
         """The metadata a component was written with."""
         self.path(name)
         return dict(self.components[name].get("info", {}))
+
+    def check_paths(self) -> None:
+        """Refuse a component or file entry that leaves the bundle folder (``..``, absolute, a symlink out)."""
+        root = self.root.resolve()
+        for name, entry in self.components.items():
+            if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+                raise BundleError(f"{self.root}/{MANIFEST}: component {name!r} leaves the bundle")
+            files = entry.get("files", {}) if isinstance(entry, dict) else None
+            if not isinstance(files, dict):
+                raise BundleError(f"{self.root}/{MANIFEST}: bad component entry {name!r}")
+            for rel in files:
+                parts = str(rel).replace("\\", "/").split("/")
+                if not rel or str(rel).startswith("/") or any(p in ("", ".", "..") for p in parts):
+                    raise BundleError(f"{self.root}/{MANIFEST}: file {name}/{rel} leaves the bundle")
+                file = self.root / name / rel
+                if (file.exists() or file.is_symlink()) and not file.resolve().is_relative_to(root):
+                    raise BundleError(f"{file}: leaves the bundle (it resolves to {file.resolve()})")
 
     def verify(self, names: list[str] | None = None) -> None:
         """Check every recorded file's SHA-256; raise `BundleError` naming the first mismatch."""

@@ -7,7 +7,6 @@ appended (flushed, fsynced) to the JSONL file, so killing the process loses noth
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -15,14 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+from ..data.inputs import expand_inputs
 from ..errors import DataError
 from ..imaging import load_image
 from ..records import Decision, Frame, Sample
 from ..store.decisions import DecisionLog
 from .router import Router
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-GLOB_CHARS = set("*?[")
 
 
 @dataclass(frozen=True)
@@ -35,32 +32,15 @@ class InputItem:
     error: str | None = None
 
 
-def resolve_inputs(specs: Sequence[str]) -> list[InputItem]:
+def resolve_inputs(specs: Sequence[str], *, glob: bool | None = None) -> list[InputItem]:
     """Expand files, folders (recursively, image files) and globs, in a stable order.
 
-    A spec that matches nothing becomes an error item, so it is reported rather than dropped.
+    An existing path is a path even when its name holds `[`, `*` or `?`; only a spec that names
+    nothing is a pattern (`glob=True` / `False` forces either reading; see `data.inputs`). A spec
+    that matches nothing, a dangling symlink, a loop or a FIFO becomes an error item, so it is
+    reported rather than dropped.
     """
-    items: list[InputItem] = []
-    for spec in specs:
-        if GLOB_CHARS & set(spec):
-            matches = sorted(glob.glob(spec, recursive=True))
-            files = [Path(m) for m in matches if Path(m).is_file()]
-            if not files:
-                items.append(InputItem(spec, error=f"{spec}: no file matches this pattern"))
-            items.extend(InputItem(str(p), p) for p in files)
-            continue
-        path = Path(spec)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                items.append(InputItem(spec, error=f"{spec}: folder holds no image files"))
-            items.extend(InputItem(str(p), p) for p in files)
-        elif path.is_file():
-            items.append(InputItem(str(path), path))
-        else:
-            items.append(InputItem(spec, error=f"{spec}: no such file or folder"))
-    return items
+    return [InputItem(i.name, i.path, error=i.error) for i in expand_inputs(specs, glob=glob)]
 
 
 def items_from_samples(samples: Iterable[Sample]) -> list[InputItem]:
@@ -145,10 +125,11 @@ class CascadeRunner:
     def _append_jsonl(self, decisions: Sequence[Decision]) -> None:
         if not self.jsonl_path or not decisions:
             return
+        from ..redact import redact_obj
         from ..serialize import decision_to_dict
 
         with open(self.jsonl_path, "a") as fh:
             for d in decisions:
-                fh.write(json.dumps(decision_to_dict(d), default=float) + "\n")
+                fh.write(json.dumps(redact_obj(decision_to_dict(d)), default=float) + "\n")
             fh.flush()
             os.fsync(fh.fileno())

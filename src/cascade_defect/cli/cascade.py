@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import emit_json, err_console, fail, read_format, run_guarded
+from .common import emit_json, err_console, escape, fail, held, read_format, run_guarded
 
 
 def _read_samples(fmt: str, root: Path, domain: str, split: str, seed: int):
@@ -22,7 +22,7 @@ def print_summary(summary, describe: dict, skipped: int = 0) -> None:
     from rich.table import Table
 
     d = summary.to_dict()
-    t = Table(title=f"cascade run — domain {describe['domain']}", show_header=False)
+    t = Table(title=escape(f"cascade run — domain {describe['domain']}"), show_header=False)
     t.add_column(style="bold")
     t.add_column()
     t.add_row("frames", f"{d['frames']} ({d['errors']} errors" + (f", {skipped} already decided)" if skipped else ")"))
@@ -31,16 +31,18 @@ def print_summary(summary, describe: dict, skipped: int = 0) -> None:
     esc = d["escalation"]
     t.add_row("escalation", f"gate→specialist {esc['gate_to_specialist']:.1%}   "
                             f"→oracle/review {esc['to_oracle_or_review']:.1%}")
-    t.add_row("oracle", f"{describe['oracle']}: {d['oracle_calls']} calls, {d['cache_hits']} cache hits")
+    t.add_row("oracle", escape(f"{describe['oracle']}: {d['oracle_calls']} calls, {d['cache_hits']} cache hits"))
     t.add_row("cost", f"${d['cost_usd']:.4f} total, ${d['cost_per_100k_frames_usd']:.2f} per 100k frames")
     for layer, lat in d["latency_ms"].items():
         if lat["p50"] is not None:
             t.add_row(f"latency {layer}", f"p50 {lat['p50']:.1f} ms   p95 {lat['p95']:.1f} ms")
-    t.add_row("thresholds", f"τ={describe['tau']} ({describe['threshold_source']}), L2 bar {describe['l2_bar']}")
+    t.add_row("thresholds", escape(f"τ={describe['tau']} ({describe['threshold_source']}), "
+                                   f"L2 bar {describe['l2_bar']}"))
     err_console.print(t)
 
 
 def run(
+    ctx: typer.Context,
     paths: Optional[List[str]] = typer.Argument(None, help="Image files, folders or globs."),
     bundle: str = typer.Option(..., "--bundle", help="Model bundle: folder, file://, s3:// or az:// URI."),
     domain: str = typer.Option(..., "--domain", help="Domain of the frames (selects τ and the gate)."),
@@ -58,8 +60,17 @@ def run(
     model: Optional[str] = typer.Option(None, "--model", help="Oracle model name."),
     specialist_engine: str = typer.Option("torch", "--specialist-engine", help="torch, onnx or none."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+    glob: Optional[bool] = typer.Option(None, "--glob/--no-glob",
+                                        help="Read every PATH as a glob pattern / never (default: an existing "
+                                             "path is a path; only one that names nothing is a pattern)."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when any input ended as an error record."),
 ) -> None:
-    """Run the cascade on frames: one logged decision (or error) per input frame."""
+    """Run the cascade on frames: one logged decision (or error) per input frame.
+
+    Exit codes: 0 every input has its record (decisions, errors or review hand-overs); 1 with
+    --strict, some input ended as an error record (every record is still written); 2 refused to
+    start (bad arguments, bundle or configuration, or --out / the run in use by another run).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..cascade.assemble import build_cascade
@@ -68,19 +79,23 @@ def run(
     from ..oracle.clients import BackendConfig
     from ..store.db import Database, default_db_path
     from ..store.decisions import DecisionLog
+    from ..store.locks import lock_output, lock_run
 
     if bool(paths) == bool(fmt):
         fail("give either PATH... or --format with --root")
     if fmt and root is None:
         fail("--format needs --root")
     items = (items_from_samples(_read_samples(fmt, root, domain, split, seed)) if fmt
-             else resolve_inputs(paths))
+             else resolve_inputs(paths, glob=glob))
+    # one writer per decisions file and per run: a second concurrent run is refused before any work
+    out_lock = held(ctx, run_guarded(lock_output, out) if out else None)
     database = run_guarded(Database, db or default_db_path())
     config = run_guarded(BackendConfig.from_env, backend=backend, base_url=base_url, model=model)
     cascade = run_guarded(build_cascade, bundle, domain, oracle_config=config, db=database,
                           specialist_engine=specialist_engine)
     log = DecisionLog(database)
     run_id = log.start_run({**cascade.describe(), "inputs": len(items)}, resume=resume)
+    run_lock = held(ctx, run_guarded(lock_run, database.path, run_id))
     runner = CascadeRunner(cascade.router, log, batch_size=batch_size, jsonl_path=out)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
@@ -88,6 +103,9 @@ def run(
         decided, skipped = run_guarded(runner.run, items, domain, run_id,
                                        on_batch=lambda n: bar.advance(task, n))
     all_decisions = log.decisions(run_id)
+    for lock in (run_lock, out_lock):
+        if lock is not None:
+            lock.release()
     summary = summarise(all_decisions)
     if parquet:
         log.export_parquet(run_id, parquet)
@@ -97,8 +115,11 @@ def run(
     else:
         print_summary(summary, cascade.describe(), skipped)
     if out:
-        err_console.print(f"decisions: {out} ({len(all_decisions)} lines), log: {database.path} run {run_id}",
+        err_console.print(escape(f"decisions: {out} ({len(all_decisions)} lines), log: {database.path} run {run_id}"),
                           highlight=False)
+    if strict and summary.errors:
+        err_console.print(f"[bold red]--strict:[/] {summary.errors} input(s) ended as error records", highlight=False)
+        raise typer.Exit(1)
 
 
 def calibrate(
@@ -123,7 +144,7 @@ def calibrate(
         fail(f"--mode must be knee or recall, not {mode!r}")
     b = run_guarded(Bundle.open, bundle)
     samples = _read_samples(fmt, root, domain, split, seed)
-    with err_console.status(f"scoring {len(samples)} {split} images of '{domain}'", spinner="dots"):
+    with err_console.status(escape(f"scoring {len(samples)} {split} images of '{domain}'"), spinner="dots"):
         record = run_guarded(calibrate_domain, b, domain, samples, mode=mode, target_recall=target_recall,
                              confidence=confidence, l2_bar=l2_bar,
                              data_info={"format": fmt, "root": path_as_written(root), "split": split, "seed": seed})
@@ -131,9 +152,9 @@ def calibrate(
         emit_json(record)
     else:
         m = record["result"].get("at_tau", {})
-        err_console.print(f"τ[{domain}] = {record['tau']:.4g} ({mode}) on {record['frames']} frames "
+        err_console.print(escape(f"τ[{domain}] = {record['tau']:.4g} ({mode}) on {record['frames']} frames "
                           f"({record['defective']} defective): "
-                          + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)),
+                          + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float))),
                           highlight=False)
 
 
@@ -151,7 +172,7 @@ def demo(
     from ..settings import data_root
 
     def say(text: str) -> None:
-        err_console.print(f"[cyan]demo[/] {text}", highlight=False)
+        err_console.print(f"[cyan]demo[/] {escape(text)}", highlight=False)
 
     root = data_root() if real else None
     if real and root is None:
@@ -170,7 +191,7 @@ def demo(
                           f"precision {a['precision'] if a['precision'] is None else round(a['precision'], 2)}",
                           highlight=False)
     for note in result.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     typer.echo(f"bundle: {result.bundle}  (domain '{result.domain}')")
     typer.echo(f"decisions: {result.decisions}")
     frames = f"'{result.out}/data/steel/*/*.png'" if not real else "IMAGES"  # the glob skips mask folders
@@ -227,7 +248,7 @@ def evaluate(
         detector_overlap, specs, eval_set.samples, eval_set.tracks, training_source(b))
     for o in overlaps:
         if o.seen != 0:
-            err_console.print(f"[yellow]warning:[/] {o.note}", highlight=False)
+            err_console.print(f"[yellow]warning:[/] {escape(o.note)}", highlight=False)
     out.mkdir(parents=True, exist_ok=True)
     database = run_guarded(Database, db or out / "cascade.db")
     the_oracle = _evaluation_oracle(oracle, database, b)

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Iterator, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import CascadeError
@@ -23,9 +24,22 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+__all__ = ["emit_json", "err_console", "escape", "fail", "held", "print_skipped", "progress", "read_format",
+           "run_guarded"]
+
+
+def held(ctx: typer.Context, lock):
+    """Release `lock` (anything with `release()`, or None) when the command of `ctx` ends, however it ends."""
+    if lock is not None:
+        ctx.call_on_close(lock.release)
+    return lock
+
+
 def fail(message: str, code: int = 2) -> None:
-    """Print a clear error on stderr and exit with `code`."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print a clear error on stderr (the message literally, never read as Rich markup) and exit with `code`."""
+    from ..redact import redact
+
+    err_console.print(f"[bold red]error:[/] {escape(redact(str(message)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -53,7 +67,7 @@ def progress(items: Iterable[T], description: str, total: int | None = None) -> 
 def print_skipped(errors) -> None:
     """List items skipped with --skip-invalid on stderr, then their count."""
     for error in errors:
-        err_console.print(f"[yellow]skipped:[/] {error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]skipped:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
     if errors:
         err_console.print(f"[yellow]{len(errors)} invalid item(s) skipped[/]", highlight=False)
 
@@ -72,7 +86,7 @@ def read_format(fmt: str, root, *, domain: str | None = None, class_names: str |
     names = run_guarded(parse_class_names, class_names) if class_names is not None else None
     if names is not None and fmt not in ("severstal", "folder"):
         fail(f"--class-names applies to the severstal and folder formats, not {fmt}")
-    with err_console.status(f"reading {fmt} dataset at {root}", spinner="dots"):
+    with err_console.status(escape(f"reading {fmt} dataset at {root}"), spinner="dots"):
         result = run_guarded(read_dataset, fmt, root, domain=domain, class_names=names,
                              skip_invalid=skip_invalid)
     if report_skipped:

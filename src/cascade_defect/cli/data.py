@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import emit_json, err_console, fail, print_skipped, read_format, run_guarded
+from .common import emit_json, err_console, escape, fail, print_skipped, read_format, run_guarded
 
 app = typer.Typer(help="Datasets: summarise any supported format, export to YOLO, cut tiles, generate synthetic frames.", no_args_is_help=True)
 
@@ -42,7 +42,7 @@ def summary(
     else:
         from rich.console import Console
 
-        Console().print(summary_table(counts, title=f"{fmt} dataset at {root}"))
+        Console().print(summary_table(counts, title=escape(f"{fmt} dataset at {root}")))
     print_skipped(result.skipped)
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import emit_json, err_console, fail, progress, read_format, run_guarded
+from .common import emit_json, err_console, escape, fail, progress, read_format, run_guarded
 
 app = typer.Typer(help="Layer-1 gate: fit on a domain's defect-free images, score images.",
                   no_args_is_help=True)
@@ -99,7 +99,7 @@ def fit(
         model = AutoencoderGate(seed=seed, short_side=side, epochs=epochs, holdout_fraction=holdout,
                                 min_holdout=min_holdout)
     t0 = time.perf_counter()
-    with err_console.status(f"fitting {gate} gate for '{domain}' on {len(normals)} normals", spinner="dots"):
+    with err_console.status(escape(f"fitting {gate} gate for '{domain}' on {len(normals)} normals"), spinner="dots"):
         run_guarded(model.fit, [s.image_path for s in normals], [str(s.image_path) for s in normals],
                     domain=domain)
     seconds = time.perf_counter() - t0
@@ -170,13 +170,13 @@ def score(
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"gate scores, domain {domain}")
+        table = Table(title=escape(f"gate scores, domain {domain}"))
         for col in ("image", "score", "z", "label"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["image"],
+            table.add_row(escape(r["image"]),
                           f"{r['score']:.6g}" if "score" in r else "error",
-                          f"{r['z']:.2f}" if "z" in r else r.get("error", ""), str(r["label"]))
+                          f"{r['z']:.2f}" if "z" in r else escape(r.get("error", "")), escape(str(r["label"])))
         Console().print(table)
     if failed:
         err_console.print(f"[red]{failed} image(s) could not be scored[/]", highlight=False)

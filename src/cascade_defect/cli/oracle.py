@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import emit_json, err_console, fail, run_guarded
+from .common import emit_json, err_console, escape, fail, run_guarded
 
 app = typer.Typer(help="Layer 3 oracle: classify frames with a vision LLM, build its exemplars.",
                   no_args_is_help=True)
@@ -83,7 +83,7 @@ def classify(
             typer.echo(f"{r['image']}: queued for review #{r['review_id']} ({r['reason']})"
                        + (f": {r['error']}" if r.get("error") else ""))
         else:
-            err_console.print(f"[red]{r['image']}: {r['error']}[/]", highlight=False)
+            err_console.print(f"[red]{escape(str(r['image']))}: {escape(str(r['error']))}[/]", highlight=False)
     if any("error" in r and not r.get("queued_for_review") for r in results.values()):
         raise typer.Exit(1)
 

@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from .common import emit_json, err_console, fail, run_guarded
+from .common import emit_json, err_console, escape, fail, run_guarded
 
 app = typer.Typer(help="Layer 2 specialist (YOLOv8n): train, predict, eval, export-onnx.",
                   no_args_is_help=True)
@@ -157,7 +157,7 @@ def train(
     if json_out:
         emit_json(report)
     else:
-        err_console.print(f"trained specialist: {report['weights']}")
+        err_console.print(f"trained specialist: {escape(str(report['weights']))}")
         if "eval" in report:
             _print_metrics(report["eval"])
 
@@ -166,14 +166,14 @@ def _print_metrics(metrics: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{metrics['images']} images, split {metrics.get('split', '?')}: "
-                        f"mAP50 {metrics['map50']:.3f}, mAP50-95 {metrics['map50_95']:.3f}")
+    table = Table(title=escape(f"{metrics['images']} images, split {metrics.get('split', '?')}: "
+                               f"mAP50 {metrics['map50']:.3f}, mAP50-95 {metrics['map50_95']:.3f}"))
     table.add_column("class")
     table.add_column("AP50", justify="right")
     table.add_column("AP50-95", justify="right")
     table.add_column("instances", justify="right")
     for cls, row in metrics["per_class"].items():
-        table.add_row(cls, f"{row['ap50']:.3f}", f"{row.get('ap50_95', 0):.3f}", str(row["instances"]))
+        table.add_row(escape(str(cls)), f"{row['ap50']:.3f}", f"{row.get('ap50_95', 0):.3f}", str(row["instances"]))
     Console().print(table)
 
 
@@ -273,4 +273,4 @@ def export_onnx_cmd(
     if json_out:
         emit_json(info)
     else:
-        err_console.print(f"wrote {path} ({info['bytes'] / 1e6:.1f} MB, {info['imgsz']} px)")
+        err_console.print(escape(f"wrote {path} ({info['bytes'] / 1e6:.1f} MB, {info['imgsz']} px)"))

@@ -13,6 +13,7 @@ which case `split` is the folder name.
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -55,9 +56,12 @@ def _number(obj: ET.Element, tag: str, xml_path: Path, index: int) -> float:
     if node is None or node.text is None or not node.text.strip():
         raise DataError(str(xml_path), f"object {index} has no <bndbox>/<{tag}>")
     try:
-        return float(node.text.strip())
+        value = float(node.text.strip())
     except ValueError:
         raise DataError(str(xml_path), f"object {index} <{tag}> {node.text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DataError(str(xml_path), f"object {index} <{tag}> {node.text.strip()!r} is not a finite number")
+    return value
 
 
 def parse_voc(xml_path: Path, size: tuple[int, int]) -> tuple[list[Box], int]:
@@ -78,8 +82,8 @@ def parse_voc(xml_path: Path, size: tuple[int, int]) -> tuple[list[Box], int]:
     if w_node is not None and h_node is not None:
         try:
             declared = (int(float(w_node.text or "0")), int(float(h_node.text or "0")))
-        except ValueError:
-            raise DataError(str(xml_path), "<size> is not numeric") from None
+        except (ValueError, OverflowError):  # text, nan; inf
+            raise DataError(str(xml_path), "<size> is not a finite number") from None
         if declared != (0, 0) and declared != (width, height):
             raise DataError(
                 str(xml_path),

@@ -99,6 +99,7 @@ def parse_class_names(spec: str) -> dict[Any, str]:
 
 def summary_table(summary: Mapping[str, Any], title: str = "dataset summary"):
     """A rich `Table` of a `summarize` result, for the terminal."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title, show_header=True, header_style="bold")
@@ -108,8 +109,8 @@ def summary_table(summary: Mapping[str, Any], title: str = "dataset summary"):
         table.add_column("boxes", justify="right")
     extra = [""] if "boxes" in summary else []
 
-    def row(label: str, images: Any, *rest: Any) -> None:
-        table.add_row(label, str(images), *[str(r) for r in rest])
+    def row(label: str, images: Any, *rest: Any) -> None:  # class names are data: printed literally
+        table.add_row(escape(label), str(images), *[str(r) for r in rest])
 
     row("all", summary["images"], *([sum(summary["boxes"].values())] if "boxes" in summary else []))
     row("defective", summary["defective"], *extra)

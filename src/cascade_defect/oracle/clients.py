@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from ..redact import redact
 from ..settings import settings
 from .pricing import Usage
 from .resilience import PermanentError, TransientError, parse_retry_after
@@ -41,6 +42,7 @@ ENV = {
     "api_version": "AZURE_OPENAI_API_VERSION",
     "deployment": "AZURE_OPENAI_DEPLOYMENT",
     "timeout_s": "CASCADE_ORACLE_TIMEOUT_S",
+    "deadline_s": "CASCADE_ORACLE_DEADLINE_S",
     "output_mode": "CASCADE_ORACLE_OUTPUT_MODE",
 }
 """Setting -> environment variable. Secrets: AZURE_OPENAI_API_KEY, OPENAI_API_KEY."""
@@ -57,6 +59,8 @@ class BackendConfig:
     api_version: str | None = None
     deployment: str | None = None
     timeout_s: float = 60.0
+    deadline_s: float = 30.0
+    """Overall time for one frame, all attempts and waits included; then the frame goes to review."""
     output_mode: str = "auto"
     temperature: float | None = 0.0
     max_completion_tokens: int = 300
@@ -68,6 +72,8 @@ class BackendConfig:
             raise ConfigError(f"output mode must be one of {', '.join(OUTPUT_MODES)}, not {self.output_mode!r}")
         if not self.timeout_s > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout_s!r}")
+        if not self.deadline_s > 0:
+            raise ConfigError(f"per-frame deadline must be > 0 seconds, got {self.deadline_s!r}")
         if self.backend == "azure":
             if not self.azure_endpoint:
                 raise ConfigError(f"the azure backend needs an endpoint ({ENV['azure_endpoint']} or --azure-endpoint)")
@@ -81,7 +87,8 @@ class BackendConfig:
         values: dict[str, Any] = {
             "backend": s.oracle_backend, "model": s.oracle_model, "base_url": s.oracle_base_url,
             "azure_endpoint": s.azure_openai_endpoint, "api_version": s.azure_openai_api_version,
-            "deployment": s.azure_openai_deployment, "timeout_s": s.oracle_timeout_s, "output_mode": s.oracle_output_mode,
+            "deployment": s.azure_openai_deployment, "timeout_s": s.oracle_timeout_s,
+            "deadline_s": s.oracle_deadline_s, "output_mode": s.oracle_output_mode,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -115,9 +122,9 @@ class OracleAnswerError(Exception):
 
     def __init__(self, kind: str, message: str, raw_text: str | None, usage: Usage = Usage(),
                  response_model: str | None = None):
-        super().__init__(f"{kind} answer: {message}")
+        super().__init__(redact(f"{kind} answer: {message}"))
         self.kind = kind
-        self.raw_text = raw_text
+        self.raw_text = redact(raw_text)
         self.usage = usage
         self.response_model = response_model
 
@@ -163,18 +170,20 @@ class ChatBackend:
         """The output mode in use ("json_schema" or "json_object")."""
         return self._mode
 
-    def complete(self, messages: list[dict[str, Any]], schema: type[DefectPrediction]) -> ChatResult:
-        """One request; returns a validated answer or raises (see the module docstring)."""
+    def complete(self, messages: list[dict[str, Any]], schema: type[DefectPrediction],
+                 timeout_s: float | None = None) -> ChatResult:
+        """One request (timing out after `timeout_s`, default the config's); returns a validated answer
+        or raises (see the module docstring)."""
         import openai
 
         try:
-            return self._complete(messages, schema)
+            return self._complete(messages, schema, timeout_s)
         except openai.BadRequestError as exc:
             text = (getattr(exc.response, "text", "") or str(exc)).lower()
             if (self.config.output_mode == "auto" and self._mode == "json_schema"
                     and ("response_format" in text or "json_schema" in text)):
                 self._mode = "json_object"
-                return self.complete(messages, schema)
+                return self.complete(messages, schema, timeout_s)
             raise _translate(exc) from exc
         except openai.APIError as exc:
             raise _translate(exc) from exc
@@ -186,11 +195,12 @@ class ChatBackend:
             kw["temperature"] = self.config.temperature
         return kw
 
-    def _complete(self, messages, schema: type[DefectPrediction]) -> ChatResult:
+    def _complete(self, messages, schema: type[DefectPrediction], timeout_s: float | None = None) -> ChatResult:
         import openai
         import pydantic
 
-        completions = self.client.chat.completions.with_raw_response
+        client = self.client if timeout_s is None else self.client.with_options(timeout=timeout_s)
+        completions = client.chat.completions.with_raw_response
         if self._mode == "json_schema":
             raw = completions.parse(response_format=schema, **self._kwargs(messages))
         else:

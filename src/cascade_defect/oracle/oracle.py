@@ -14,7 +14,10 @@ The router is its only caller (`judge_batch`, the router's `OracleLayer` protoco
    server that stays down goes to review ("oracle_unavailable").
 
 Every frame gets exactly one `contracts.OracleVerdict` and one row in the call log; nothing is lost and no
-error becomes a label.
+error becomes a label. The call and the review entry are idempotent by frame: a frame asked again
+(same frame id, same content by its perceptual hash, same backend, model and prompt version, e.g.
+a run resumed after a kill) reuses its recorded answer or review item, with no new call, row or
+payment.
 """
 
 from __future__ import annotations
@@ -205,14 +208,33 @@ class Oracle:
         log.log(level, "oracle: %s -> review (%s)%s", ans.image_ref, reason, f": {detail}" if detail else "")
         return ans
 
+    def _recorded(self, r: OracleRequest, call: OracleCall, t0: float) -> OracleVerdict | None:
+        """This frame's recorded answer or review item (same content and oracle version), or None."""
+        prior = self.calls.latest_for_frame(r.frame_id, dhash=call.dhash, hash_region=call.hash_region,
+                                            backend=call.backend, model=call.model,
+                                            prompt_version=call.prompt_version)
+        if prior is None:
+            return None
+        common = dict(attempts=prior.attempts, prompt_version=prior.prompt_version, dhash=prior.dhash,
+                      call_id=prior.id, reused=True, **metered_usage(prior))
+        if prior.outcome == "cache_hit" and self.cache is None:
+            return None  # the cache is off (e.g. an evaluation's no-cache baseline): ask the model itself
+        if prior.outcome in ("answer", "cache_hit"):
+            log.info("oracle: %s already answered (call %s) -> %s", call.image_ref, prior.id, prior.defect_class)
+            return self._answer(r, prior.outcome, t0, defect_class=prior.defect_class, confidence=prior.confidence,
+                                reasoning=prior.reasoning, cached=prior.outcome == "cache_hit", **common)
+        item = self.review.for_call(prior.id)
+        if item is None:
+            return None  # an error without a review item cannot be reused: ask again
+        log.info("oracle: %s already queued for review (item %s, %s)", call.image_ref, item.id, item.reason)
+        return self._answer(r, "review", t0, review_reason=item.reason, error=item.detail, review_id=item.id,
+                            **common)
+
     def _one(self, r: OracleRequest) -> OracleVerdict:
         t0 = time.perf_counter()
         ref = r.image_ref or r.frame_id
         call = OracleCall(frame_id=r.frame_id, image_ref=ref, domain=r.domain, backend=self.backend_name,
                           outcome="review", model=self.model)
-        if self.backend is None:
-            return self._to_review(r, t0, "no_backend", None, call=call)
-
         version = self.prompt.version(r.domain)
         call.prompt_version = version
         mode = self.hash_region.get(r.domain, self.hash_region["*"])
@@ -220,6 +242,11 @@ class Oracle:
         h, thumb = signature(r.image, r.hint_box if region == "hint" else None, margin=self.hash_margin,
                              min_side=self.hash_min_side)
         call.dhash, call.hash_region = to_hex(h), region
+        earlier = self._recorded(r, call, t0)
+        if earlier is not None:
+            return earlier
+        if self.backend is None:
+            return self._to_review(r, t0, "no_backend", None, call=call)
         oracle_version = self.oracle_version(r.domain)
         use_cache = self.cache is not None and not (mode == "hint_only" and region == "whole")
 
@@ -250,17 +277,23 @@ class Oracle:
         schema = prediction_model(self.prompt.classes(r.domain))
         messages = self.prompt.messages(r.domain, r.image, r.hint_box)
         tries = [0]
+        deadline_s = self.backend.config.deadline_s
+        ends = time.monotonic() + deadline_s  # the frame's overall deadline: attempts and waits together
+
+        def time_left() -> float:
+            return ends - time.monotonic()
 
         def attempt():
             tries[0] += 1
-            return self.backend.complete(messages, schema)
+            timeout = min(self.backend.config.timeout_s, max(time_left(), 0.01))
+            return self.backend.complete(messages, schema, timeout_s=timeout)
 
         def on_retry(n: int, exc: Exception, delay: float) -> None:
             log.warning("oracle: %s attempt %d failed (%s); retrying in %.2f s", ref, n, exc, delay)
 
         try:
             result, attempts = call_with_retries(attempt, self.retry, sleep=self.sleep, rng=self.rng,
-                                                 on_retry=on_retry)
+                                                 on_retry=on_retry, time_left=time_left, deadline_s=deadline_s)
         except OracleAnswerError as exc:
             self.breaker.record_success()  # the server is up; the answer is the problem
             cost = self.prices.cost(self.backend.config.price_model, exc.usage)

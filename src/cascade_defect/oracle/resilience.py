@@ -18,27 +18,32 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, TypeVar
 
+from ..redact import redact
+
 T = TypeVar("T")
+
+MIN_ATTEMPT_S = 0.05
+"""A retry that could run for less than this before the deadline is not started."""
 
 
 class TransientError(Exception):
-    """A failure worth retrying (rate limit, server error, timeout, connection error)."""
+    """A failure worth retrying (rate limit, server error, timeout, connection error); secrets redacted."""
 
     def __init__(self, message: str, *, status: int | None = None, retry_after_s: float | None = None,
                  raw_text: str | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.status = status
         self.retry_after_s = retry_after_s
-        self.raw_text = raw_text
+        self.raw_text = redact(raw_text)
 
 
 class PermanentError(Exception):
-    """A transport failure that retrying will not fix (bad request, authentication, not found)."""
+    """A transport failure that retrying will not fix (bad request, authentication, not found); secrets redacted."""
 
     def __init__(self, message: str, *, status: int | None = None, raw_text: str | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.status = status
-        self.raw_text = raw_text
+        self.raw_text = redact(raw_text)
 
 
 class RetriesExhausted(Exception):
@@ -99,11 +104,14 @@ class RetryPolicy:
 
 def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable[[float], None] = time.sleep,
                       rng: random.Random | None = None,
-                      on_retry: Callable[[int, TransientError, float], None] | None = None) -> tuple[T, int]:
+                      on_retry: Callable[[int, TransientError, float], None] | None = None,
+                      time_left: Callable[[], float] | None = None, deadline_s: float | None = None
+                      ) -> tuple[T, int]:
     """Call `fn` until it succeeds or the policy gives up; return (result, attempts).
 
-    Raises `RetriesExhausted` wrapping the last `TransientError`; `PermanentError` and any other
-    exception pass through at once.
+    With `time_left` (seconds left of an overall deadline of `deadline_s`), no retry starts
+    that could not begin before the deadline. Raises `RetriesExhausted` wrapping the last
+    `TransientError`; `PermanentError` and any other exception pass through at once.
     """
     rng = rng or random.Random()
     for attempt in range(policy.max_attempts):
@@ -112,6 +120,9 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callab
         except TransientError as exc:
             if attempt + 1 >= policy.max_attempts:
                 raise RetriesExhausted(exc, attempt + 1, "gave up") from exc
+            left = time_left() if time_left is not None else None
+            if left is not None and left <= MIN_ATTEMPT_S:
+                raise RetriesExhausted(exc, attempt + 1, f"per-frame deadline of {deadline_s:g} s reached") from exc
             if exc.retry_after_s is not None:
                 if exc.retry_after_s > policy.max_retry_after_s:
                     raise RetriesExhausted(
@@ -121,6 +132,10 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callab
                 delay = exc.retry_after_s
             else:
                 delay = policy.backoff(attempt, rng)
+            if left is not None and delay > left - MIN_ATTEMPT_S:
+                raise RetriesExhausted(
+                    exc, attempt + 1, f"per-frame deadline of {deadline_s:g} s reached (next try in {delay:.1f} s)"
+                ) from exc
             if on_retry is not None:
                 on_retry(attempt + 1, exc, delay)
             sleep(delay)

@@ -158,6 +158,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
     Migration(6, "cache thumbnails", lambda conn: _add_column(conn, "oracle_cache", "thumb", "BLOB")),
     Migration(7, "review queue: one item per frame", lambda conn: _review_one_item_per_frame(conn)),
+    Migration(8, "decisions by input, review items by call", (
+        "CREATE INDEX IF NOT EXISTS decisions_run_image ON decisions(run_id, image)",
+        "CREATE INDEX IF NOT EXISTS review_call ON review_queue(oracle_call_id)",
+    )),
 )
 
 

@@ -1,8 +1,10 @@
-"""The decision log: one row per input frame per run, in the shared SQLite database.
+"""The decision log: one current row per input per run, in the shared SQLite database.
 
-A row is keyed by (run, frame key) where the frame key is the SHA-256 of the image bytes plus
-the path it came from, so `--resume` skips exactly the frames already decided and a file whose
-content changed is decided again. Error rows are retried on resume (the cause may be gone).
+Identity: the input (its path, the `image` column) is the frame; the frame key (SHA-256 of
+the bytes plus the path) records which content was decided. So `--resume` skips exactly the
+inputs whose content was already decided, and a file whose content changed, or that was fixed
+or created since, is decided again and its new row *replaces* the old one: a run never holds
+two rows for one input. Error rows are retried on resume (the cause may be gone).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from ..serialize import decision_from_dict, decision_to_dict
 from ..records import Decision
+from ..redact import redact, redact_obj
 from .db import Database
 
 
@@ -45,10 +48,13 @@ class DecisionLog:
 
     # -- writing --------------------------------------------------------------------------
     def record(self, run_id: str, items: Sequence[tuple[str, Decision]]) -> None:
-        """Write a batch of (frame key, decision) in one transaction (replacing earlier errors)."""
+        """Write a batch of (frame key, decision) in one transaction; each replaces the run's earlier
+        row of the same input (an error, or a decision on content that has changed since)."""
         now = time.time()
         with self.db.transaction() as conn:
             for key, d in items:
+                conn.execute("DELETE FROM decisions WHERE run_id = ? AND image = ? AND frame_key <> ?",
+                             (run_id, d.image, key))
                 conn.execute(
                     """INSERT INTO decisions (ts, run_id, frame_key, frame_id, image, domain, label,
                                               layer, error, cost_usd, record)
@@ -58,8 +64,8 @@ class DecisionLog:
                          error = excluded.error, cost_usd = excluded.cost_usd,
                          record = excluded.record""",
                     (now, run_id, key, d.frame_id, d.image, d.domain, d.label,
-                     None if d.layer is None else str(d.layer), d.error, d.cost_usd,
-                     json.dumps(decision_to_dict(d), default=float)))
+                     None if d.layer is None else str(d.layer), redact(d.error), d.cost_usd,
+                     json.dumps(redact_obj(decision_to_dict(d)), default=float)))
 
     # -- reading --------------------------------------------------------------------------
     def records(self, run_id: str) -> Iterator[dict[str, Any]]:

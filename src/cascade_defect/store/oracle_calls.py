@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 from ..records import MeteredUsage
+from ..redact import redact
 from .db import Database, insert
 
 Outcome = Literal["answer", "cache_hit", "error", "review"]
@@ -58,6 +59,8 @@ class OracleCallLog:
         if not call.ts:
             call.ts = self.clock()
         row = {k: v for k, v in asdict(call).items() if k in _COLUMNS}
+        for k in ("error", "raw_text", "reasoning"):  # server text may echo a key: never stored
+            row[k] = redact(row[k])
         with self.db.transaction() as conn:
             call.id = insert(conn, "oracle_calls", row)
         return call.id
@@ -78,6 +81,15 @@ class OracleCallLog:
             rows = self.db.query("SELECT * FROM oracle_calls WHERE frame_id = ? ORDER BY id DESC LIMIT ?",
                                  (frame_id, limit))
         return [_row(r) for r in rows]
+
+    def latest_for_frame(self, frame_id: str, *, dhash: str | None, hash_region: str | None, backend: str,
+                         model: str | None, prompt_version: str | None) -> OracleCall | None:
+        """The newest call for this frame with this content (perceptual hash) and oracle version, if any."""
+        rows = self.db.query(
+            "SELECT * FROM oracle_calls WHERE frame_id = ? AND dhash IS ? AND hash_region IS ? AND backend = ? "
+            "AND model IS ? AND prompt_version IS ? ORDER BY id DESC LIMIT 1",
+            (frame_id, dhash, hash_region, backend, model, prompt_version))
+        return _row(rows[0]) if rows else None
 
     def spent_since(self, since_ts: float) -> float:
         """Dollars metered by calls logged at or after `since_ts` (unix seconds)."""

@@ -19,6 +19,7 @@ from typing import Callable, Literal, Sequence
 
 from ..errors import DataError
 from ..records import NO_DEFECT, Decision
+from ..redact import redact
 from .db import Database
 from .labels import LabelStore
 
@@ -74,7 +75,7 @@ class ReviewQueue:
                 """INSERT INTO review_queue (ts, frame_id, image_ref, domain, reason, detail, classes, hint_box,
                                              oracle_call_id)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (frame_id) DO NOTHING""",
-                (self.clock(), frame_id, image_ref, domain, reason, detail, json.dumps(list(classes)),
+                (self.clock(), frame_id, image_ref, domain, reason, redact(detail), json.dumps(list(classes)),
                  json.dumps([float(v) for v in hint_box]) if hint_box is not None else None, oracle_call_id))
             return int(conn.execute("SELECT id FROM review_queue WHERE frame_id = ?", (frame_id,)).fetchone()[0])
 
@@ -85,6 +86,11 @@ class ReviewQueue:
 
     def get(self, item_id: int) -> ReviewItem | None:
         rows = self.db.query(_SELECT + " WHERE r.id = ?", (int(item_id),))
+        return _item(rows[0]) if rows else None
+
+    def for_call(self, call_id: int) -> ReviewItem | None:
+        """The item queued with oracle call `call_id`, if any."""
+        rows = self.db.query(_SELECT + " WHERE r.oracle_call_id = ? ORDER BY r.id LIMIT 1", (int(call_id),))
         return _item(rows[0]) if rows else None
 
     def list(self, status: str | None = "pending", domain: str | None = None,

@@ -1,0 +1,62 @@
+"""`cascade-defect run` in a subprocess with light layers, for the kill-and-resume property test.
+
+Runs the real CLI command (argument parsing, input expansion, locks, decision log, JSONL, the real
+`Oracle` on the review backend, exit codes) with the bundle's models swapped for the deterministic
+test layers of `layers_for_tests.py`, so a process starts in a second instead of loading torch.
+`RUN_DRIVER_FRAME_S` slows Layer 1 and the oracle step down per frame, so a kill can land mid-run (also
+between the oracle step and the decision log).
+
+    python tests/run_driver.py run PATH... --bundle unused --domain severstal --out O --db D [--resume]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from layers_for_tests import BrightnessGate, CornerDetector  # noqa: E402
+
+
+class SlowGate(BrightnessGate):
+    def score_batch(self, images, domain):
+        time.sleep(float(os.environ.get("RUN_DRIVER_FRAME_S", "0")) * len(images))
+        return super().score_batch(images, domain)
+
+
+class SlowOracle:
+    """The real oracle, then a pause: widens the window between the oracle step and the decision log."""
+
+    def __init__(self, oracle):
+        self.oracle = oracle
+
+    def judge_batch(self, frames, hints):
+        out = self.oracle.judge_batch(frames, hints)
+        time.sleep(float(os.environ.get("RUN_DRIVER_FRAME_S", "0")) * len(frames))
+        return out
+
+
+def light_cascade(bundle_ref, domain, *, oracle_config=None, db=None, **_):
+    from cascade_defect.cascade import assemble
+    from cascade_defect.bundles.bundle import Bundle
+    from cascade_defect.cascade.policy import Policy
+    from cascade_defect.cascade.router import Router
+    from cascade_defect.oracle.oracle import Oracle
+    from cascade_defect.store.review import ReviewIntake
+
+    policy = Policy.from_dict({"domains": {domain: {"tau": 1.0}}, "l2_bar": 0.85})
+    oracle = Oracle.from_config(oracle_config, db=db)
+    review = ReviewIntake(oracle.review, oracle.prompt.labels)
+    return assemble.Cascade(Router(policy, SlowGate(), CornerDetector(), SlowOracle(oracle), review),
+                            Bundle(Path(bundle_ref), {}), domain, oracle)
+
+
+if __name__ == "__main__":
+    from cascade_defect.cascade import assemble
+    from cascade_defect.cli import app
+
+    assemble.build_cascade = light_cascade
+    app(prog_name="cascade-defect")

@@ -1,0 +1,63 @@
+"""Input expansion of the main job: paths with glob characters, explicit --glob, and files that are not files."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cascade_defect.cascade.runner import resolve_inputs
+
+
+def _png(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(path)
+    return path
+
+
+def test_existing_paths_with_brackets_are_paths_not_patterns(tmp_path):
+    shot = _png(tmp_path / "shot[2].png")
+    cam = tmp_path / "cam[1]"
+    inner = _png(cam / "img.png")
+    _png(tmp_path / "shot2.png")  # what `shot[2].png` would match as a pattern
+    items = resolve_inputs([str(shot), str(cam), str(inner)])
+    assert [(i.image, i.error) for i in items] == [(str(shot), None), (str(inner), None), (str(inner), None)]
+    assert all(i.path is not None for i in items)
+
+
+def test_glob_flag_forces_either_reading(tmp_path):
+    shot = _png(tmp_path / "shot[2].png")
+    two = _png(tmp_path / "shot2.png")
+    [forced] = resolve_inputs([str(shot)], glob=True)  # as a pattern it names shot2.png
+    assert forced.image == str(two) and forced.error is None
+    [literal] = resolve_inputs([str(tmp_path / "shot*.png")], glob=False)
+    assert literal.path is None and "no such file or folder" in literal.error
+    assert "glob matching is off" in literal.error
+    auto = resolve_inputs([str(tmp_path / "shot*.png")])  # names nothing: a pattern
+    assert [i.image for i in auto] == sorted([str(shot), str(two)])
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_dangling_links_loops_and_fifos_become_error_records(tmp_path):
+    d = tmp_path / "frames"
+    good = _png(d / "good.png")
+    os.symlink(d / "gone.png", d / "dangling.png")
+    os.symlink(d / "loop.png", d / "loop.png")
+    os.mkfifo(d / "pipe.png")
+    os.symlink(d, d / "again")  # a folder loop: walked once, reported
+    (d / "notes.txt").write_text("not an image, not an input")
+    items = {i.image: i for i in resolve_inputs([str(d)])}
+    assert items[str(good)].error is None
+    assert "dangling symlink" in items[str(d / "dangling.png")].error
+    assert "symlink loop" in items[str(d / "loop.png")].error
+    assert "FIFO" in items[str(d / "pipe.png")].error
+    assert "symlink loop" in items[str(d / "again")].error
+    assert str(d / "notes.txt") not in items
+    assert all(i.path is None for k, i in items.items() if k != str(good))
+    # the same through a pattern and as a direct path (a FIFO is never opened: reading it would block)
+    by_glob = {i.image: i.error for i in resolve_inputs([str(d / "*.png")])}
+    assert set(by_glob) == {str(good), str(d / "dangling.png"), str(d / "loop.png"), str(d / "pipe.png")}
+    [fifo] = resolve_inputs([str(d / "pipe.png")])
+    assert fifo.path is None and "FIFO" in fifo.error
+    [dangling] = resolve_inputs([str(d / "dangling.png")])
+    assert "dangling symlink" in dangling.error
