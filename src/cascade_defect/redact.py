@@ -1,19 +1,17 @@
 """Remove secrets from text before it is printed, logged or stored.
 
 `redact(text)` masks, with ``***``: the configured keys by value (the environment variables in
-`SECRET_ENV`, read at each call, plus any `extra`), bearer tokens (``Bearer ...``), ``api-key`` /
+`settings.SECRET_VARIABLES`, read at each call, plus any `extra`), bearer tokens (``Bearer ...``), ``api-key`` /
 ``api_key`` header or parameter values, and OpenAI-shaped keys (``sk-...``). A server that
 echoes the key in an error ("Incorrect API key provided: sk-...") is the usual source.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Iterable
 
-SECRET_ENV = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN")
-"""Environment variables holding secrets; their values never leave the process."""
+from .settings import secret_values
 
 MASK = "***"
 MIN_SECRET_CHARS = 6  # shorter values ("no-key" placeholders aside) would mask ordinary words
@@ -27,7 +25,7 @@ _PATTERNS = (
 
 def known_secrets(extra: Iterable[str | None] = ()) -> list[str]:
     """The secret values to mask: the environment's keys and `extra`, longest first."""
-    values = [os.environ.get(name, "").strip() for name in SECRET_ENV] + [str(v).strip() for v in extra if v]
+    values = secret_values() + [str(v).strip() for v in extra if v]
     return sorted({v for v in values if len(v) >= MIN_SECRET_CHARS and v != "no-key"}, key=len, reverse=True)
 
 

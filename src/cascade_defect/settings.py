@@ -272,6 +272,16 @@ def _explain(exc: ValidationError) -> str:
     return "invalid setting: " + "; ".join(parts)
 
 
+SECRET_VARIABLES = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN")
+"""Environment variables holding secrets (the last is read by the openai SDK itself); `redact` masks their values."""
+
+
+def secret_values() -> list[str]:
+    """The current values of `SECRET_VARIABLES` (read directly: `redact` runs on hot paths, where
+    parsing every setting per message would cost milliseconds)."""
+    return [os.environ.get(name, "").strip() for name in SECRET_VARIABLES]
+
+
 def settings() -> Settings:
     """The process's settings, read from the environment now (cheap; nothing is cached, so a
     changed environment — a test's monkeypatch, a service's reload — is seen at once)."""
