@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~2.5 min on 2 idle cores (script ~100 s, two `run`s ~40 s); far longer on a loaded machine
 def test_eval_real_script_evaluates_both_domains_without_leakage(real_data, tmp_path):
     for name in ("ksdd1", "neu-det", "severstal"):
         real_subdir(real_data, name)
