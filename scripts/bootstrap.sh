@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for cascade-defect: a virtual environment in .venv with the package
-# (editable) and its Ultralytics extra. With --test, also the test tools: the test extra, Debian's
+# (editable) with its Ultralytics and HTTP-service (serve) extras. With --test, also the test tools: the test extra, Debian's
 # chromium (renders the evaluation report in a real browser) and Azurite (a local Azure Blob
 # server for the az:// bundle tests). Safe to run again: it only adds what is missing.
 set -euo pipefail
@@ -15,7 +15,7 @@ fi
 # torch/torchvision first and exactly: on the project's machines they come from local disk.
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 if [ "$WITH_TESTS" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[test,yolo]'
+  .venv/bin/python -m pip install -q -e '.[test,yolo,serve]'
   if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "bootstrap: installing Debian's chromium for the report test" >&2
@@ -31,5 +31,5 @@ if [ "$WITH_TESTS" = 1 ]; then
       || echo "bootstrap: Azurite install failed; the az:// server tests will skip and say why" >&2
   fi
 else
-  .venv/bin/python -m pip install -q -e '.[yolo]'
+  .venv/bin/python -m pip install -q -e '.[yolo,serve]'
 fi

@@ -121,7 +121,8 @@ class Router:
                     traces[i].append(LayerResult("gate", per_ms, error=str(res)))
                     finish(i, None, None, error=f"layer 1: {res}")
                     continue
-                traces[i].append(LayerResult("gate", per_ms, score=res.score, z=res.z))
+                traces[i].append(LayerResult("gate", per_ms, score=res.score, z=res.z,
+                                          error=getattr(res, "error", None) or None))  # e.g. gate unreachable
                 try:
                     escalate = self.policy.escalate_from_gate(domain, res.z, res.score)
                 except Exception as exc:  # noqa: BLE001 - a policy gap is this frame's error
