@@ -7,7 +7,6 @@ PYTHONPATH, on ports chosen free on 127.0.0.1; `Service.stop()` ends them (tests
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -32,12 +31,14 @@ def free_port() -> int:
 
 def build_bundle(root: Path, *, n: int = 60, size: str = "128x128", seed: int = 7) -> tuple[Path, Path]:
     """(bundle, data folder): PatchCore-lite (seeded random backbone) fitted and calibrated on synthetic
-    steel, plus the project's synthetic-steel YOLOv8n as Layer 2."""
+    steel, the project's synthetic-steel YOLOv8n as Layer 2, and the oracle's few-shot exemplars."""
     from typer.testing import CliRunner
 
     from cascade_defect.cascade.bundle import Bundle
     from cascade_defect.cascade.demo import SYNTH_DETECTOR
     from cascade_defect.cli import app
+    from cascade_defect.data.folder import read_folder
+    from cascade_defect.oracle.prompt import build_exemplar_set, save_exemplars
     from cascade_defect.specialist.yolo import Specialist
 
     runner = CliRunner()
@@ -52,6 +53,8 @@ def build_bundle(root: Path, *, n: int = 60, size: str = "128x128", seed: int = 
            "--backbone", "random", "--seed", 0, "--short-side", size.split("x")[1], "--min-holdout", 5)
     invoke("calibrate", "--bundle", bundle, "--format", "folder", "--root", data, "--domain", DOMAIN)
     Specialist.load(SYNTH_DETECTOR, device="cpu").to_bundle(Bundle.open(bundle))
+    samples = read_folder(data, domain=DOMAIN).samples
+    save_exemplars(Bundle.open(bundle), build_exemplar_set(samples, DOMAIN, include_commutator=False))
     return bundle, data
 
 
@@ -59,8 +62,7 @@ def service_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.update({"CASCADE_API_KEYS": API_KEY, "CASCADE_SERVICE_KEY": SERVICE_KEY, "OMP_NUM_THREADS": "1",
-                "YOLO_OFFLINE": "1", "CASCADE_LOG_LEVEL": "INFO",
-                "CASCADE_ORACLE_TAXONOMY": json.dumps({DOMAIN: ["inclusion", "patch", "pitting", "scratch"]})})
+                "YOLO_OFFLINE": "1", "CASCADE_LOG_LEVEL": "INFO"})
     for k in ("CASCADE_GATE_URL", "CASCADE_SPECIALIST_URL", "CASCADE_ORACLE_URL"):
         env.pop(k, None)
     env.update(extra)
@@ -83,12 +85,20 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 90.0) -> "Service":
+        return self.launch().wait(timeout_s)
+
+    def launch(self) -> "Service":
+        """Start the process without waiting (start several, then `wait` for each)."""
         cmd = [sys.executable, "-m", "cascade_defect", "serve", self.role, "--bundle", str(self.bundle),
                "--port", str(self.port), "--graceful-s", "20"]
         if self.db is not None:
             cmd += ["--db", str(self.db)]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait(self, timeout_s: float = 90.0) -> "Service":
+        """Until `/healthz` answers; raises with the log's tail if the process exits or times out."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
