@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 DOMAIN = "steel-test"
@@ -56,6 +57,25 @@ def build_bundle(root: Path, *, n: int = 60, size: str = "128x128", seed: int = 
     samples = read_folder(data, domain=DOMAIN).samples
     save_exemplars(Bundle.open(bundle), build_exemplar_set(samples, DOMAIN, include_commutator=False))
     return bundle, data
+
+
+@pytest.fixture(scope="session")
+def services_bundle(tmp_path_factory) -> tuple[Path, Path]:
+    """One small bundle for every service test module (built once per session)."""
+    return build_bundle(tmp_path_factory.mktemp("services-bundle"))
+
+
+def noise_png(seed: int, size: int = 128) -> bytes:
+    """A unique noise frame as PNG bytes (the gate flags it; it has no box, so the oracle cache never serves it)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def service_env(**extra: str) -> dict[str, str]:

@@ -4,12 +4,16 @@ Same frames through `cascade-defect run` and through `POST /v1/frames/batch` of 
 gate, specialist and oracle are separate `serve` processes: identical labels, deciding layers and
 scores. Then a kill -9 of the specialist and of the gate service mid-load: every frame sent is a
 decision or an explicit retryable rejection, frames whose layer is down escalate with the reason
-in their trace, and after a restart the router decides normally again.
+in their trace, and after a restart the router decides normally again. Last, an oracle model
+answering only 429/500: the oracle service's breaker opens, frames go to review, nothing is paid
+and a retried frame is not sent to the model again.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -19,21 +23,24 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from oracle_chat_server import ChatServer  # noqa: E402
-from services_helpers import DOMAIN, SERVICE_KEY, Service, auth, build_bundle, post_frame  # noqa: E402
+from oracle_chat_server import ChatServer, status  # noqa: E402
+from services_helpers import (DOMAIN, SERVICE_KEY, Service, auth, noise_png, post_frame,  # noqa: E402
+                             services_bundle)  # noqa: F401 - a fixture
 
 from cascade_defect.cli import app  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
 ORACLE_ENV = {"CASCADE_ORACLE_BACKEND": "openai", "OPENAI_API_KEY": "sk-test-not-a-secret",
-              "CASCADE_L2_BAR": "0.5", "CASCADE_LAYER_TIMEOUT_S": "20", "CASCADE_LAYER_COOLDOWN_S": "0.5"}
+              "CASCADE_L2_BAR": "0.5", "CASCADE_LAYER_TIMEOUT_S": "20", "CASCADE_LAYER_COOLDOWN_S": "0.5",
+              "CASCADE_ORACLE_MAX_ATTEMPTS": "2", "CASCADE_ORACLE_BREAKER_FAILURES": "3",
+              "CASCADE_ORACLE_BREAKER_RESET_S": "600"}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, services_bundle):
     root = tmp_path_factory.mktemp("remote")
-    bundle, data = build_bundle(root)
+    bundle, data = services_bundle
     chat = ChatServer().start()
     env = {**ORACLE_ENV, "CASCADE_ORACLE_BASE_URL": chat.url}
     services = {role: Service(role, bundle, root, db=root / f"{role}.db", **env)
@@ -122,7 +129,7 @@ def test_kill_9_of_a_layer_service_mid_load_loses_nothing(stack, victim):
     router = stack["router"]
     frames = frames_of(stack["data"], 12)
     results: list = []
-    n = 20
+    n = 16
     worker = threading.Thread(target=_load, args=(router.url, frames, f"kill-{victim}", results, n))
     worker.start()
     while len(results) < 5 and worker.is_alive():
@@ -148,3 +155,36 @@ def test_kill_9_of_a_layer_service_mid_load_loses_nothing(stack, victim):
     stack[victim].start()  # restart on the same port: the router recovers without a restart
     after = post_frame(router.url, frames[0], frame_id=f"after-{victim}", timeout=60).json()
     assert not any(t.get("error") for t in after["trace"]), after
+
+
+def test_oracle_answering_429_and_500_opens_the_breaker_and_pays_nothing_twice(stack):
+    chat, router = stack["chat"], stack["router"]
+    before = len(chat.requests)
+    errors = itertools.cycle([status(429, {"Retry-After": "0"}), status(500)])
+    chat.default = lambda body: next(errors)
+    try:
+        defects = sorted(p for p in stack["data"].rglob("*.png") if p.parent.name != "good")[::-1][:20]
+        sent = {f"down-{i}": p.read_bytes() for i, p in enumerate(defects)}
+        answers = {fid: post_frame(router.url, data, frame_id=fid).json() for fid, data in sent.items()}
+        calls = len(chat.requests) - before
+        to_model = {fid: rec for fid, rec in answers.items() if rec["layer"] == "review"}
+        for rec in answers.values():  # a frame reaching Layer 3 is reviewed (or a free cache hit): never an error
+            assert rec["layer"] in (1, 2, "review") or rec["trace"][-1].get("cache_hit"), rec
+            assert rec["cost_usd"] == 0.0
+        reasons = [rec["trace"][-1]["extra"]["review_reason"] for rec in to_model.values()]
+        assert set(reasons) <= {"oracle_unavailable", "circuit_open"}, reasons
+        assert "circuit_open" in reasons, reasons  # the breaker opened ...
+        assert calls <= 3 * 2, calls  # ... after 3 failed calls of 2 attempts: no more traffic to a failing model
+        for fid, data in sent.items():  # a client retry is answered from the log: no second call, nothing paid
+            again = post_frame(router.url, data, frame_id=fid)
+            assert again.headers.get("idempotent-replayed") == "true"
+            assert again.json()["layer"] == answers[fid]["layer"]
+        assert len(chat.requests) - before == calls
+        with sqlite3.connect(stack["root"] / "oracle.db") as db:
+            queued = {r[0] for r in db.execute("SELECT frame_id FROM review_queue")}
+            paid = db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM oracle_calls WHERE frame_id LIKE 'down-%'")
+            assert set(to_model) <= queued and paid.fetchone()[0] == 0.0
+    finally:
+        from oracle_chat_server import answer
+
+        chat.default = answer()
