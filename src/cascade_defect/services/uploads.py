@@ -46,6 +46,8 @@ def _probe(data: bytes, name: str) -> tuple[int, int]:
             warnings.simplefilter("error")
             with Image.open(io.BytesIO(data), formats=FORMATS) as img:
                 return int(img.width), int(img.height)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ApiError(413, "too_many_pixels", f"{name}: image too large (decompression bomb): {exc}") from None
     except Exception:  # noqa: BLE001 - anything PIL cannot identify is not an image we read
         raise ApiError(415, "unsupported_image",
                        f"{name}: not a readable image (send PNG, JPEG, BMP, TIFF or WebP)") from None
