@@ -26,6 +26,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytest.importorskip("fastapi", reason="the serve extra is not installed")
+
 sys.path.insert(0, str(Path(__file__).parent))
 from oracle_chat_server import ChatServer, answer, slow  # noqa: E402
 from services_helpers import (API_KEY, DOMAIN, SERVICE_KEY, Service, auth, noise_png, post_frame,  # noqa: E402

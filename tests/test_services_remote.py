@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed")
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
