@@ -62,24 +62,26 @@ def build_router_api(holder: EngineHolder, store: FrameStore, admission: Admissi
                            f"domain {domain!r} is not served (served: {', '.join(engine.domains) or 'none'})")
         return domain
 
-    async def decide(request: Request, domain: str, files: list[UploadFile], ids: list[str]) -> list[tuple[dict, bool]]:
+    async def decide(request: Request, domain: str, files: list[UploadFile], ids: list[str],
+                     client_ids: bool) -> list[tuple[dict, bool]]:
         """(response object, replayed?) per file, in order."""
         engine = holder.current  # this request finishes on this version even if a reload happens
         domain_of(engine, domain)
         datas = [await f.read() for f in files]
         names = [safe_name(f.filename, f"file{i}") for i, f in enumerate(files)]
-        digests = [hashlib.sha256(d).hexdigest() for d in datas]
+        stored: list[StoredFrame | None] = [None] * len(ids)
+        todo: list[int] = []
         with store.claim(ids):
-            stored: list[StoredFrame | None] = await run_in_threadpool(lambda: [store.lookup(i) for i in ids])
-            todo = []
-            for i, (fid, st) in enumerate(zip(ids, stored)):
-                if st is not None and st.digest != digests[i]:
-                    raise ApiError(409, "frame_id_conflict",
-                                   f"frame_id {fid!r} was already used for a different image")
-                if st is None or st.record.get("error"):  # errors are decided again, like `run --resume`
-                    todo.append(i)
-
             def work():
+                digests = [hashlib.sha256(d).hexdigest() for d in datas]
+                if client_ids:  # a server-made id is new by construction: no lookup
+                    stored[:] = [store.lookup(i) for i in ids]
+                for i, (fid, st) in enumerate(zip(ids, stored)):
+                    if st is not None and st.digest != digests[i]:
+                        raise ApiError(409, "frame_id_conflict",
+                                       f"frame_id {fid!r} was already used for a different image")
+                    if st is None or st.record.get("error"):  # errors are decided again, like `run --resume`
+                        todo.append(i)
                 frames = []
                 for i in todo:
                     try:
@@ -106,17 +108,18 @@ def build_router_api(holder: EngineHolder, store: FrameStore, admission: Admissi
             metrics.replays.inc(replays)
         return out
 
-    def frame_ids(n: int, given: list[str], key: str | None) -> list[str]:
+    def frame_ids(n: int, given: list[str], key: str | None) -> tuple[list[str], bool]:
+        """The frame ids of a request, and whether the client chose them."""
         if given and key:
             raise ApiError(422, "bad_frame_id", "give frame_id fields or an Idempotency-Key header, not both")
         if key:
             check_frame_id(key)
-            return [key] if n == 1 else [check_frame_id(f"{key}.{i}") for i in range(n)]
+            return ([key] if n == 1 else [check_frame_id(f"{key}.{i}") for i in range(n)]), True
         if given:
             if len(given) != n:
                 raise ApiError(422, "bad_frame_id", f"{len(given)} frame_id fields for {n} files")
-            return [check_frame_id(g) for g in given]
-        return [new_frame_id() for _ in range(n)]
+            return [check_frame_id(g) for g in given], True
+        return [new_frame_id() for _ in range(n)], False
 
     def files_of(form, field: str) -> list[UploadFile]:
         files = [v for v in form.getlist(field) if isinstance(v, UploadFile)]
@@ -137,8 +140,8 @@ def build_router_api(holder: EngineHolder, store: FrameStore, admission: Admissi
                     raise ApiError(422, "bad_request", f"send exactly one image in field 'file' (got {len(files)}); "
                                    "use /v1/frames/batch for several")
                 given = [v for v in form.getlist("frame_id") if isinstance(v, str)]
-                ids = frame_ids(1, given, idempotency_key)
-                [(obj, replayed)] = await decide(request, domain, files, ids)
+                ids, chosen = frame_ids(1, given, idempotency_key)
+                [(obj, replayed)] = await decide(request, domain, files, ids, chosen)
             finally:
                 await form.close()
         return CascadeJSON(obj, headers={"Idempotent-Replayed": "true"} if replayed else None)
@@ -156,8 +159,8 @@ def build_router_api(holder: EngineHolder, store: FrameStore, admission: Admissi
                 if not files:
                     raise ApiError(422, "bad_request", "send one or more images in field 'files'")
                 given = [v for v in form.getlist("frame_id") if isinstance(v, str)]
-                ids = frame_ids(len(files), given, idempotency_key)
-                results = await decide(request, domain, files, ids)
+                ids, chosen = frame_ids(len(files), given, idempotency_key)
+                results = await decide(request, domain, files, ids, chosen)
             finally:
                 await form.close()
         return CascadeJSON({"frames": [obj for obj, _ in results],
