@@ -17,7 +17,9 @@ Part 1, transport cost (per domain): the same frames (PNG/JPEG bytes) decided
   HTTP overhead is the median of the paired differences, robust to drift on a shared machine;
 * `serve all` with 2 concurrent clients (throughput);
 * the router with all three layers remote (four processes), sequential;
-plus batches of 16 (in-process `route(16 frames)` vs `POST /v1/frames/batch` with 16 files).
+plus batches of 16 (in-process `route(16 frames)` vs `POST /v1/frames/batch` with 16 files), and the
+transport alone: the same frames sent again with their frame ids, answered from the decision log
+(upload, multipart parsing, hashing, lookup, JSON; no layer work).
 
 Part 2, load and faults on `serve all` / the four-process stack:
 * sustained load at a fixed rate (about 70% of the measured capacity) for `--sustain-s`;
@@ -53,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the loopback chat server and the service launcher of the tests
 
 from oracle_chat_server import ChatServer, answer, status  # noqa: E402
-from services_helpers import API_KEY, Service, auth  # noqa: E402
+from services_helpers import Service, auth  # noqa: E402
 
 STEEL, KSDD = "steel", "ksdd1"
 
@@ -155,9 +157,9 @@ def paired(inproc: "InProcess", url: str, frames, domain: str, batch: int = 1) -
     """The same chunks alternately in-process and over HTTP (`serve all`, one client): drift on a
     shared machine hits both alike; the overhead is the median of the per-chunk differences."""
     chunks = [frames[i:i + batch] for i in range(0, len(frames), batch)]
-    send = http_sender(url, domain, batch)
+    send = http_sender(url, domain, batch, ids=f"paired{batch}-{domain}" if batch == 1 else None)
     inproc.decide(chunks[0], domain)
-    send(chunks[0])
+    http_sender(url, domain, batch)(chunks[0])
     a, b, wa, wb = [], [], 0.0, 0.0
     for ch in chunks:
         t = time.perf_counter()
@@ -188,22 +190,34 @@ class Client:
         return c
 
 
-def http_sender(url: str, domain: str, batch: int = 1):
+def http_sender(url: str, domain: str, batch: int = 1, ids: str | None = None):
+    """POST chunks; with `ids`, chunk k's frames get ids `{ids}-{k}.{j}` (a second send is a replay)."""
     cl = Client()
+    count = itertools.count()
 
-    def send(chunk) -> float:
+    def send(chunk, k: int | None = None) -> float:
         c = cl.get()
+        k = next(count) if k is None else k
+        form = {"frame_id": [f"{ids}-{k}.{j}" for j in range(len(chunk))]} if ids else None
         t0 = time.perf_counter()
         if batch == 1:
             (name, data), = chunk
-            r = c.post(f"{url}/v1/frames", params={"domain": domain}, files={"file": (name, data)})
+            r = c.post(f"{url}/v1/frames", params={"domain": domain}, files={"file": (name, data)}, data=form)
         else:
             r = c.post(f"{url}/v1/frames/batch", params={"domain": domain},
-                       files=[("files", (n, d)) for n, d in chunk])
+                       files=[("files", (n, d)) for n, d in chunk], data=form)
         assert r.status_code == 200, r.text
         return (time.perf_counter() - t0) * 1000 / len(chunk)
 
     return send
+
+
+def transport_only(url: str, frames, domain: str, ids: str) -> dict:
+    """Replays of frames `paired` decided (same ids): upload, multipart parse, SHA-256, log lookup and
+    the JSON answer — everything HTTP adds, with no layer work. An upper bound of the transport cost."""
+    send = http_sender(url, domain, ids=ids)
+    ms = [send([f], k) for k, f in enumerate(frames)]
+    return {"latency_ms": lat_summary(ms)}
 
 
 def http_sequential(url: str, frames, domain: str, clients: int = 1) -> dict:
@@ -321,6 +335,7 @@ def main() -> None:
                    "http_all_2_clients": http_sequential(solo.url, fr, domain, clients=2),
                    "http_remote_layers_1_client": http_sequential(remote.url, fr, domain),
                    "in_process_batch16": b16["in_process"], "http_all_batch16": b16["http"],
+                   "http_transport_only_replays": transport_only(solo.url, fr, domain, f"paired1-{domain}"),
                    "http_overhead_p50_ms": one["overhead_ms_per_frame_p50_of_differences"],
                    "http_overhead_batch16_p50_ms": b16["overhead_ms_per_frame_p50_of_differences"],
                    "throughput_ratio_http_1_client": one["throughput_ratio"],
@@ -336,8 +351,8 @@ def main() -> None:
             for mode, m in row.items():
                 if isinstance(m, dict):
                     lm = m["latency_ms"]
-                    print(f"{domain:<8}{mode:<30}{m['frames_per_s']:>10.1f}{lm['p50']:>9.1f}{lm['p95']:>9.1f}"
-                          f"{lm['p99']:>9.1f}")
+                    fps = f"{m['frames_per_s']:>10.1f}" if "frames_per_s" in m else f"{'-':>10}"
+                    print(f"{domain:<8}{mode:<30}{fps}{lm['p50']:>9.1f}{lm['p95']:>9.1f}{lm['p99']:>9.1f}")
             print(f"{domain:<8}HTTP overhead per frame (median of paired differences): single "
                   f"{row['http_overhead_p50_ms']:+.1f} ms, batch16 {row['http_overhead_batch16_p50_ms']:+.1f} ms "
                   f"(target ≤ 5)")

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 from oracle_chat_server import ChatServer, status  # noqa: E402
-from services_helpers import (DOMAIN, SERVICE_KEY, Service, auth, noise_png, post_frame,  # noqa: E402
+from services_helpers import (DOMAIN, SERVICE_KEY, Service, auth, post_frame,  # noqa: E402
                              services_bundle)  # noqa: F401 - a fixture
 
 from cascade_defect.cli import app  # noqa: E402
