@@ -16,7 +16,7 @@ from .admission import Admission
 from .auth import KeyRing, require_key
 from .engine import EngineHolder, build_engine
 from .frames import FrameStore
-from .http import EdgeMiddleware, install_errors, install_probes
+from .http import EdgeMiddleware, install_docs, install_errors, install_probes
 from .layer_api import build_layer_api
 from .library import Database, default_db_path
 from .metrics import ServiceMetrics
@@ -93,8 +93,13 @@ def create_app(role: str, bundle: str | None = None, *, settings: ServiceSetting
         log.info("stopped", extra={"role": role})
 
     app = FastAPI(title=f"cascade-defect {role}", version=__version__, description=DESCRIPTIONS[role],
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_errors(app, metrics)
+
+    def docs_guard(request: Request):
+        require_key(clients if role in ("router", "all") else service, request.headers.get("authorization"))
+
+    install_docs(app, None if settings.docs_public else docs_guard)
     install_probes(app, metrics, ready, metrics_guard)
     if role in ("router", "all"):
         app.include_router(build_router_api(holder, FrameStore(db), admission, limits, metrics,

@@ -30,8 +30,8 @@ def error_response(exc: ApiError) -> CascadeJSON:
     return CascadeJSON(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
-class _TooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """Raised from `receive` when a streamed body passes the limit (answered 413)."""
 
 
 class EdgeMiddleware:
@@ -81,12 +81,12 @@ class EdgeMiddleware:
                 if message["type"] == "http.request":
                     seen += len(message.get("body", b""))
                     if seen > self.max_body:
-                        raise _TooLarge()
+                        raise BodyTooLarge()
                 return message
 
             try:
                 await self.app(scope, limited_receive, send_wrapper)
-            except _TooLarge:
+            except BodyTooLarge:
                 if not status["started"]:
                     await reject_413()
         route = scope.get("route")
@@ -127,6 +127,23 @@ def install_errors(app: FastAPI, metrics: ServiceMetrics) -> None:
         metrics.errors.labels(kind="internal").inc()
         log.error("internal error: %s", type(exc).__name__, exc_info=exc)
         return error_response(ApiError(500, "internal", f"internal error ({type(exc).__name__})"))
+
+
+def install_docs(app: FastAPI, guard: Callable[[Request], None] | None) -> None:
+    """`/docs` and `/openapi.json`, behind the client keys unless `guard` is None (CASCADE_DOCS_PUBLIC=1)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request):
+        if guard is not None:
+            guard(request)
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request):
+        if guard is not None:
+            guard(request)
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
 
 
 def install_probes(app: FastAPI, metrics: ServiceMetrics, ready: Callable[[], tuple[bool, dict]],

@@ -15,7 +15,7 @@ from .admission import Admission
 from .engine import EngineHolder
 from .errors import ApiError
 from .frames import FrameStore, StoredFrame, check_frame_id, decision_response, new_frame_id
-from .http import CascadeJSON
+from .http import BodyTooLarge, CascadeJSON
 from .library import CascadeError, Frame
 from .metrics import ServiceMetrics
 from .uploads import UploadLimits, decode_upload, safe_name
@@ -44,11 +44,9 @@ async def _form(request: Request, limits: UploadLimits):
                                   max_part_size=64 * 1024)
     except MultiPartException as exc:
         raise ApiError(400, "bad_multipart", f"unreadable multipart body: {exc.message}") from None
-    except ApiError:
+    except (ApiError, BodyTooLarge):
         raise
     except Exception as exc:  # noqa: BLE001 - a malformed body is the client's problem
-        if type(exc).__name__ == "_TooLarge":
-            raise
         raise ApiError(400, "bad_multipart", f"unreadable multipart body ({type(exc).__name__})") from None
 
 

@@ -7,6 +7,7 @@
 | `CASCADE_SERVICE_KEY` | (required by layer services and a router with remote layers) | the router's key for layer services (a layer service may hold it as `sha256:HEX`) |
 | `CASCADE_GATE_URL`, `CASCADE_SPECIALIST_URL`, `CASCADE_ORACLE_URL` | unset: in-process | layer services the router calls |
 | `CASCADE_METRICS_PUBLIC` | `1` | `/metrics` without a key |
+| `CASCADE_DOCS_PUBLIC` | `0` | `/docs` and `/openapi.json` without a key |
 | `CASCADE_MAX_UPLOAD_BYTES` | 33554432 (32 MiB) | bytes per image |
 | `CASCADE_MAX_PIXELS` | 40000000 | pixels per image (checked from the header before decoding) |
 | `CASCADE_MAX_BATCH_FILES` | 32 | images per batch request |
@@ -64,6 +65,7 @@ class ServiceSettings:
     service_key: str | None = None
     layer_urls: Mapping[str, str] = field(default_factory=dict)
     metrics_public: bool = True
+    docs_public: bool = False
     max_upload_bytes: int = 32 * 1024 * 1024
     max_pixels: int = 40_000_000
     max_batch_files: int = 32
@@ -100,6 +102,7 @@ class ServiceSettings:
             service_key=env.get("CASCADE_SERVICE_KEY", "").strip() or None,
             layer_urls=urls,
             metrics_public=env.get("CASCADE_METRICS_PUBLIC", "1").strip().lower() not in ("0", "false", "no"),
+            docs_public=env.get("CASCADE_DOCS_PUBLIC", "0").strip().lower() in ("1", "true", "yes"),
             max_upload_bytes=int(_number(env, "CASCADE_MAX_UPLOAD_BYTES", cls.max_upload_bytes, integer=True,
                                          minimum=1)),
             max_pixels=int(_number(env, "CASCADE_MAX_PIXELS", cls.max_pixels, integer=True, minimum=1)),
