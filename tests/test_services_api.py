@@ -33,7 +33,7 @@ from oracle_chat_server import ChatServer, answer, slow  # noqa: E402
 from services_helpers import (API_KEY, DOMAIN, SERVICE_KEY, Service, auth, noise_png, post_frame,  # noqa: E402
                               services_bundle)  # noqa: F401 - a fixture
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]  # one server process and a bundle
 
 
 @pytest.fixture(scope="module")

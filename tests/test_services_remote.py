@@ -31,7 +31,7 @@ from services_helpers import (DOMAIN, SERVICE_KEY, Service, auth, post_frame,  #
 
 from cascade_defect.cli import app  # noqa: E402
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # four server processes (~80 s CPU)
 
 ORACLE_ENV = {"CASCADE_ORACLE_BACKEND": "openai", "OPENAI_API_KEY": "sk-test-not-a-secret",
               "CASCADE_L2_BAR": "0.5", "CASCADE_LAYER_TIMEOUT_S": "20", "CASCADE_LAYER_COOLDOWN_S": "0.5",
