@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for cascade-defect: a virtual environment in .venv with the package
-# (editable) and its Ultralytics extra. With --test, also the test tools: the test extra, Debian's
+# (editable) with its Ultralytics and HTTP-service (serve) extras. With --test, also the test tools: the test extra, Debian's
 # chromium (renders the evaluation report in a real browser) and Azurite (a local Azure Blob
 # server for the az:// bundle tests). Safe to run again: it only adds what is missing.
 set -euo pipefail

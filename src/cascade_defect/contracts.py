@@ -32,6 +32,8 @@ class GateScore:
     score: float
     z: float | None
     anomaly_map: np.ndarray | None = None
+    error: str | None = None
+    """Why no score could be computed (e.g. the gate service is unreachable; z is then None and the frame escalates)."""
 
 
 @dataclass

@@ -142,6 +142,49 @@ class Settings(BaseSettings):
     mse_threshold: dict[str, float] = Field(default_factory=dict, validation_alias="MSE_THRESHOLD_<DOMAIN>",
                                             description="autoencoder gate's raw-score threshold of a domain")
 
+    # -- HTTP services (docs/services.md) ----------------------------------------------------
+    api_keys: SecretStr | None = Field(None, validation_alias="CASCADE_API_KEYS",
+                                       description="comma-separated client keys of the router, plain or sha256:HEX (secret)")
+    admin_keys: SecretStr | None = Field(None, validation_alias="CASCADE_ADMIN_KEYS",
+                                         description="keys allowed on /v1/admin/* (default: the API keys) (secret)")
+    service_key: SecretStr | None = Field(None, validation_alias="CASCADE_SERVICE_KEY",
+                                          description="the router's key for layer services; a layer service may hold "
+                                                      "it as sha256:HEX (secret)")
+    gate_url: str | None = Field(None, validation_alias="CASCADE_GATE_URL",
+                                 description="gate service the router calls (unset: in-process)")
+    specialist_url: str | None = Field(None, validation_alias="CASCADE_SPECIALIST_URL",
+                                       description="specialist service the router calls (unset: in-process)")
+    oracle_url: str | None = Field(None, validation_alias="CASCADE_ORACLE_URL",
+                                   description="oracle service the router calls (unset: in-process)")
+    metrics_public: bool = Field(True, validation_alias="CASCADE_METRICS_PUBLIC", description="/metrics without a key")
+    docs_public: bool = Field(False, validation_alias="CASCADE_DOCS_PUBLIC",
+                              description="/docs and /openapi.json without a key")
+    max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1, validation_alias="CASCADE_MAX_UPLOAD_BYTES",
+                                  description="bytes per uploaded image")
+    max_pixels: int = Field(40_000_000, ge=1, validation_alias="CASCADE_MAX_PIXELS",
+                            description="pixels per uploaded image (checked from the header before decoding)")
+    max_batch_files: int = Field(32, ge=1, validation_alias="CASCADE_MAX_BATCH_FILES",
+                                 description="images per batch request")
+    max_concurrency: int = Field(2, ge=1, validation_alias="CASCADE_MAX_CONCURRENCY",
+                                 description="requests deciding at once")
+    max_queue: int = Field(16, ge=0, validation_alias="CASCADE_MAX_QUEUE",
+                           description="requests waiting for a slot; past it: 429")
+    queue_timeout_s: float = Field(30.0, ge=0, validation_alias="CASCADE_QUEUE_TIMEOUT_S",
+                                   description="longest wait for a slot; past it: 503")
+    retry_after_s: float = Field(1.0, ge=0, validation_alias="CASCADE_RETRY_AFTER_S",
+                                 description="Retry-After of a 429/503")
+    layer_timeout_s: float = Field(30.0, ge=0.001, validation_alias="CASCADE_LAYER_TIMEOUT_S",
+                                   description="read timeout of a remote layer call")
+    layer_connect_timeout_s: float = Field(1.0, ge=0.001, validation_alias="CASCADE_LAYER_CONNECT_TIMEOUT_S",
+                                           description="connect timeout of a remote layer call")
+    layer_cooldown_s: float = Field(1.0, ge=0, validation_alias="CASCADE_LAYER_COOLDOWN_S",
+                                    description="after a transport failure, a remote layer fails fast this long")
+    oracle_max_attempts: int | None = Field(None, ge=1, validation_alias="CASCADE_ORACLE_MAX_ATTEMPTS",
+                                            description="tries per oracle call in a service (default: the retry policy's)")
+    specialist_engine: Literal["torch", "onnx", "none"] = Field(
+        "torch", validation_alias="CASCADE_SPECIALIST_ENGINE", description="how a service runs Layer 2")
+    log_level: str = Field("INFO", validation_alias="CASCADE_LOG_LEVEL", description="log level of the JSON logs")
+
     sources: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
 
     @field_validator("oracle_max_usd_per_hour", "oracle_max_usd_per_day", "oracle_cache_verify_max", mode="before")

@@ -102,7 +102,7 @@ class Router:
                 if isinstance(res, Exception):
                     traces[i].append(LayerResult("gate", per_ms, error=str(res)))
                 else:
-                    traces[i].append(LayerResult("gate", per_ms, score=res.score, z=res.z))
+                    traces[i].append(LayerResult("gate", per_ms, score=res.score, z=res.z, error=res.error))
                 step(i, gate=res)
 
     def _run_specialist(self, frames, flagged, traces, step) -> None:

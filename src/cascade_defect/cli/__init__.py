@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cascade, config, data, gate, oracle, review, specialist
+from . import cascade, config, data, gate, oracle, review, serve, specialist
 
 app = typer.Typer(
     name="cascade-defect",
@@ -27,6 +27,7 @@ app.command("run")(cascade.run)
 app.command("calibrate")(cascade.calibrate)
 app.command("demo")(cascade.demo)
 app.command("evaluate")(cascade.evaluate)
+app.command("serve")(serve.serve)
 
 
 @app.callback()
