@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for cascade-defect: a virtual environment in .venv with the package
-# (editable) with its Ultralytics and HTTP-service (serve) extras. With --test, also the test tools: the test extra, Debian's
-# chromium (renders the evaluation report in a real browser) and Azurite (a local Azure Blob
+# (editable) with its Ultralytics, HTTP-service (serve) and scale-out (scale: Redis client, Ray) extras. With --test, also the test tools: the test extra, Debian's
+# chromium (renders the evaluation report in a real browser), redis-server (queue tests) and Azurite (a local Azure Blob
 # server for the az:// bundle tests). Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ fi
 # torch/torchvision first and exactly: on the project's machines they come from local disk.
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 if [ "$WITH_TESTS" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[test,yolo,serve]'
+  .venv/bin/python -m pip install -q -e '.[test,yolo,serve,scale]'
   if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "bootstrap: installing Debian's chromium for the report test" >&2
@@ -25,11 +25,20 @@ if [ "$WITH_TESTS" = 1 ]; then
       echo "bootstrap: chromium missing and not root; the report test will skip and say why" >&2
     fi
   fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "bootstrap: installing Debian's redis-server for the queue tests" >&2
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+        || echo "bootstrap: redis-server install failed; the queue tests will skip and say why" >&2
+    else
+      echo "bootstrap: redis-server missing and not root; the queue tests will skip and say why" >&2
+    fi
+  fi
   if [ ! -x .tools/node_modules/.bin/azurite ] && command -v npm >/dev/null 2>&1; then
     echo "bootstrap: installing Azurite (local Azure Blob server) for the az:// bundle tests" >&2
     npm install --prefix .tools --no-audit --no-fund --silent azurite@3.37.0 >/dev/null \
       || echo "bootstrap: Azurite install failed; the az:// server tests will skip and say why" >&2
   fi
 else
-  .venv/bin/python -m pip install -q -e '.[yolo,serve]'
+  .venv/bin/python -m pip install -q -e '.[yolo,serve,scale]'
 fi

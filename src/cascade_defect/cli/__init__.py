@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cascade, data, gate, oracle, review, serve, specialist
+from . import cascade, data, gate, oracle, queue, review, serve, specialist
 
 app = typer.Typer(
     name="cascade-defect",
@@ -27,6 +27,8 @@ app.command("calibrate")(cascade.calibrate)
 app.command("demo")(cascade.demo)
 app.command("evaluate")(cascade.evaluate)
 app.command("serve")(serve.serve)
+app.command("enqueue")(queue.enqueue)
+app.command("worker")(queue.worker)
 
 
 @app.command()
