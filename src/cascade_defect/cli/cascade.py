@@ -58,8 +58,15 @@ def run(
     model: Optional[str] = typer.Option(None, "--model", help="Oracle model name."),
     specialist_engine: str = typer.Option("torch", "--specialist-engine", help="torch, onnx or none."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
+    engine: str = typer.Option("local", "--engine", help="local, or ray (Ray Data; --out is then a folder)."),
 ) -> None:
     """Run the cascade on frames: one logged decision (or error) per input frame."""
+    if engine == "ray":
+        from .scale import run_on_ray
+
+        return run_on_ray(paths, bundle, domain, out, batch_size, specialist_engine, json_out)
+    if engine != "local":
+        fail(f"--engine must be local or ray, not {engine!r}")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..cascade.assemble import build_cascade
