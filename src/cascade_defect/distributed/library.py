@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..cascade.assemble import build_cascade, load_policy, load_specialist, open_bundle
 from ..cascade.bundle import Bundle
-from ..cascade.bundle_uri import is_local, local_path, storage_options_for
+from ..cascade.bundle_uri import is_local, local_path, resolve_bundle_from_env, storage_options_for
 from ..cascade.router import GateScore, OracleVerdict, Router
 from ..cascade.runner import IMAGE_SUFFIXES, InputItem, resolve_inputs
 from ..cascade.serialize import decision_from_dict, decision_to_dict
@@ -41,5 +41,5 @@ __all__ = [
     "DecisionLog", "Detection", "Frame", "GateScore", "InputItem", "LayerResult", "OracleVerdict", "Router",
     "RunSummary", "build_cascade", "decision_from_dict", "decision_to_dict", "default_db_path", "is_local",
     "load_gate", "load_image", "load_oracle", "load_policy", "load_specialist", "local_path", "open_bundle",
-    "resolve_inputs", "storage_options_for", "summarise", "write_jsonl",
+    "resolve_bundle_from_env", "resolve_inputs", "storage_options_for", "summarise", "write_jsonl",
 ]
