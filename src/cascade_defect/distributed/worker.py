@@ -143,7 +143,7 @@ class QueueWorker:
                 frames.append(decode_frame(msg, message_bytes(msg)))
                 frame_ids.append(mid)
             except CascadeError as exc:
-                poison.append((mid, msg.to_fields() if msg.data is None else {"frame_id": msg.frame_id},
+                poison.append((mid, {k: v for k, v in msg.to_fields().items() if k != "data"},
                                msg.frame_id, str(exc)))
         # poison: retried until max_deliveries, then one error record + dead letter
         final_errors: list[tuple[bytes, Decision, dict]] = []
