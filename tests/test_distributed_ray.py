@@ -112,3 +112,32 @@ def test_ray_serve_router_api_decides_like_run(setup, local_ray, tmp_path):
                            files={"file": ("a.jpg", b"x", "image/jpeg")},
                            headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert_same(got, expected)
+
+
+def test_serve_config_is_checked_before_anything_starts(tmp_path):
+    from cascade_defect.distributed.ray_serve import ServeConfig
+    from cascade_defect.errors import ConfigError
+
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text("bundle: b\nhttp: {port: 8123}\nspecialist:\n  num_replicas: 2\n"
+                   "  ray_actor_options: {num_gpus: 1}\n")
+    c = ServeConfig.load(cfg)
+    assert (c.port, c.deployments["specialist"]["ray_actor_options"]["num_gpus"]) == (8123, 1)
+    with pytest.raises(ConfigError, match="gate: unknown options \\['replicas'\\]"):
+        ServeConfig.from_dict({"bundle": "b", "gate": {"replicas": 2}})
+    with pytest.raises(ConfigError, match="unknown keys \\['gpu'\\]"):
+        ServeConfig.from_dict({"bundle": "b", "gpu": True})
+
+
+def test_cli_engine_options_are_checked(tmp_path):
+    from typer.testing import CliRunner
+
+    from cascade_defect.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", "--engine", "ray", "x.png", "--bundle", "b", "--domain", DOMAIN])
+    assert res.exit_code == 2 and "--out DIR" in res.output
+    res = runner.invoke(app, ["run", "--engine", "spark", "x.png", "--bundle", "b", "--domain", DOMAIN])
+    assert res.exit_code == 2 and "local or ray" in res.output
+    res = runner.invoke(app, ["serve", "gate", "--engine", "ray", "--config", str(tmp_path / "s.yaml")])
+    assert res.exit_code == 2 and "serves the router" in res.output
