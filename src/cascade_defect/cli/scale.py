@@ -31,8 +31,12 @@ def run_on_ray(paths: Optional[Sequence[str]], bundle: str, domain: str, out: Op
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
     gpus = ray.cluster_resources().get("GPU", 0)
-    config = RayBatchConfig(batch_size=batch_size, gate_actors=max(1, cpus // 2),
-                            specialist_actors=max(1, int(gpus) if gpus else cpus // 2),
+    gate_actors = max(1, cpus // 2)
+    specialist_actors = max(1, int(gpus) if gpus else cpus // 2)
+    cpu_actors = gate_actors + (0 if gpus else specialist_actors)
+    share = max(0.1, (cpus - 0.35 - (0.5 * specialist_actors if gpus else 0)) / cpu_actors)  # all fit at once
+    config = RayBatchConfig(batch_size=batch_size, gate_actors=gate_actors, specialist_actors=specialist_actors,
+                            gate_cpus=share, specialist_cpus=0.5 if gpus else share,
                             specialist_gpus=1.0 if gpus else 0.0, oracle_max_calls_per_s=rate or None,
                             specialist_engine=specialist_engine)
     summary = run_guarded(run_batch, list(paths), bundle, domain, out, config)
