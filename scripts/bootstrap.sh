@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for cascade-defect: a virtual environment in .venv with the package
-# (editable) with its Ultralytics and HTTP-service (serve) extras. With --test, also the test tools: the test extra, Debian's
-# chromium (renders the evaluation report in a real browser) and Azurite (a local Azure Blob
+# (editable) with its Ultralytics, HTTP-service (serve) and scale-out (scale: Redis client, Ray) extras. With --test, also the test tools: the test extra, Debian's
+# chromium (renders the evaluation report in a real browser), redis-server (queue tests) and Azurite (a local Azure Blob
 # server for the az:// bundle tests). Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,15 @@ if [ "$WITH_TESTS" = 1 ]; then
         || echo "bootstrap: chromium install failed; the report test will skip and say why" >&2
     else
       echo "bootstrap: chromium missing and not root; the report test will skip and say why" >&2
+    fi
+  fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "bootstrap: installing Debian's redis-server for the queue tests" >&2
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+        || echo "bootstrap: redis-server install failed; the queue tests will skip and say why" >&2
+    else
+      echo "bootstrap: redis-server missing and not root; the queue tests will skip and say why" >&2
     fi
   fi
   if [ ! -x .tools/node_modules/.bin/azurite ] && command -v npm >/dev/null 2>&1; then

@@ -185,6 +185,12 @@ class Settings(BaseSettings):
         "torch", validation_alias="CASCADE_SPECIALIST_ENGINE", description="how a service runs Layer 2")
     log_level: str = Field("INFO", validation_alias="CASCADE_LOG_LEVEL", description="log level of the JSON logs")
 
+    # -- scale-out (docs/scale-out.md) ---------------------------------------------------------
+    ray_address: str | None = Field(None, validation_alias="RAY_ADDRESS",
+                                     description="Ray cluster to join (unset: start a local Ray)")
+    oracle_max_calls_per_s: float = Field(2.0, gt=0, validation_alias="CASCADE_ORACLE_MAX_CALLS_PER_S",
+                                          description="rate limit of the oracle stage of `run --engine ray` (frames/s)")
+
     sources: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
 
     @field_validator("oracle_max_usd_per_hour", "oracle_max_usd_per_day", "oracle_cache_verify_max", mode="before")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cascade, config, data, gate, oracle, review, serve, specialist
+from . import cascade, config, data, gate, oracle, queue, review, serve, specialist
 
 app = typer.Typer(
     name="cascade-defect",
@@ -28,6 +28,8 @@ app.command("calibrate")(cascade.calibrate)
 app.command("demo")(cascade.demo)
 app.command("evaluate")(cascade.evaluate)
 app.command("serve")(serve.serve)
+app.command("enqueue")(queue.enqueue)
+app.command("worker")(queue.worker)
 
 
 @app.callback()

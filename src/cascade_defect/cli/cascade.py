@@ -64,6 +64,7 @@ def run(
                                         help="Read every PATH as a glob pattern / never (default: an existing "
                                              "path is a path; only one that names nothing is a pattern)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any input ended as an error record."),
+    engine: str = typer.Option("local", "--engine", help="local, or ray (Ray Data; --out is then a folder)."),
 ) -> None:
     """Run the cascade on frames: one logged decision (or error) per input frame.
 
@@ -71,6 +72,12 @@ def run(
     --strict, some input ended as an error record (every record is still written); 2 refused to
     start (bad arguments, bundle or configuration, or --out / the run in use by another run).
     """
+    if engine == "ray":
+        from .scale import run_on_ray
+
+        return run_on_ray(paths, bundle, domain, out, batch_size, specialist_engine, json_out)
+    if engine != "local":
+        fail(f"--engine must be local or ray, not {engine!r}")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..cascade.assemble import build_cascade

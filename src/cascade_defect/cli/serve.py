@@ -19,8 +19,18 @@ def serve(
                                                             "specialist 8082, oracle 8083)."),
     db: Optional[Path] = typer.Option(None, "--db", help="Decision log / oracle store (default $CASCADE_DB or ./cascade.db)."),
     graceful: int = typer.Option(30, "--graceful-s", help="Seconds in-flight requests get to finish on shutdown."),
+    engine: str = typer.Option("uvicorn", "--engine", help="uvicorn, or ray (router + layer deployments on Ray Serve)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="With --engine ray: serve.yaml (replicas, autoscaling, GPUs)."),
 ) -> None:
     """Serve a role over HTTP (FastAPI on uvicorn; OpenAPI docs at /docs)."""
+    if engine == "ray":
+        from .scale import serve_on_ray
+
+        if role != "router":
+            fail("--engine ray serves the router (its layers become Ray Serve deployments)")
+        return serve_on_ray(config, bundle, db, host if host != "127.0.0.1" else None, port)
+    if engine != "uvicorn":
+        fail(f"--engine must be uvicorn or ray, not {engine!r}")
     from ..services.server import serve as run_server
     from ..services.settings import ROLES
 
