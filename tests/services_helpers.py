@@ -36,7 +36,7 @@ def build_bundle(root: Path, *, n: int = 60, size: str = "128x128", seed: int = 
     from typer.testing import CliRunner
 
     from cascade_defect.bundles.bundle import Bundle
-    from cascade_defect.cascade.demo import SYNTH_DETECTOR
+    from cascade_defect.demo import SYNTH_DETECTOR
     from cascade_defect.cli import app
     from cascade_defect.data.folder import read_folder
     from cascade_defect.oracle.prompt import build_exemplar_set, save_exemplars
