@@ -157,7 +157,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX decisions_run ON decisions(run_id, id)",
     )),
     Migration(6, "cache thumbnails", lambda conn: _add_column(conn, "oracle_cache", "thumb", "BLOB")),
+    Migration(7, "label boxes and review versions", lambda conn: _review_versions(conn)),
 )
+
+
+def _review_versions(conn: sqlite3.Connection) -> None:
+    """Boxes on labels, the label a correction supersedes, and a version per review item
+    (optimistic concurrency of the review page: see `store.review_board`)."""
+    _add_column(conn, "labels", "boxes", "TEXT")
+    _add_column(conn, "labels", "supersedes", "INTEGER")
+    _add_column(conn, "review_queue", "version", "INTEGER NOT NULL DEFAULT 0")
 
 
 def _add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:
