@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for cascade-defect: a virtual environment in .venv with the package
 # (editable) with its Ultralytics and HTTP-service (serve) extras. With --test, also the test tools: the test extra, Debian's
-# chromium (renders the evaluation report in a real browser) and Azurite (a local Azure Blob
+# chromium + chromium-driver (the evaluation report and the review page in a real browser) and Azurite (a local Azure Blob
 # server for the az:// bundle tests). Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,13 +16,13 @@ fi
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 if [ "$WITH_TESTS" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[test,yolo,serve]'
-  if ! command -v chromium >/dev/null 2>&1; then
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      echo "bootstrap: installing Debian's chromium for the report test" >&2
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-        || echo "bootstrap: chromium install failed; the report test will skip and say why" >&2
+      echo "bootstrap: installing Debian's chromium and chromium-driver for the report and review-page tests" >&2
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+        || echo "bootstrap: chromium install failed; the browser tests will skip and say why" >&2
     else
-      echo "bootstrap: chromium missing and not root; the report test will skip and say why" >&2
+      echo "bootstrap: chromium/chromedriver missing and not root; the browser tests will skip and say why" >&2
     fi
   fi
   if [ ! -x .tools/node_modules/.bin/azurite ] && command -v npm >/dev/null 2>&1; then
