@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cascade, data, gate, oracle, review, serve, specialist
+from . import cascade, data, gate, learn, oracle, review, serve, specialist
 
 app = typer.Typer(
     name="cascade-defect",
@@ -22,6 +22,7 @@ app.add_typer(gate.app, name="gate")
 app.add_typer(specialist.app, name="specialist")
 app.add_typer(oracle.app, name="oracle")
 app.add_typer(review.app, name="review")
+app.add_typer(learn.app, name="learn")
 app.command("run")(cascade.run)
 app.command("calibrate")(cascade.calibrate)
 app.command("demo")(cascade.demo)
