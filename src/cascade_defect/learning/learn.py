@@ -38,9 +38,10 @@ LEARNING_COMPONENT = "learning"
 CARD_FILE = "MODEL_CARD.md"
 RECORD_FILE = "learning.json"
 
-FINETUNE_ARGS = {"optimizer": "SGD", "lr0": 0.002, "lrf": 0.2, "warmup_epochs": 0.0, "close_mosaic": 0, "mosaic": 0.5,
+FINETUNE_ARGS = {"optimizer": "SGD", "lr0": 0.002, "val": False, "lrf": 0.2, "warmup_epochs": 0.0, "close_mosaic": 0, "mosaic": 0.5,
                  "flipud": 0.5, "fliplr": 0.5, "hsv_h": 0.0, "hsv_s": 0.0, "patience": 0}
-"""Fine-tuning from trained weights: a low learning rate, no warm-up, light augmentation."""
+"""Fine-tuning from trained weights: a low learning rate, no warm-up, light augmentation, no per-epoch
+validation (the candidate is judged on the fixed hold-out afterwards)."""
 
 
 @dataclass

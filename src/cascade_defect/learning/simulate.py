@@ -68,7 +68,7 @@ class SimSettings:
     n_resamples: int = 200
     batch_frames: int = 16
     train_args0: dict[str, Any] = field(default_factory=lambda: {
-        "optimizer": "SGD", "lr0": 0.01, "mosaic": 1.0, "close_mosaic": 0, "flipud": 0.5, "hsv_h": 0.0, "hsv_s": 0.0})
+        "optimizer": "SGD", "lr0": 0.01, "val": False, "mosaic": 1.0, "close_mosaic": 0, "flipud": 0.5, "hsv_h": 0.0, "hsv_s": 0.0})
 
 
 class SimGate:
@@ -204,6 +204,7 @@ def stream_round(bundle: Bundle, part: Sequence[Sample], plan: Plan, s: SimSetti
     board = ReviewBoard(db)
     run_id = log.start_run({"simulate": run_label})
     layers = {"1": 0, "2": 0, "3": 0, "review": 0, "error": 0}
+    by_domain: dict[str, list[int]] = {}
     cost, oracle_labels, reviewer_labels, l2_right = 0.0, 0, 0, 0
     t0 = time.perf_counter()
     for start in range(0, len(part), s.batch_frames):
@@ -212,6 +213,9 @@ def stream_round(bundle: Bundle, part: Sequence[Sample], plan: Plan, s: SimSetti
         log.record(run_id, [(f"{run_label}:{x.id}", d) for x, d in zip(chunk, decisions)])
         for x, d in zip(chunk, decisions):
             layers["error" if d.error else str(d.layer)] += 1
+            dom = by_domain.setdefault(x.domain, [0, 0])
+            dom[0] += 1
+            dom[1] += d.layer == 3
             cost += d.cost_usd
             if d.layer == 2:
                 l2_right += d.label in {b.cls for b in x.boxes}
@@ -232,6 +236,7 @@ def stream_round(bundle: Bundle, part: Sequence[Sample], plan: Plan, s: SimSetti
                 reviewer_labels += 1
     n = len(part)
     return {"frames": n, "to_oracle": layers["3"] / n if n else 0.0, "decided_by": layers,
+            "to_oracle_by_domain": {k: round(v[1] / v[0], 4) for k, v in sorted(by_domain.items())},
             "cost_usd": cost, "cost_per_100k": cost / n * 100_000 if n else 0.0,
             "l2_precision": l2_right / layers["2"] if layers["2"] else None, "oracle_labels": oracle_labels, "reviewer_labels": reviewer_labels,
             "route_seconds": round(time.perf_counter() - t0, 1), "l2_bar": policy.l2_bar,
@@ -269,7 +274,7 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
             t1 = time.perf_counter()
             result = learn(bundle_dir, db, next_dir, settings=LearnSettings(
                 epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=s.device, seed=s.seed,
-                n_resamples=s.n_resamples), work_dir=root / "work" / f"learn-{k}", log=log)
+                n_resamples=s.n_resamples, holdout_limit=s.holdout_limit), work_dir=root / "work" / f"learn-{k}", log=log)
             learn_seconds = time.perf_counter() - t1
             comp = result.get("comparison") or {}
             row = {"round": k, "frames": streamed["frames"], "to_oracle": round(streamed["to_oracle"], 4),
@@ -277,6 +282,7 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
                    "cost_basis": "assumed tokens per call", "price_model": "gpt-4.1-mini",
                    "tokens_per_call": {"prompt": ASSUMED_PROMPT_TOKENS, "completion": ASSUMED_COMPLETION_TOKENS,
                                        "measured": False},
+                   "to_oracle_by_domain": streamed["to_oracle_by_domain"],
                    "decided_by": streamed["decided_by"], "l2_precision": streamed["l2_precision"],
                    "oracle_labels": streamed["oracle_labels"],
                    "reviewer_labels": streamed["reviewer_labels"], "l2_bar": streamed["l2_bar"],
