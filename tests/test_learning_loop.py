@@ -165,3 +165,37 @@ def test_compare_is_not_worse_for_the_same_detector():
     c = compare_mod.compare_detectors(Fixed(preds), Fixed(preds), holdout, n_resamples=50)
     assert c.worse is False and c.mcnemar["b"] == c.mcnemar["c"] == 0
     assert c.map50_diff["estimate"] == 0.0
+
+
+def test_learn_command_updates_a_bundle_in_place_for_a_reload(loop, tmp_path):
+    """`learn --out BUNDLE` (the bundle itself): components are swapped atomically, the bundle still
+    verifies, and its manifest (the services' bundle version) changes only when the candidate is kept."""
+    import shutil
+
+    from cascade_defect.cascade.bundle import Bundle
+
+    root, _ = loop
+    bundle = tmp_path / "live"
+    shutil.copytree(root / "run" / "bundle-0", bundle)
+    before = (bundle / "manifest.json").read_bytes()
+    split = RecordedSplit.from_fit_info(Specialist.load(bundle / "specialist", device="cpu").fit_info_)
+    db_path = tmp_path / "l.db"
+    db = Database(db_path)
+    s = next(x for x in split.samples("train") if x.boxes)
+    LabelStore(db).add(frame_id=s.id, image_ref=str(s.image_path), domain=s.domain, label=s.boxes[0].cls,
+                       source="human", labelled_by="t", boxes=list(s.boxes))
+    db.close()
+    res = runner.invoke(app, ["learn", "--bundle", str(bundle), "--db", str(db_path), "--out", str(bundle),
+                              "--epochs", "1", "--imgsz", "64", "--batch", "8", "--holdout-limit", "10"])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    Bundle.open(bundle)  # verifies every checksum
+    if result["written"]:
+        assert (bundle / "manifest.json").read_bytes() != before and (bundle / "learning" / "MODEL_CARD.md").is_file()
+        assert result["labels"]["with_boxes"] == 1 and result["queue"]["drained"] == 1
+    else:
+        assert (bundle / "manifest.json").read_bytes() == before
+    if result["written"]:  # the queue was drained: a second learn has nothing to do and writes nothing
+        res = runner.invoke(app, ["learn", "--bundle", str(bundle), "--db", str(db_path), "--out", str(tmp_path / "x")])
+        assert res.exit_code == 0 and json.loads(res.stdout.strip().splitlines()[-1])["status"] == "nothing_to_learn"
+        assert not (tmp_path / "x").exists()
