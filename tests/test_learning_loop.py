@@ -5,7 +5,6 @@ bundle version written only when the candidate is not significantly worse."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest

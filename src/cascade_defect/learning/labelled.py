@@ -11,7 +11,7 @@ for τ calibration (defective or not) but cannot teach the detector where; it is
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..records import NO_DEFECT, Box, Sample
@@ -81,7 +81,5 @@ def labelled_frames(db: Database, evaluation_keys: set[str], class_names: list[s
             out.counts["unknown_class"] += 1
             continue
         out.counts["with_boxes" if boxes else "defect_free"] += 1
-        from dataclasses import replace
-
         out.detector.append(replace(sample, boxes=tuple(boxes)))
     return out

@@ -38,8 +38,9 @@ LEARNING_COMPONENT = "learning"
 CARD_FILE = "MODEL_CARD.md"
 RECORD_FILE = "learning.json"
 
-FINETUNE_ARGS = {"optimizer": "SGD", "lr0": 0.002, "val": False, "lrf": 0.2, "warmup_epochs": 0.0, "close_mosaic": 0, "mosaic": 0.5,
-                 "flipud": 0.5, "fliplr": 0.5, "hsv_h": 0.0, "hsv_s": 0.0, "patience": 0}
+FINETUNE_ARGS = {"optimizer": "SGD", "lr0": 0.002, "lrf": 0.2, "warmup_epochs": 0.0, "val": False,
+                 "close_mosaic": 0, "mosaic": 0.5, "flipud": 0.5, "fliplr": 0.5, "hsv_h": 0.0, "hsv_s": 0.0,
+                 "patience": 0}
 """Fine-tuning from trained weights: a low learning rate, no warm-up, light augmentation, no per-epoch
 validation (the candidate is judged on the fixed hold-out afterwards)."""
 
@@ -178,13 +179,12 @@ def learn(bundle_ref: str | Path, db: Database, out: str | Path, *, settings: Le
     parent_round = bundle.info(LEARNING_COMPONENT).get("round", 0) if bundle.has(LEARNING_COMPONENT) else 0
     result = {**base, "round": int(parent_round) + 1,
               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "split": split.as_source() | {"train_ids": None},
+              "split": {k: v for k, v in split.as_source().items() if k != "train_ids"},
               "train_frames": {"original": len(original), "production": len(production.detector),
-                               "val": len(val), "exported": export.counts if hasattr(export, "counts") else None},
+                               "val": len(val), "exported": export.counts},
               "schedule": {"epochs": s.epochs, "imgsz": imgsz, "batch": s.batch, "device": s.device,
                            "train_seconds": candidate.fit_info_["train_seconds"], "train_args": s.train_args},
               "comparison": comparison.as_dict()}
-    result["split"].pop("train_ids")
     if comparison.worse:
         shutil.rmtree(work, ignore_errors=True)
         return {**result, "status": "rejected", "written": False,

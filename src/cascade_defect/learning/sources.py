@@ -11,7 +11,7 @@ training (val and test: by resolved path and by content SHA-256, so a copied fil
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -66,8 +66,6 @@ class RecordedSplit:
             for d in self.datasets:
                 samples, _ = read_format(d["format"], d["root"])
                 if d.get("domain"):
-                    from dataclasses import replace
-
                     samples = [replace(s, domain=d["domain"]) for s in samples]
                 out.extend(held_out_samples(samples, split, ratios=self.ratios, seed=self.seed))
             if split == "train" and self.train_ids is not None:
