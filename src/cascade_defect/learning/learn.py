@@ -8,7 +8,8 @@ Steps (each recorded in the result and in the new bundle's `learning` component)
    val / test frames joins the original train split;
 2. Layer 2 is fine-tuned from the current weights on that set (CPU-feasible defaults);
 3. τ of every calibrated domain with a gate is re-calibrated on its previous calibration slice
-   plus the labelled production frames of the domain (the defective frames calibration lacks);
+   plus the labelled *defective* production frames of the domain (the defective frames calibration
+   lacks; labelled normals are left out: only frames above τ get labels, so they are all false alarms);
 4. candidate and current detector are compared on the fixed hold-out (the recorded test split):
    mAP50 with bootstrap CIs and McNemar (`compare.compare_detectors`);
 5. when not significantly worse, the bundle is written (to `out`, or in place when `out` is the
@@ -80,10 +81,13 @@ def _recalibrate(bundle: Bundle, split: RecordedSplit, production: list, keys: s
         if src.get("format") and src.get("root"):
             samples = read_dataset(src["format"], src["root"], domain=domain).samples
             previous = select_split(samples, src.get("split") or "val", seed=int(src.get("seed") or 0))
-        new = [s for s in production if s.domain == domain and not is_evaluation_frame(s.image_path, keys)]
+        # Only defective frames: a production label exists only for a frame the gate passed on (z > τ), so the
+        # labelled normals are exactly the false alarms — adding them would bias τ upwards and cost recall.
+        new = [s for s in production if s.domain == domain and s.defective
+               and not is_evaluation_frame(s.image_path, keys)]
         if not new:
             out[domain] = {"tau": data.get("domains", {}).get(domain, {}).get("tau"), "changed": False,
-                           "reason": "no labelled production frames of this domain"}
+                           "reason": "no labelled defective production frames of this domain"}
             continue
         before = (data.get("domains", {}).get(domain) or {}).get("tau")
         try:
