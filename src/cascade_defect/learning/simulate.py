@@ -213,9 +213,11 @@ def stream_round(bundle: Bundle, part: Sequence[Sample], plan: Plan, s: SimSetti
         log.record(run_id, [(f"{run_label}:{x.id}", d) for x, d in zip(chunk, decisions)])
         for x, d in zip(chunk, decisions):
             layers["error" if d.error else str(d.layer)] += 1
-            dom = by_domain.setdefault(x.domain, [0, 0])
+            dom = by_domain.setdefault(x.domain, [0, 0, 0, 0])
             dom[0] += 1
             dom[1] += d.layer == 3
+            dom[2] += bool(x.defective)
+            dom[3] += bool(x.defective) and d.layer != 1  # a defect the gate passed on
             cost += d.cost_usd
             if d.layer == 2:
                 l2_right += d.label in {b.cls for b in x.boxes}
@@ -237,6 +239,7 @@ def stream_round(bundle: Bundle, part: Sequence[Sample], plan: Plan, s: SimSetti
     n = len(part)
     return {"frames": n, "to_oracle": layers["3"] / n if n else 0.0, "decided_by": layers,
             "to_oracle_by_domain": {k: round(v[1] / v[0], 4) for k, v in sorted(by_domain.items())},
+            "gate_recall_by_domain": {k: [v[3], v[2]] for k, v in sorted(by_domain.items())},
             "cost_usd": cost, "cost_per_100k": cost / n * 100_000 if n else 0.0,
             "l2_precision": l2_right / layers["2"] if layers["2"] else None, "oracle_labels": oracle_labels, "reviewer_labels": reviewer_labels,
             "route_seconds": round(time.perf_counter() - t0, 1), "l2_bar": policy.l2_bar,
@@ -283,6 +286,7 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
                    "tokens_per_call": {"prompt": ASSUMED_PROMPT_TOKENS, "completion": ASSUMED_COMPLETION_TOKENS,
                                        "measured": False},
                    "to_oracle_by_domain": streamed["to_oracle_by_domain"],
+                   "gate_recall_by_domain": streamed["gate_recall_by_domain"],
                    "decided_by": streamed["decided_by"], "l2_precision": streamed["l2_precision"],
                    "oracle_labels": streamed["oracle_labels"],
                    "reviewer_labels": streamed["reviewer_labels"], "l2_bar": streamed["l2_bar"],
