@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for cascade-defect: a virtual environment in .venv with the package
-# (editable) with its Ultralytics, HTTP-service (serve) and scale-out (scale: Redis client, Ray) extras. With --test, also the test tools: the test extra, Debian's
-# chromium (renders the evaluation report in a real browser), redis-server (queue tests) and Azurite (a local Azure Blob
+# (editable) with every role (the all extra: gate, Ultralytics specialist, oracle, evaluation, HTTP services,
+# scale-out with Redis and Ray). With --test, also the test tools: the test extra, Debian's chromium +
+# chromium-driver (the evaluation report and the review page in a real browser), redis-server (queue tests) and
+# Azurite (a local Azure Blob
 # server for the az:// bundle tests). Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,13 +18,13 @@ fi
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 if [ "$WITH_TESTS" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[test,all]'
-  if ! command -v chromium >/dev/null 2>&1; then
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      echo "bootstrap: installing Debian's chromium for the report test" >&2
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-        || echo "bootstrap: chromium install failed; the report test will skip and say why" >&2
+      echo "bootstrap: installing Debian's chromium and chromium-driver for the report and review-page tests" >&2
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+        || echo "bootstrap: chromium install failed; the browser tests will skip and say why" >&2
     else
-      echo "bootstrap: chromium missing and not root; the report test will skip and say why" >&2
+      echo "bootstrap: chromium/chromedriver missing and not root; the browser tests will skip and say why" >&2
     fi
   fi
   if ! command -v redis-server >/dev/null 2>&1; then

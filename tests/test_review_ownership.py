@@ -83,7 +83,10 @@ def test_enqueue_is_idempotent_by_frame_and_the_migration_folds_old_duplicates(t
         old.execute("INSERT INTO review_queue (ts, frame_id, image_ref, domain, reason, classes) "
                     "VALUES (0, ?, 'x.png', 'neu', 'budget', '[\"scratch\", \"no_defect\"]')", (fid,))
     dups = [i.id for i in q.list() if i.frame_id == "dup"]
-    q.label(dups[1], "scratch", by="ana")  # the second 'dup' item was labelled
+    # the second 'dup' item was labelled (as the schema of that time stored it)
+    label = old.execute("INSERT INTO labels (ts, frame_id, image_ref, domain, label, source, labelled_by, review_id) "
+                        "VALUES (0, 'dup', 'x.png', 'neu', 'scratch', 'human', 'ana', ?)", (dups[1],)).lastrowid
+    old.execute("UPDATE review_queue SET status = 'labelled', label_id = ? WHERE id = ?", (label, dups[1]))
     old.close()
     db = Database(path)
     q = ReviewQueue(db)

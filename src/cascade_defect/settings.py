@@ -191,6 +191,19 @@ class Settings(BaseSettings):
     oracle_max_calls_per_s: float = Field(2.0, gt=0, validation_alias="CASCADE_ORACLE_MAX_CALLS_PER_S",
                                           description="rate limit of the oracle stage of `run --engine ray` (frames/s)")
 
+    # -- review page and drift (docs/review.md, docs/drift.md) --------------------------------
+    reviewer_keys: SecretStr | None = Field(None, validation_alias="CASCADE_REVIEWER_KEYS",
+                                            description="reviewers of the review page as name:key,... "
+                                                        "(key plain or sha256:HEX) (secret)")
+    drift_window: int | None = Field(None, gt=0, validation_alias="CASCADE_DRIFT_WINDOW",
+                                     description="frames per domain in the drift window (default: the monitor's)")
+    drift_psi_bound: float | None = Field(None, gt=0, validation_alias="CASCADE_DRIFT_PSI_BOUND",
+                                          description="PSI of gate z above which a domain drifts (default 0.25)")
+    drift_rate_alpha: float | None = Field(None, gt=0, validation_alias="CASCADE_DRIFT_RATE_ALPHA",
+                                           description="p-value below which the escalation rate drifts (default 0.001)")
+    drift_min_frames: int | None = Field(None, gt=0, validation_alias="CASCADE_DRIFT_MIN_FRAMES",
+                                         description="window frames needed before drift is judged")
+
     sources: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
 
     @field_validator("oracle_max_usd_per_hour", "oracle_max_usd_per_day", "oracle_cache_verify_max", mode="before")

@@ -17,7 +17,7 @@ def _read_samples(fmt: str, root: Path, domain: str, split: str, seed: int):
     return run_guarded(select_split, result.samples, split, seed=seed)
 
 
-def print_summary(summary, describe: dict, skipped: int = 0) -> None:
+def print_summary(summary, describe: dict, skipped: int = 0, drift: dict | None = None) -> None:
     """The closing summary as a table on stderr."""
     from rich.table import Table
 
@@ -38,6 +38,11 @@ def print_summary(summary, describe: dict, skipped: int = 0) -> None:
             t.add_row(f"latency {layer}", f"p50 {lat['p50']:.1f} ms   p95 {lat['p95']:.1f} ms")
     t.add_row("thresholds", escape(f"τ={describe['tau']} ({describe['threshold_source']}), "
                                    f"L2 bar {describe['l2_bar']}"))
+    for domain, dr in (drift or {}).items():  # evaluation.drift: z and escalation vs calibration
+        psi = "—" if dr["psi"] is None else f"{dr['psi']:.3f}"
+        t.add_row(escape(f"drift {domain}"), f"PSI {psi} over {dr['frames']} frames: "
+                  + (f"[bold red]DRIFT[/] {escape(dr['reason'])} → {escape(dr['recommendation'])}" if dr["drift"]
+                     else escape(dr["reason"])))
     err_console.print(t)
 
 
@@ -80,9 +85,10 @@ def run(
         fail(f"--engine must be local or ray, not {engine!r}")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..cascade.assemble import build_cascade
+    from ..cascade.assemble import build_cascade, read_calibration
     from ..cascade.runner import CascadeRunner, items_from_samples, resolve_inputs
     from ..cascade.summary import summarise
+    from ..evaluation.drift import drift_for_decisions
     from ..oracle.clients import BackendConfig
     from ..store.db import Database, default_db_path
     from ..store.decisions import DecisionLog
@@ -114,13 +120,14 @@ def run(
         if lock is not None:
             lock.release()
     summary = summarise(all_decisions)
+    drift = run_guarded(drift_for_decisions, read_calibration(cascade.bundle), all_decisions)
     if parquet:
         log.export_parquet(run_id, parquet)
     if json_out:
         emit_json({"run_id": run_id, **cascade.describe(), **summary.to_dict(), "skipped": skipped,
-                   "out": str(out) if out else None})
+                   "out": str(out) if out else None, "drift": drift})
     else:
-        print_summary(summary, cascade.describe(), skipped)
+        print_summary(summary, cascade.describe(), skipped, drift)
     if out:
         err_console.print(escape(f"decisions: {out} ({len(all_decisions)} lines), log: {database.path} run {run_id}"),
                           highlight=False)

@@ -11,7 +11,8 @@ from .common import fail, run_guarded
 
 
 def serve(
-    role: str = typer.Argument(..., help="router, gate, specialist, oracle, or all (every role in one process)."),
+    role: str = typer.Argument(..., help="router, gate, specialist, oracle, all (every role in one process), "
+                                         "or review (the review page on its own)."),
     bundle: Optional[str] = typer.Option(None, "--bundle",
                                          help="Model bundle (folder or URI); default: CASCADE_BUNDLE / BLOB_ACCOUNT + *_MODEL_BLOB."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
@@ -22,7 +23,7 @@ def serve(
     engine: str = typer.Option("uvicorn", "--engine", help="uvicorn, or ray (router + layer deployments on Ray Serve)."),
     config: Optional[Path] = typer.Option(None, "--config", help="With --engine ray: serve.yaml (replicas, autoscaling, GPUs)."),
 ) -> None:
-    """Serve a role over HTTP (FastAPI on uvicorn; OpenAPI docs at /docs)."""
+    """Serve a role over HTTP (FastAPI on uvicorn; OpenAPI docs at /docs). `review`: the review page (port 8084)."""
     if engine == "ray":
         from .scale import serve_on_ray
 
@@ -34,6 +35,11 @@ def serve(
     from ..services.server import serve as run_server
     from ..services.settings import ROLES
 
+    if role == "review":  # the review page alone: needs only the database (and CASCADE_REVIEWER_KEYS)
+        from ..services.review_server import serve_review
+
+        run_guarded(serve_review, db, bundle, host=host, port=port, graceful_s=graceful)
+        return
     if role not in ROLES:
         fail(f"ROLE must be one of {', '.join(ROLES)}, not {role!r}")
     run_guarded(run_server, role, bundle, host=host, port=port, db_path=db, graceful_s=graceful)

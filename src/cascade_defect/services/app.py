@@ -44,6 +44,10 @@ def create_app(role: str, bundle: str | None = None, *, settings: ServiceSetting
     needs_db = role in ("router", "all", "oracle")
     db = Database(db_path or default_db_path()) if needs_db else None
     holder = EngineHolder(lambda: build_engine(role, bundle, settings, db, metrics), metrics)
+    if role in ("router", "all"):  # issue 15 hook: drift of gate z per domain on /metrics
+        from .drift_metrics import DriftGauges
+
+        metrics.drift = DriftGauges(metrics.registry, holder)
     limits = UploadLimits(settings.max_upload_bytes, settings.max_pixels, settings.max_batch_files)
     clients = KeyRing(settings.api_keys)
     admins = KeyRing(settings.admin_keys)
@@ -124,6 +128,13 @@ def create_app(role: str, bundle: str | None = None, *, settings: ServiceSetting
                 raise ApiError(409, "reload_failed", f"bundle not reloaded: {exc}") from None
             return {"previous_version": old, "bundle_version": new}
 
+    if role == "all":  # issue 15 hook: the review page rides along when reviewer keys are set
+        from .review_app import Reviewers, build_review_api
+
+        reviewers = Reviewers.from_env()
+        if reviewers:
+            app.include_router(build_review_api(db, reviewers, taus=lambda: {
+                d: th.tau for d, th in holder.current.router.policy.domains.items() if th.tau is not None}))
     app.add_middleware(EdgeMiddleware, max_body=settings.max_upload_bytes * settings.max_batch_files + (1 << 20),
                        metrics=metrics, role=role)
     app.state.holder = holder

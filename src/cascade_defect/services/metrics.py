@@ -42,6 +42,7 @@ class ServiceMetrics:
         self.reloads = Counter("cascade_bundle_reloads", "bundle reloads by result", ["result"], registry=r)
         self.replays = Counter("cascade_idempotent_replays", "requests answered from a stored decision",
                                registry=r)
+        self.drift = None  # issue 15 hook: a services.drift_metrics.DriftGauges fed by observe_decisions
 
     def set_bundle(self, version: str) -> None:
         self.bundle.clear()
@@ -49,6 +50,9 @@ class ServiceMetrics:
 
     def observe_decisions(self, decisions: Iterable) -> None:
         """Count deciding layers, escalations, per-layer latency and oracle use from decision traces."""
+        decisions = list(decisions)
+        if self.drift is not None:
+            self.drift.observe(decisions)
         for d in decisions:
             self.frames.labels(layer="error" if d.error else str(d.layer), domain=d.domain).inc()
             if d.error:

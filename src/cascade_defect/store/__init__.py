@@ -7,6 +7,8 @@ from .db import DB_ENV, MIGRATIONS, Database, Migration, default_db_path
 from .labels import Label, LabelStore, RetrainQueue
 from .oracle_calls import OracleCall, OracleCallLog
 from .review import ReviewItem, ReviewQueue
+from .review_board import LabelConflict, LabelWrite, ReviewBoard
 
 __all__ = ["DB_ENV", "MIGRATIONS", "Database", "Migration", "default_db_path", "Label", "LabelStore",
-           "RetrainQueue", "OracleCall", "OracleCallLog", "ReviewItem", "ReviewQueue"]
+           "RetrainQueue", "OracleCall", "OracleCallLog", "ReviewItem", "ReviewQueue",
+           "LabelConflict", "LabelWrite", "ReviewBoard"]

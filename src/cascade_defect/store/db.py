@@ -162,6 +162,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX IF NOT EXISTS decisions_run_image ON decisions(run_id, image)",
         "CREATE INDEX IF NOT EXISTS review_call ON review_queue(oracle_call_id)",
     )),
+    Migration(9, "label boxes and review versions", lambda conn: _review_versions(conn)),
 )
 
 
@@ -177,6 +178,14 @@ def _review_one_item_per_frame(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE labels SET review_id = ? WHERE review_id = ?", (keep, other))
             conn.execute("DELETE FROM review_queue WHERE id = ?", (other,))
     conn.execute("CREATE UNIQUE INDEX review_frame ON review_queue(frame_id)")
+
+
+def _review_versions(conn: sqlite3.Connection) -> None:
+    """Boxes on labels, the label a correction supersedes, and a version per review item
+    (optimistic concurrency of the review page: see `store.review_board`)."""
+    _add_column(conn, "labels", "boxes", "TEXT")
+    _add_column(conn, "labels", "supersedes", "INTEGER")
+    _add_column(conn, "review_queue", "version", "INTEGER NOT NULL DEFAULT 0")
 
 
 def _add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:

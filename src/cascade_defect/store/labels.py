@@ -9,10 +9,12 @@ frame already queued. A human label outranks any oracle label of the same frame.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
+from ..records import Box
 from .db import Database, insert
 
 LabelSource = Literal["oracle", "oracle_cache", "human"]
@@ -32,6 +34,28 @@ class Label:
     labelled_by: str | None
     oracle_call_id: int | None
     review_id: int | None
+    boxes: tuple[Box, ...] | None = None
+    """Boxes drawn or confirmed by the labeller (None: the label says nothing about boxes)."""
+    supersedes: int | None = None
+    """The label id this one corrects (a reviewer's change of an earlier label)."""
+
+
+def boxes_to_json(boxes: Sequence[Box] | None) -> str | None:
+    if boxes is None:
+        return None
+    return json.dumps([{"cls": b.cls, "box": [float(b.x1), float(b.y1), float(b.x2), float(b.y2)]} for b in boxes])
+
+
+def boxes_from_json(text: str | None) -> tuple[Box, ...] | None:
+    if text is None:
+        return None
+    return tuple(Box(*[float(v) for v in d["box"]], cls=str(d["cls"])) for d in json.loads(text))
+
+
+def label_from_row(row: Mapping[str, Any]) -> Label:
+    d = dict(row)
+    d["boxes"] = boxes_from_json(d.get("boxes"))
+    return Label(**d)
 
 
 class LabelStore:
@@ -43,7 +67,8 @@ class LabelStore:
 
     def add(self, *, frame_id: str, image_ref: str, domain: str, label: str, source: LabelSource,
             confidence: float | None = None, labelled_by: str | None = None,
-            oracle_call_id: int | None = None, review_id: int | None = None) -> int:
+            oracle_call_id: int | None = None, review_id: int | None = None,
+            boxes: Sequence[Box] | None = None, supersedes: int | None = None) -> int:
         if source not in _RANK:
             raise ValueError(f"label source must be one of {sorted(_RANK)}, not {source!r}")
         if not label:
@@ -53,18 +78,18 @@ class LabelStore:
             label_id = insert(conn, "labels", dict(
                 ts=now, frame_id=frame_id, image_ref=image_ref, domain=domain, label=label, source=source,
                 confidence=confidence, labelled_by=labelled_by, oracle_call_id=oracle_call_id,
-                review_id=review_id))
+                review_id=review_id, boxes=boxes_to_json(boxes), supersedes=supersedes))
             if source != "oracle_cache":
                 insert(conn, "retrain_queue", dict(ts=now, label_id=label_id))
         return label_id
 
     def get(self, label_id: int) -> Label | None:
         rows = self.db.query("SELECT * FROM labels WHERE id = ?", (label_id,))
-        return Label(**dict(rows[0])) if rows else None
+        return label_from_row(rows[0]) if rows else None
 
     def for_frame(self, frame_id: str) -> list[Label]:
         """All labels of a frame, oldest first."""
-        return [Label(**dict(r)) for r in
+        return [label_from_row(r) for r in
                 self.db.query("SELECT * FROM labels WHERE frame_id = ? ORDER BY id", (frame_id,))]
 
     def effective(self, frame_id: str) -> Label | None:
@@ -109,7 +134,7 @@ class RetrainQueue:
         for r in self.db.query(sql, params):
             d = dict(r)
             qid = d.pop("queue_id")
-            out.append(RetrainItem(qid, Label(**d)))
+            out.append(RetrainItem(qid, label_from_row(d)))
         return out
 
     def mark_consumed(self, queue_ids: Sequence[int]) -> int:

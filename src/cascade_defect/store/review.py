@@ -45,6 +45,7 @@ class ReviewItem:
     label_id: int | None
     label: str | None = None
     labelled_by: str | None = None
+    version: int = 0
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -131,7 +132,8 @@ class ReviewQueue:
             label_id = self.labels.add(frame_id=item.frame_id, image_ref=item.image_ref, domain=item.domain,
                                        label=label, source="human", labelled_by=by.strip(),
                                        oracle_call_id=item.oracle_call_id, review_id=item.id)
-            self.db.execute("UPDATE review_queue SET status = 'labelled', label_id = ? WHERE id = ?",
+            self.db.execute("UPDATE review_queue SET status = 'labelled', label_id = ?, version = version + 1 "
+                            "WHERE id = ?",
                             (label_id, item.id))
         return label_id
 

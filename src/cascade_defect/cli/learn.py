@@ -1,0 +1,95 @@
+"""`cascade-defect learn ...`: drain the retrain queue into a new bundle version; measure the loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import emit_json, err_console, fail, run_guarded
+
+app = typer.Typer(help="Learn from the oracle's and reviewers' labels (docs/learning-loop.md).",
+                  invoke_without_command=True, no_args_is_help=True)
+
+
+def _quiet() -> None:
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    os.environ.setdefault("KMP_WARNINGS", "0")
+
+
+@app.callback()
+def learn_cmd(
+    ctx: typer.Context,
+    bundle: Optional[str] = typer.Option(None, "--bundle", help="Current bundle (folder or URI)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store with the labels [env CASCADE_DB]."),
+    out: Optional[Path] = typer.Option(None, "--out", help="New bundle folder (or the bundle itself: in place)."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Fine-tuning epochs (CPU-feasible default)."),
+    imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Training size (default: the detector's)."),
+    batch: int = typer.Option(16, "--batch", min=1),
+    device: str = typer.Option("cpu", "--device", help="cpu or a GPU index."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of 'significantly worse'."),
+    holdout_limit: Optional[int] = typer.Option(None, "--holdout-limit", min=1,
+                                                help="Compare on a seeded subset of the hold-out (faster)."),
+    no_recalibrate: bool = typer.Option(False, "--no-recalibrate", help="Keep τ as it is."),
+) -> None:
+    """Fine-tune Layer 2 on the queue + original training data, re-calibrate τ, compare, publish if not worse."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not bundle or not out:
+        fail("learn needs --bundle and --out (or a subcommand: simulate)")
+    _quiet()
+    from ..learning.learn import LearnSettings, learn
+    from ..store import Database, default_db_path
+
+    path = db or default_db_path()
+    if not path.exists():
+        fail(f"{path}: no database (nothing was labelled); pass --db or set CASCADE_DB")
+    settings = LearnSettings(epochs=epochs, imgsz=imgsz, batch=batch, device=device, alpha=alpha,
+                             holdout_limit=holdout_limit, recalibrate=not no_recalibrate)
+    result = run_guarded(learn, bundle, run_guarded(Database, path), out, settings=settings,
+                         log=lambda m: err_console.print(m, highlight=False))
+    emit_json(result)
+
+
+@app.command("simulate")
+def simulate_cmd(
+    fmt: List[str] = typer.Option(..., "--format", "-f", help="Dataset format; repeat with --root for several."),
+    root: List[Path] = typer.Option(..., "--root", help="Dataset root (one per --format)."),
+    out: Path = typer.Option(Path("runs/learn-simulate"), "--out", help="Work folder (bundles, database)."),
+    rounds: int = typer.Option(3, "--rounds", min=1),
+    seed_frames: int = typer.Option(120, "--seed-frames", min=4, help="Frames the round-0 detector trains on."),
+    per_round: int = typer.Option(200, "--per-round", min=1, help="Frames streamed per round."),
+    holdout_limit: Optional[int] = typer.Option(None, "--holdout-limit", min=1, help="Seeded subset of the test split."),
+    imgsz: int = typer.Option(224, "--imgsz"),
+    epochs0: int = typer.Option(30, "--epochs0", min=1, help="Round-0 epochs (from yolov8n.yaml)."),
+    epochs: int = typer.Option(8, "--epochs", min=1, help="Fine-tuning epochs per round."),
+    batch: int = typer.Option(16, "--batch", min=1),
+    l2_bar: Optional[float] = typer.Option(None, "--l2-bar", help="Layer-2 confidence bar (default: the policy's)."),
+    gate_epochs: int = typer.Option(10, "--gate-epochs", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device"),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per round on stdout."),
+) -> None:
+    """Replay labelled data as a production stream: per round to_oracle, hold-out mAP50, cost."""
+    if len(fmt) != len(root):
+        fail(f"give one --root per --format ({len(fmt)} formats, {len(root)} roots)")
+    _quiet()
+    from ..learning.simulate import SimSettings, simulate
+
+    s = SimSettings(seed_frames=seed_frames, per_round=per_round, rounds=rounds, holdout_limit=holdout_limit,
+                    imgsz=imgsz, epochs0=epochs0, epochs=epochs, batch=batch, l2_bar=l2_bar, seed=seed,
+                    device=device, gate_epochs=gate_epochs)
+
+    def emit(row):
+        if json_out:
+            emit_json(row)
+        else:
+            typer.echo(f"round {row['round']}: {row['frames']} frames, to_oracle {row['to_oracle']:.3f}, "
+                       f"hold-out mAP50 {row['map50']:.3f}, ${row['cost_per_100k']:.2f}/100k (assumed tokens), "
+                       f"learn {row['learn']['status']}")
+
+    run_guarded(simulate, [(f, str(r)) for f, r in zip(fmt, root)], out, s, emit=emit,
+                log=lambda m: err_console.print(m, highlight=False))

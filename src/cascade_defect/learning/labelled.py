@@ -1,0 +1,85 @@
+"""Production labels (oracle and human) as training samples for the detector and calibration.
+
+Per frame the label that counts is `LabelStore.effective` (a human label outranks the oracle).
+Boxes: a human label's own boxes; an oracle label gets the detector's hint box (the box of
+the frame's Layer-3 decision in the decision log) only where the oracle confirmed it, i.e.
+answered the class the detector proposed there. A defective label without a box still counts
+for τ calibration (defective or not) but cannot teach the detector where; it is reported as
+`class_only`. Frames of the detector's evaluation splits are dropped (`held_out`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..records import NO_DEFECT, Box, Sample
+from ..store.db import Database
+from ..store.labels import Label, LabelStore
+from .sources import is_evaluation_frame
+
+
+@dataclass
+class LabelledFrames:
+    detector: list[Sample] = field(default_factory=list)
+    """Frames with boxes or known defect-free: detector training material."""
+    calibration: list[Sample] = field(default_factory=list)
+    """Every labelled frame (defective or not), for τ."""
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _hint_box(db: Database, frame_id: str) -> tuple[str | None, tuple[float, ...] | None]:
+    """(detector's proposed class, box) of the frame's latest Layer-3 decision."""
+    for row in db.query("SELECT record FROM decisions WHERE frame_id = ? ORDER BY id DESC LIMIT 5", (frame_id,)):
+        rec = json.loads(row["record"])
+        if rec.get("layer") == 3 and rec.get("box"):
+            proposed = next((r.get("defect_class") for r in rec.get("trace", []) if r.get("layer") == "specialist"),
+                            None)
+            return proposed, tuple(float(v) for v in rec["box"])
+    return None, None
+
+
+def _boxes(db: Database, lab: Label) -> tuple[Box, ...] | None:
+    if lab.label == NO_DEFECT:
+        return ()
+    if lab.source == "human":
+        return lab.boxes or None
+    proposed, box = _hint_box(db, lab.frame_id)
+    if box is not None and proposed == lab.label:
+        return (Box(*box, cls=lab.label),)
+    return None
+
+
+def labelled_frames(db: Database, evaluation_keys: set[str], class_names: list[str]) -> LabelledFrames:
+    """Every labelled production frame's effective label, minus evaluation frames."""
+    store = LabelStore(db)
+    out = LabelledFrames(counts={"frames": 0, "held_out": 0, "missing_image": 0, "class_only": 0,
+                                 "unknown_class": 0, "with_boxes": 0, "defect_free": 0})
+    frame_ids = [r[0] for r in db.query("SELECT DISTINCT frame_id FROM labels ORDER BY frame_id")]
+    for fid in frame_ids:
+        lab = store.effective(fid)
+        if lab is None:
+            continue
+        out.counts["frames"] += 1
+        path = Path(lab.image_ref)
+        if not path.is_file():
+            out.counts["missing_image"] += 1
+            continue
+        if is_evaluation_frame(path, evaluation_keys):
+            out.counts["held_out"] += 1
+            continue
+        defective = lab.label != NO_DEFECT
+        sample = Sample(image_path=path, domain=lab.domain, defective=defective,
+                        classes=(lab.label,) if defective else (), sample_id=f"label-{fid}")
+        out.calibration.append(sample)
+        boxes = _boxes(db, lab)
+        if boxes is None:
+            out.counts["class_only"] += 1
+            continue
+        if any(b.cls not in class_names for b in boxes):
+            out.counts["unknown_class"] += 1
+            continue
+        out.counts["with_boxes" if boxes else "defect_free"] += 1
+        out.detector.append(replace(sample, boxes=tuple(boxes)))
+    return out

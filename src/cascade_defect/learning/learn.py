@@ -1,0 +1,230 @@
+"""`learn`: drain the retrain queue into a fine-tuned Layer 2 and re-calibrated τ, and publish
+the result as a new bundle version only when it is not significantly worse than the current one.
+
+Steps (each recorded in the result and in the new bundle's `learning` component):
+
+1. the detector's recorded training data (`sources.RecordedSplit`) gives its train / val / test
+   frames; every labelled production frame (`labelled.labelled_frames`) that is not one of the
+   val / test frames joins the original train split;
+2. Layer 2 is fine-tuned from the current weights on that set (CPU-feasible defaults);
+3. τ of every calibrated domain with a gate is re-calibrated on its previous calibration slice
+   plus the labelled *defective* production frames of the domain (the defective frames calibration
+   lacks; labelled normals are left out: only frames above τ get labels, so they are all false alarms);
+4. candidate and current detector are compared on the fixed hold-out (the recorded test split):
+   mAP50 with bootstrap CIs and McNemar (`compare.compare_detectors`);
+5. when not significantly worse, the bundle is written (to `out`, or in place when `out` is the
+   bundle: a running service picks it up on reload) with the comparison in its model card, and
+   the queue items used are marked consumed. Otherwise nothing is written and the queue stays.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import shutil
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .compare import compare_detectors
+from .labelled import labelled_frames
+from .library import (MANIFEST, Bundle, ConfigError, Database, RetrainQueue, Specialist, calibrate_domain,
+                      export_yolo, open_bundle, read_calibration, read_dataset, seeded_subset, select_split,
+                      wide_fraction)
+from .sources import RecordedSplit, is_evaluation_frame
+
+LEARNING_COMPONENT = "learning"
+CARD_FILE = "MODEL_CARD.md"
+RECORD_FILE = "learning.json"
+
+FINETUNE_ARGS = {"optimizer": "SGD", "lr0": 0.002, "lrf": 0.2, "warmup_epochs": 0.0, "val": False,
+                 "close_mosaic": 0, "mosaic": 0.5, "flipud": 0.5, "fliplr": 0.5, "hsv_h": 0.0, "hsv_s": 0.0,
+                 "patience": 0}
+"""Fine-tuning from trained weights: a low learning rate, no warm-up, light augmentation, no per-epoch
+validation (the candidate is judged on the fixed hold-out afterwards)."""
+
+
+@dataclass
+class LearnSettings:
+    """The fine-tuning schedule and the acceptance test (CPU-feasible defaults)."""
+
+    epochs: int = 10
+    imgsz: int | None = None
+    batch: int = 16
+    device: str = "cpu"
+    workers: int = 0
+    seed: int = 0
+    alpha: float = 0.05
+    n_resamples: int = 200
+    holdout_limit: int | None = None
+    recalibrate: bool = True
+    train_args: dict[str, Any] = field(default_factory=lambda: dict(FINETUNE_ARGS))
+
+
+def bundle_version(bundle: Bundle) -> str:
+    return hashlib.sha256((bundle.root / MANIFEST).read_bytes()).hexdigest()[:16]
+
+
+def _recalibrate(bundle: Bundle, split: RecordedSplit, production: list, keys: set[str],
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """Re-run each calibrated domain's τ choice on its previous slice + labelled production frames."""
+    data = read_calibration(bundle)
+    gates = set((bundle.info("gate").get("domains") or []) if bundle.has("gate") else [])
+    out: dict[str, Any] = {}
+    for domain, rec in sorted((data.get("calibrations") or {}).items()):
+        if gates and domain not in gates:
+            continue
+        src = rec.get("data") or {}
+        previous: list = []
+        if src.get("format") and src.get("root"):
+            samples = read_dataset(src["format"], src["root"], domain=domain).samples
+            previous = select_split(samples, src.get("split") or "val", seed=int(src.get("seed") or 0))
+        # Only defective frames: a production label exists only for a frame the gate passed on (z > τ), so the
+        # labelled normals are exactly the false alarms — adding them would bias τ upwards and cost recall.
+        new = [s for s in production if s.domain == domain and s.defective
+               and not is_evaluation_frame(s.image_path, keys)]
+        if not new:
+            out[domain] = {"tau": data.get("domains", {}).get(domain, {}).get("tau"), "changed": False,
+                           "reason": "no labelled defective production frames of this domain"}
+            continue
+        before = (data.get("domains", {}).get(domain) or {}).get("tau")
+        try:
+            record = calibrate_domain(bundle, domain, previous + new, mode=rec.get("mode") or "knee",
+                                      target_recall=rec.get("target_recall") or 0.99,
+                                      confidence=rec.get("confidence") or 0.95,
+                                      data_info={**src, "production_frames": len(new)})
+        except ConfigError as exc:
+            out[domain] = {"tau": before, "changed": False, "reason": f"kept: {exc}"}
+            continue
+        log(f"τ of {domain}: {before} -> {record['tau']} ({len(previous)} previous + {len(new)} production frames)")
+        out[domain] = {"tau_before": before, "tau": record["tau"], "changed": True, "previous_frames": len(previous),
+                       "production_frames": len(new), "production_defective": sum(bool(s.defective) for s in new)}
+    return out
+
+
+def _card(result: dict[str, Any]) -> str:
+    c = result["comparison"]
+    cur, cand, diff, mc = c["current"], c["candidate"], c["map50_diff"], c["mcnemar"]
+    ci = lambda d: f"{d['estimate']:.3f} [{d['low']:.3f}, {d['high']:.3f}]" if d.get("low") is not None else \
+        f"{d['estimate']:.3f}"
+    lines = [
+        f"# Model card: learned bundle (round {result['round']})", "",
+        f"Written {result['date']} by `cascade-defect learn` from bundle version {result['parent_version']}.", "",
+        "## Training data", "",
+        f"- original training frames (recorded split, seed {result['split']['split_seed']}): {result['train_frames']['original']}",
+        f"- labelled production frames used for the detector: {result['train_frames']['production']} "
+        f"({json.dumps(result['labels'])})",
+        f"- retrain-queue items drained: {result['queue']['drained']}",
+        f"- fine-tuning: {result['schedule']['epochs']} epochs at {result['schedule']['imgsz']} px on {result['schedule']['device']}, "
+        f"{result['schedule']['train_seconds']} s", "",
+        f"## Candidate vs current on the fixed hold-out ({c['frames']} frames of the recorded test split)", "",
+        "| | current | candidate |", "|---|---|---|",
+        f"| mAP50 (95% bootstrap CI) | {ci(cur['map50'])} | {ci(cand['map50'])} |",
+        f"| per-frame accuracy (95% CI) | {ci(cur['accuracy'])} | {ci(cand['accuracy'])} |", "",
+        f"mAP50 difference (candidate - current): {ci(diff)}. McNemar: b={mc['b']}, c={mc['c']}, "
+        f"p={mc['p']:.3g} ({mc['method']}); α={c['alpha']}.", "",
+        f"Verdict: **{'accepted' if not c['worse'] else 'rejected'}** — {c['reason']}.", "",
+        "## τ re-calibration", "",
+    ]
+    for d, r in (result.get("calibration") or {}).items():
+        lines.append(f"- {d}: " + (f"{r['tau_before']} -> {r['tau']} ({r['production_frames']} production frames, "
+                                   f"{r['production_defective']} defective)" if r.get("changed") else
+                                   f"τ {r.get('tau')} kept ({r.get('reason')})"))
+    return "\n".join(lines) + "\n"
+
+
+def learn(bundle_ref: str | Path, db: Database, out: str | Path, *, settings: LearnSettings | None = None,
+          work_dir: str | Path | None = None, log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """Run the steps above; returns the result record (also written into the new bundle)."""
+    s = settings or LearnSettings()
+    bundle = open_bundle(bundle_ref)
+    out = Path(out)
+    in_place = out.resolve() == bundle.root.resolve()
+    if not in_place and out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: exists and is not empty; choose a new folder for the new bundle version "
+                          "(or the bundle itself to update it in place)")
+    current = Specialist.from_bundle(bundle, device=s.device)
+    split = RecordedSplit.from_fit_info(getattr(current, "fit_info_", None))
+    keys = split.evaluation_keys()
+    queue = RetrainQueue(db)
+    pending = queue.pending()
+    production = labelled_frames(db, keys, current.class_names)
+    base: dict[str, Any] = {"parent_version": bundle_version(bundle), "queue": {"pending": len(pending)},
+                            "labels": production.counts}
+    if not pending:
+        return {**base, "status": "nothing_to_learn", "written": False}
+
+    work = Path(work_dir) if work_dir else out.parent / f".learn-{uuid.uuid4().hex[:8]}"
+    work.mkdir(parents=True, exist_ok=True)
+    original = [replace(x, split="train") for x in split.samples("train")]
+    train = original + [replace(x, split="train") for x in production.detector]
+    val = [replace(x, split="val") for x in split.samples("val")]
+    assert not any(is_evaluation_frame(x.image_path, keys) for x in production.detector)
+    tp = current.tile_policy
+    tiling = bool(tp) and wide_fraction(train, tp.aspect) > 0
+    export = export_yolo(train + val, work / "data", class_names=current.class_names, ratios=(0.8, 0.2, 0.0),
+                         tiling=tiling, tile=tp.size if tiling and tp else None,
+                         overlap=tp.overlap if tp else 0.25, overwrite=True, link="symlink",
+                         source={"learn": True, **split.as_source()})
+    imgsz = s.imgsz or current.imgsz
+    log(f"fine-tuning on {len(train)} frames ({len(production.detector)} from production), {s.epochs} epochs")
+    candidate = Specialist(model=str(current.weights_), imgsz=imgsz, epochs=s.epochs, batch=s.batch,
+                           device=s.device, seed=s.seed, workers=s.workers, train_args=s.train_args,
+                           conf=current.conf, iou=current.iou, max_det=current.max_det, tile_policy=tp)
+    candidate.fit(export.data_yaml, out_dir=work, name="finetune", source=split.as_source())
+
+    holdout = split.samples("test")
+    holdout = seeded_subset(holdout, s.holdout_limit, s.seed)
+    log(f"comparing on {len(holdout)} hold-out frames")
+    comparison = compare_detectors(current, candidate, holdout, alpha=s.alpha, n_resamples=s.n_resamples,
+                                   seed=s.seed)
+    parent_round = bundle.info(LEARNING_COMPONENT).get("round", 0) if bundle.has(LEARNING_COMPONENT) else 0
+    result = {**base, "round": int(parent_round) + 1,
+              "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+              "split": {k: v for k, v in split.as_source().items() if k != "train_ids"},
+              "train_frames": {"original": len(original), "production": len(production.detector),
+                               "val": len(val), "exported": export.counts},
+              "schedule": {"epochs": s.epochs, "imgsz": imgsz, "batch": s.batch, "device": s.device,
+                           "train_seconds": candidate.fit_info_["train_seconds"], "train_args": s.train_args},
+              "comparison": comparison.as_dict()}
+    if comparison.worse:
+        shutil.rmtree(work, ignore_errors=True)
+        return {**result, "status": "rejected", "written": False,
+                "queue": {"pending": len(pending), "drained": 0}}
+
+    staging = out.parent / f".staging-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(bundle.root, staging)
+    try:
+        cand_bundle = Bundle.open(staging)
+        candidate.to_bundle(cand_bundle)
+        result["calibration"] = _recalibrate(cand_bundle, split, production.calibration, keys, log) \
+            if s.recalibrate and cand_bundle.has("calibration") else {}
+        result["queue"] = {"pending": len(pending), "drained": len(pending)}
+        result["status"] = "accepted"
+        result["written"] = True
+        with cand_bundle.write_component(LEARNING_COMPONENT, info={"round": result["round"],
+                                                                   "parent_version": result["parent_version"]}) as f:
+            (f / RECORD_FILE).write_text(json.dumps(result, indent=2, default=float) + "\n")
+            (f / CARD_FILE).write_text(_card(result))
+        if in_place:
+            for name in ("specialist", "calibration", LEARNING_COMPONENT):
+                if cand_bundle.has(name):
+                    with bundle.write_component(name, info=cand_bundle.info(name)) as folder:
+                        shutil.rmtree(folder)
+                        shutil.copytree(staging / name, folder)
+            target = bundle
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if out.exists():
+                out.rmdir()
+            staging.rename(out)
+            target = Bundle.open(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    queue.mark_consumed([p.queue_id for p in pending])
+    result["bundle"] = str(target.root)
+    result["version"] = bundle_version(target)
+    return result

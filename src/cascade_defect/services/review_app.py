@@ -1,0 +1,201 @@
+"""The review page and its JSON API: reviewers label the frames waiting for a human.
+
+`build_review_api(...)` is an `APIRouter` (mounted by `serve all` and by `serve review`):
+
+| route | what |
+| --- | --- |
+| `GET /review/` | the page (plain HTML + JS, no build step; the key is asked for on the page) |
+| `GET /v1/review/whoami` | the reviewer the key belongs to |
+| `GET /v1/review/items?status=pending` | items with evidence, most uncertain first |
+| `GET /v1/review/items/{id}` | one item with its label history |
+| `GET /v1/review/items/{id}/image` | the frame's image (only images of review items are served) |
+| `POST /v1/review/items/{id}/label` | `{"label", "boxes": [{"cls", "box": [x1,y1,x2,y2]}], "version"}`; 409 when stale |
+
+Reviewers are named keys: `CASCADE_REVIEWER_KEYS="ana:KEY,bob:sha256:HEX"` (comma-separated
+`name:key`, the key plain or as `sha256:HEX`, checked like the services' other keys). The name
+goes on every label the key writes; keys are never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from fastapi import APIRouter, Body, FastAPI, Header
+from fastapi.responses import FileResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from .auth import KeyRing, bearer_token
+from .errors import ApiError
+from ..store.review_board import LabelConflict, ReviewBoard, parse_boxes
+from .library import ConfigError, DataError, Database
+
+STATIC = Path(__file__).parent / "static" / "review"
+REVIEWER_KEYS_ENV = "CASCADE_REVIEWER_KEYS"
+
+
+class Reviewers:
+    """Named reviewer keys; `identify(header)` is the reviewer's name or a 401."""
+
+    def __init__(self, named: Mapping[str, str]):
+        self._rings = {name: KeyRing([key]) for name, key in named.items()}
+
+    @classmethod
+    def parse(cls, raw: str) -> "Reviewers":
+        named: dict[str, str] = {}
+        for n, part in enumerate(p.strip() for p in raw.split(",") if p.strip()):
+            name, sep, key = part.partition(":")
+            if not sep or not name.strip() or not key.strip():
+                raise ConfigError(f"{REVIEWER_KEYS_ENV}: entry {n + 1} must be name:key (name:sha256:HEX also works)")
+            if name.strip() in named:
+                raise ConfigError(f"{REVIEWER_KEYS_ENV}: reviewer {name.strip()!r} is named twice")
+            named[name.strip()] = key.strip()
+        return cls(named)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Reviewers":
+        from ..settings import Settings
+
+        return cls.parse(Settings.load(environ).secret("reviewer_keys") or "")
+
+    def __bool__(self) -> bool:
+        return bool(self._rings)
+
+    def identify(self, header: str | None) -> str:
+        token = bearer_token(header)
+        if token is None:
+            raise ApiError(401, "unauthorized", "missing bearer key: send Authorization: Bearer KEY",
+                           headers={"WWW-Authenticate": "Bearer"})
+        found = [name for name, ring in self._rings.items() if ring.accepts(token)]  # checks every ring
+        if not found:
+            raise ApiError(401, "unauthorized", "invalid reviewer key", headers={"WWW-Authenticate": "Bearer"})
+        return found[0]
+
+
+def _data_error(exc: DataError) -> ApiError:
+    status = 404 if exc.reason == "no such item" else 400
+    return ApiError(status, "not_found" if status == 404 else "bad_label", str(exc))
+
+
+def build_review_api(db: Database, reviewers: Reviewers, *, taus: Callable[[], Mapping[str, float]] = dict,
+                     image_root: Path | None = None) -> APIRouter:
+    """The page and API over one database; `taus()` gives the current per-domain τ (for the page)."""
+    api = APIRouter(tags=["review"])
+    root = Path(image_root) if image_root else Path.cwd()
+
+    def board() -> ReviewBoard:
+        return ReviewBoard(db, taus=taus())
+
+    @api.get("/review", include_in_schema=False)
+    async def page_redirect():
+        return RedirectResponse("/review/")
+
+    @api.get("/review/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @api.get("/review/static/{name}", include_in_schema=False)
+    async def static(name: str):
+        path = STATIC / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            raise ApiError(404, "not_found", f"no static file {name!r}")
+        return FileResponse(path, media_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
+
+    @api.get("/v1/review/whoami", summary="The reviewer this key belongs to")
+    async def whoami(authorization: str | None = Header(None, include_in_schema=False)):
+        return {"reviewer": reviewers.identify(authorization)}
+
+    @api.get("/v1/review/items", summary="Review items with evidence, most uncertain first")
+    async def items(status: str = "pending", domain: str | None = None, limit: int = 200,
+                    authorization: str | None = Header(None, include_in_schema=False)):
+        reviewers.identify(authorization)
+        if status not in ("pending", "labelled", "all"):
+            raise ApiError(422, "bad_request", f"status must be pending, labelled or all, not {status!r}")
+        views = await run_in_threadpool(board().items, None if status == "all" else status, domain,
+                                        max(1, min(int(limit), 1000)))
+        return {"items": views}
+
+    @api.get("/v1/review/items/{item_id}", summary="One review item with its label history")
+    async def item(item_id: int, authorization: str | None = Header(None, include_in_schema=False)):
+        reviewers.identify(authorization)
+        try:
+            return await run_in_threadpool(board().item, item_id)
+        except DataError as exc:
+            raise _data_error(exc) from None
+
+    @api.get("/v1/review/items/{item_id}/image", summary="The frame's image")
+    async def image(item_id: int, authorization: str | None = Header(None, include_in_schema=False)):
+        reviewers.identify(authorization)
+        it = board().queue.get(item_id)
+        if it is None:
+            raise ApiError(404, "not_found", f"review item {item_id}: no such item")
+        path = Path(it.image_ref)
+        path = path if path.is_absolute() else root / path
+        if not path.is_file():
+            raise ApiError(404, "image_missing", f"review item {item_id}: image {it.image_ref} is not readable here")
+        return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+
+    @api.post("/v1/review/items/{item_id}/label", summary="Label an item (stale versions get 409)")
+    async def label(item_id: int, body: dict[str, Any] = Body(...),
+                    authorization: str | None = Header(None, include_in_schema=False)):
+        who = reviewers.identify(authorization)
+        name = f"review item {item_id}"
+        if not isinstance(body.get("label"), str) or not isinstance(body.get("version"), int):
+            raise ApiError(422, "bad_request", f"{name}: send {{label: str, version: int, boxes: [...]}}")
+        try:
+            boxes = parse_boxes(body.get("boxes") or [], name)
+            b = board()
+            written = await run_in_threadpool(lambda: b.submit(item_id, body["label"], who,
+                                                               expected_version=body["version"], boxes=boxes))
+        except LabelConflict as exc:
+            current = await run_in_threadpool(board().item, item_id)
+            raise ConflictError(str(exc), current) from None
+        except DataError as exc:
+            raise _data_error(exc) from None
+        return {"label_id": written.label_id, "version": written.version, "labelled_by": who}
+
+    return api
+
+
+class ConflictError(ApiError):
+    """409 carrying the item as it is now, so the page can show the newer label."""
+
+    def __init__(self, message: str, current: dict[str, Any]):
+        super().__init__(409, "conflict", message)
+        self.current = current
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}, "current": self.current}
+
+
+def create_review_app(db_path: str | Path, *, bundle: str | None = None, image_root: str | Path | None = None,
+                      reviewers: Reviewers | None = None) -> FastAPI:
+    """The review page on its own (`cascade-defect serve review --db DB`): τ shown from `bundle` if given."""
+    from .. import __version__
+    from .http import install_errors, install_probes
+    from .metrics import ServiceMetrics
+
+    reviewers = reviewers if reviewers is not None else Reviewers.from_env()
+    if not reviewers:
+        raise ConfigError(f"set {REVIEWER_KEYS_ENV} (name:key,...) before starting the review page")
+    db = Database(db_path)
+    taus: dict[str, float] = {}
+    if bundle:
+        from .library import load_policy, open_bundle
+
+        policy = load_policy(open_bundle(bundle))
+        taus = {d: th.tau for d, th in policy.domains.items() if th.tau is not None}
+    metrics = ServiceMetrics("review")
+    app = FastAPI(title="cascade-defect review", version=__version__,
+                  description="Human review of the frames the cascade could not decide.")
+    install_errors(app, metrics)
+    install_probes(app, metrics, lambda: (True, {"role": "review", "pending": board_count(db)}), lambda _r: None)
+    app.include_router(build_review_api(db, reviewers, taus=lambda: taus,
+                                        image_root=Path(image_root) if image_root else None))
+    app.state.db = db
+    return app
+
+
+def board_count(db: Database) -> int:
+    return ReviewBoard(db).queue.count("pending")

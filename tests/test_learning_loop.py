@@ -1,0 +1,200 @@
+"""The learning loop in a tiny configuration (real YOLOv8n from yolov8n.yaml on CPU, 1 epoch, 64 px,
+synthetic steel): `learn simulate` rows, no evaluation frame in training, the queue drained, and a
+bundle version written only when the candidate is not significantly worse."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cascade_defect.cli import app
+from cascade_defect.learning import compare as compare_mod
+from cascade_defect.learning import learn as learn_mod
+from cascade_defect.learning.labelled import labelled_frames
+from cascade_defect.learning.learn import LearnSettings, learn
+from cascade_defect.learning.sources import RecordedSplit
+from cascade_defect.records import Box, Detection
+from cascade_defect.specialist.inference import Prediction
+from cascade_defect.specialist.yolo import Specialist
+from cascade_defect.store import Database, LabelStore, RetrainQueue
+
+runner = CliRunner()
+TINY = ["--rounds", "2", "--seed-frames", "24", "--per-round", "16", "--imgsz", "64", "--epochs0", "1",
+        "--epochs", "1", "--gate-epochs", "1", "--batch", "8", "--holdout-limit", "16"]
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loop")
+    res = runner.invoke(app, ["data", "synth", "--out", str(root / "data"), "--n", "100", "--size", "96x96",
+                              "--contrast", "3", "--seed", "5"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["learn", "simulate", "--format", "folder", "--root", str(root / "data"),
+                              "--out", str(root / "run"), "--json", *TINY])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    return root, rows
+
+
+def test_simulate_prints_one_measured_row_per_round(loop):
+    root, rows = loop
+    assert [r["round"] for r in rows] == [0, 1]
+    for r in rows:
+        assert r["frames"] == 16 and 0.0 <= r["to_oracle"] <= 1.0 and 0.0 <= r["map50"] <= 1.0
+        assert sum(r["decided_by"].values()) == 16
+        assert r["to_oracle"] == pytest.approx(r["decided_by"]["3"] / 16)
+        assert r["tokens_per_call"] == {"prompt": 2540, "completion": 60, "measured": False}
+        # cost is the assumed gpt-4.1-mini price of exactly the frames that reached the oracle
+        assert (r["cost_per_100k"] > 0) == (r["decided_by"]["3"] > 0)
+        assert r["holdout_streamed"] == 0
+        assert r["learn"]["status"] in ("accepted", "rejected", "nothing_to_learn")
+        if r["learn"]["status"] == "accepted":
+            assert r["pending_after"] == 0 and (root / "run" / f"bundle-{r['round'] + 1}" / "manifest.json").is_file()
+            assert r["learn"]["queue_drained"] == r["oracle_labels"] + r["reviewer_labels"]
+        else:
+            assert not (root / "run" / f"bundle-{r['round'] + 1}").exists()
+
+
+def test_learned_bundle_has_its_comparison_and_lineage(loop):
+    root, rows = loop
+    accepted = [r for r in rows if r["learn"]["status"] == "accepted"]
+    if not accepted:
+        pytest.skip("no round was accepted in the tiny run (rejections are checked in the other tests)")
+    k = accepted[-1]["round"] + 1
+    bundle = root / "run" / f"bundle-{k}"
+    card = (bundle / "learning" / "MODEL_CARD.md").read_text()
+    assert "Candidate vs current on the fixed hold-out" in card and "McNemar" in card
+    record = json.loads((bundle / "learning" / "learning.json").read_text())
+    assert record["comparison"]["worse"] is False and record["written"] is True
+    fit = json.loads((bundle / "specialist" / "specialist.json").read_text())["fit"]
+    assert fit["source"]["train_ids"]  # the original training data stays the recorded seed part
+
+
+def test_evaluation_frames_never_enter_training(loop):
+    root, _ = loop
+    bundle = root / "run" / "bundle-0"
+    split = RecordedSplit.from_fit_info(Specialist.load(bundle / "specialist", device="cpu").fit_info_)
+    test_frame, train_frame = split.samples("test")[0], split.samples("train")[0]
+    db = Database(root / "run" / "leak.db")
+    try:
+        labels = LabelStore(db)
+        for s in (test_frame, train_frame):
+            labels.add(frame_id=s.id, image_ref=str(s.image_path), domain=s.domain, label="scratch",
+                       source="human", labelled_by="t", boxes=[Box(1, 1, 20, 20, "scratch")])
+        got = labelled_frames(db, split.evaluation_keys(), ["pitting", "inclusion", "scratch", "patch"])
+    finally:
+        db.close()
+    assert got.counts["held_out"] == 1
+    assert [s.image_path for s in got.detector] == [train_frame.image_path]
+
+
+class _Blind:
+    """A detector that finds nothing (the worst candidate), with the current one's classes."""
+
+    def __init__(self, like):
+        self.class_names, self.conf = like.class_names, like.conf
+
+    def predict(self, paths, conf=None, max_det=None):
+        return [Prediction(str(p), 1, 1, ()) for p in paths]
+
+
+def test_a_significantly_worse_candidate_writes_nothing_and_keeps_the_queue(loop, monkeypatch):
+    root, _ = loop
+    bundle = root / "run" / "bundle-0"
+    db = Database(root / "run" / "reject.db")
+    split = RecordedSplit.from_fit_info(Specialist.load(bundle / "specialist", device="cpu").fit_info_)
+    s = split.samples("train")[1]
+    LabelStore(db).add(frame_id=s.id, image_ref=str(s.image_path), domain=s.domain, label=s.boxes[0].cls if s.boxes
+                       else "no_defect", source="human", labelled_by="t", boxes=list(s.boxes))
+    real = compare_mod.compare_detectors
+
+    def blind_candidate(current, candidate, holdout, **kw):
+        # the real statistics, with a candidate that misses every defect the current one finds
+        perfect = _Oracle(current, holdout)
+        return real(perfect, _Blind(current), holdout, **kw)
+
+    monkeypatch.setattr(learn_mod, "compare_detectors", blind_candidate)
+    out = root / "run" / "rejected"
+    try:
+        result = learn(bundle, db, out, settings=LearnSettings(epochs=1, imgsz=64, batch=8, n_resamples=50))
+        assert result["status"] == "rejected" and result["written"] is False
+        assert result["comparison"]["worse"] is True and result["comparison"]["mcnemar"]["p"] < 0.05
+        assert not out.exists()
+        assert len(RetrainQueue(db).pending()) == 1
+    finally:
+        db.close()
+
+
+class _Oracle:
+    """Predicts each hold-out frame's true boxes (so the blind candidate is measurably worse)."""
+
+    def __init__(self, like, holdout):
+        self.class_names, self.conf = like.class_names, like.conf
+        self.truth = {str(s.image_path): s.boxes for s in holdout}
+
+    def predict(self, paths, conf=None, max_det=None):
+        return [Prediction(str(p), 1, 1, tuple(Detection(b.cls, 0.99, tuple(b.as_list()))
+                                               for b in self.truth[str(p)])) for p in paths]
+
+
+def test_compare_is_not_worse_for_the_same_detector():
+    class Fixed:
+        class_names, conf = ["scratch"], 0.25
+
+        def __init__(self, preds):
+            self.preds = preds
+
+        def predict(self, paths, conf=None, max_det=None):
+            return [Prediction(str(p), 1, 1, self.preds[str(p)]) for p in paths]
+
+    from pathlib import Path
+
+    from cascade_defect.records import Sample
+
+    rng = np.random.default_rng(0)
+    holdout, preds = [], {}
+    for i in range(30):
+        box = Box(10, 10, 40, 40, "scratch")
+        holdout.append(Sample(image_path=Path(f"/x/{i}.png"), domain="d", defective=True, boxes=(box,)))
+        hit = rng.random() < 0.6
+        preds[f"/x/{i}.png"] = (Detection("scratch", 0.9, (10, 10, 40, 40) if hit else (50, 50, 60, 60)),)
+    c = compare_mod.compare_detectors(Fixed(preds), Fixed(preds), holdout, n_resamples=50)
+    assert c.worse is False and c.mcnemar["b"] == c.mcnemar["c"] == 0
+    assert c.map50_diff["estimate"] == 0.0
+
+
+def test_learn_command_updates_a_bundle_in_place_for_a_reload(loop, tmp_path):
+    """`learn --out BUNDLE` (the bundle itself): components are swapped atomically, the bundle still
+    verifies, and its manifest (the services' bundle version) changes only when the candidate is kept."""
+    import shutil
+
+    from cascade_defect.bundles.bundle import Bundle
+
+    root, _ = loop
+    bundle = tmp_path / "live"
+    shutil.copytree(root / "run" / "bundle-0", bundle)
+    before = (bundle / "manifest.json").read_bytes()
+    split = RecordedSplit.from_fit_info(Specialist.load(bundle / "specialist", device="cpu").fit_info_)
+    db_path = tmp_path / "l.db"
+    db = Database(db_path)
+    s = next(x for x in split.samples("train") if x.boxes)
+    LabelStore(db).add(frame_id=s.id, image_ref=str(s.image_path), domain=s.domain, label=s.boxes[0].cls,
+                       source="human", labelled_by="t", boxes=list(s.boxes))
+    db.close()
+    res = runner.invoke(app, ["learn", "--bundle", str(bundle), "--db", str(db_path), "--out", str(bundle),
+                              "--epochs", "1", "--imgsz", "64", "--batch", "8", "--holdout-limit", "10"])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    Bundle.open(bundle)  # verifies every checksum
+    if result["written"]:
+        assert (bundle / "manifest.json").read_bytes() != before and (bundle / "learning" / "MODEL_CARD.md").is_file()
+        assert result["labels"]["with_boxes"] == 1 and result["queue"]["drained"] == 1
+    else:
+        assert (bundle / "manifest.json").read_bytes() == before
+    if result["written"]:  # the queue was drained: a second learn has nothing to do and writes nothing
+        res = runner.invoke(app, ["learn", "--bundle", str(bundle), "--db", str(db_path), "--out", str(tmp_path / "x")])
+        assert res.exit_code == 0 and json.loads(res.stdout.strip().splitlines()[-1])["status"] == "nothing_to_learn"
+        assert not (tmp_path / "x").exists()
