@@ -29,6 +29,9 @@ class GateScore:
     score: float
     z: float | None
     anomaly_map: np.ndarray | None = None
+    region: tuple[float, float, float, float] | None = None
+    """Where the gate sees the defect (x1, y1, x2, y2 in image pixels), when it can tell
+    (the supervised gate); the oracle's hint when Layer 2 gave no box."""
 
 
 @dataclass
@@ -100,13 +103,14 @@ class Router:
             decisions[i] = Decision(frame_id=f.frame_id, image=f.source or f.frame_id, domain=f.domain,
                                     label=label, layer=layer, box=box, trace=traces[i], error=error)
 
-        flagged = self._run_gate(frames, traces, finish)
-        unsure = self._run_specialist(frames, flagged, traces, finish)
+        regions: dict[int, tuple | None] = {}
+        flagged = self._run_gate(frames, traces, finish, regions)
+        unsure = self._run_specialist(frames, flagged, traces, finish, regions)
         self._run_oracle(frames, unsure, traces, finish)
         return [decisions[i] for i in range(len(frames))]
 
     # -- layers ---------------------------------------------------------------------------
-    def _run_gate(self, frames, traces, finish) -> list[int]:
+    def _run_gate(self, frames, traces, finish, regions) -> list[int]:
         by_domain: dict[str, list[int]] = {}
         for i, f in enumerate(frames):
             by_domain.setdefault(f.domain, []).append(i)
@@ -129,15 +133,19 @@ class Router:
                     continue
                 if escalate:
                     flagged.append(i)
+                    region = getattr(res, "region", None)
+                    regions[i] = tuple(region) if region is not None else None
                 else:
                     finish(i, NO_DEFECT, 1)
         return sorted(flagged)
 
-    def _run_specialist(self, frames, flagged, traces, finish) -> list[tuple[int, tuple | None]]:
+    def _run_specialist(self, frames, flagged, traces, finish, regions) -> list[tuple[int, tuple | None]]:
+        """Frames Layer 2 could not decide, each with the oracle's hint: Layer 2's top box, else
+        the gate's region (when the gate gives one), else None."""
         if not flagged:
             return []
         if self.specialist is None:
-            return [(i, None) for i in flagged]
+            return [(i, regions.get(i)) for i in flagged]
         t0 = time.perf_counter()
         results = _call_isolated(
             lambda ids: self.specialist.detect_batch([frames[j].image for j in ids]), flagged)
@@ -146,7 +154,7 @@ class Router:
         for i, dets in zip(flagged, results):
             if isinstance(dets, Exception):
                 traces[i].append(LayerResult("specialist", per_ms, error=str(dets)))
-                unsure.append((i, None))  # recall first: a failed detector escalates
+                unsure.append((i, regions.get(i)))  # recall first: a failed detector escalates
                 continue
             top = max(dets, key=lambda d: d.confidence) if dets else None
             traces[i].append(LayerResult(
@@ -156,7 +164,7 @@ class Router:
             if accepted is not None:
                 finish(i, accepted.cls, 2, box=tuple(accepted.box))
             else:
-                unsure.append((i, tuple(top.box) if top else None))
+                unsure.append((i, tuple(top.box) if top else regions.get(i)))
         return unsure
 
     def _run_oracle(self, frames, unsure, traces, finish) -> None:
