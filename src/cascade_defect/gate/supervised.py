@@ -381,7 +381,7 @@ class SupervisedGate:
         }
 
     # -- bundle -------------------------------------------------------------------------------
-    def write_files(self, folder) -> dict:
+    def write_files(self, folder, write_part=None) -> dict:
         """Weights and ONNX graph into `folder`; returns extra config entries."""
         import torch
 
@@ -389,7 +389,7 @@ class SupervisedGate:
         (folder / "segnet.onnx").write_bytes(self.onnx_bytes())
         return {"defectives_used": list(self.defectives_used_)}
 
-    def read_files(self, folder, config: dict) -> None:
+    def read_files(self, folder, config: dict, load_part=None) -> None:
         import torch
 
         model = build_segnet(self.widths)
