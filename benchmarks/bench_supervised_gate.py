@@ -62,6 +62,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budgets", default="all,5,0")
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--crop", type=int, default=128, help="training crop (working pixels; 0: whole images)")
+    ap.add_argument("--autoencoder", action="store_true", help="with --compare: the autoencoder too (slow)")
     ap.add_argument("--latency-frames", type=int, default=41)
     ap.add_argument("--compare", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/supervised_gate.json")
@@ -92,28 +94,32 @@ def main() -> None:
                         "test": len(test), "test_defective": int(sum(s.defective for s in test)),
                         "unseen": len(val) + len(test),
                         "unseen_defective": int(sum(s.defective for s in val + test))},
-              "steps": args.steps, "runs": [], "compare": []}
+              "steps": args.steps, "crop": args.crop, "runs": [], "compare": []}
     print(f"train {len(normals)} normals + {len(defectives)} defectives; test {len(test)}; "
           f"unseen (val+test) {len(val) + len(test)}; load {load_average()}", flush=True)
     first = None
-    for budget in args.budgets.split(","):
-        for seed in (int(s) for s in args.seeds.split(",")):
-            maxd = None if budget == "all" else int(budget)
-            load0 = load_average()
-            t0 = time.perf_counter()
-            gate = SupervisedGate(seed=seed, steps=args.steps, max_defectives=maxd, threads=args.threads).fit(
-                normals, domain="ksdd1", defectives=defectives)
-            fit_s = time.perf_counter() - t0
-            row = {"budget": budget, "seed": seed, "fit_seconds": round(fit_s, 1), "load_before": load0,
-                   "load_after": load_average(), "defectives_used": gate.defectives_used_,
-                   **figures(gate, sets)}
-            if first is None:
-                first = gate
-                row["latency"] = latency(gate, sets["test"][0], args.latency_frames)
-            report["runs"].append(row)
-            print(f"budget {budget:>3} seed {seed}: test AUROC {row['test']['auroc']:.4f} AP {row['test']['ap']:.3f} | "
-                  f"unseen AUROC {row['unseen']['auroc']:.4f} AP {row['unseen']['ap']:.3f} | fit {fit_s:.0f} s "
-                  f"(load {load0}->{row['load_after']})", flush=True)
+    plan = [(b, int(s)) for s in args.seeds.split(",") for b in args.budgets.split(",")]  # seed-major
+    for i, (budget, seed) in enumerate(plan):
+        maxd = None if budget == "all" else int(budget)
+        load0 = load_average()
+        t0 = time.perf_counter()
+        gate = SupervisedGate(seed=seed, steps=args.steps, max_defectives=maxd, threads=args.threads,
+                              crop=args.crop or None).fit(
+            normals, domain="ksdd1", defectives=defectives)
+        fit_s = time.perf_counter() - t0
+        row = {"budget": budget, "seed": seed, "fit_seconds": round(fit_s, 1), "load_before": load0,
+               "load_after": load_average(), "defectives_used": gate.defectives_used_,
+               **figures(gate, sets)}
+        if first is None:
+            first = gate
+            row["latency"] = latency(gate, sets["test"][0], args.latency_frames)
+        report["runs"].append(row)
+        print(f"budget {budget:>3} seed {seed}: test AUROC {row['test']['auroc']:.4f} AP {row['test']['ap']:.3f} | "
+              f"unseen AUROC {row['unseen']['auroc']:.4f} AP {row['unseen']['ap']:.3f} | fit {fit_s:.0f} s "
+              f"(load {load0}->{row['load_after']})", flush=True)
+        _write(args.out, report)
+        if args.compare and i == len(args.budgets.split(",")) - 1:  # after the first seed
+            compare(report, normals, defectives, sets, args, first)
             _write(args.out, report)
     summary = {}
     for budget in args.budgets.split(","):
@@ -127,8 +133,6 @@ def main() -> None:
     report["summary"] = summary
     if first is not None:
         report["latency"] = report["runs"][0]["latency"]
-    if args.compare:
-        compare(report, normals, defectives, sets, args, first)
     _write(args.out, report)
     print_table(report)
 
@@ -137,11 +141,12 @@ def compare(report, normals, defectives, sets, args, supervised) -> None:
     from cascade_defect.gate import AutoencoderGate, CombinedGate, PatchCoreGate
 
     fitted = {}
-    for name, make in [
+    makers = [
         ("patchcore (image norm)", lambda: PatchCoreGate(backbone="random", seed=0, normalize="image", threads=args.threads)),
         ("patchcore (imagenet norm)", lambda: PatchCoreGate(backbone="random", seed=0, normalize="imagenet", threads=args.threads)),
         ("autoencoder (20 epochs)", lambda: AutoencoderGate(seed=0)),
-    ]:
+    ]
+    for name, make in makers if args.autoencoder else makers[:2]:
         t0 = time.perf_counter()
         gate = make().fit(normals, domain="ksdd1")
         fit_s = time.perf_counter() - t0

@@ -137,7 +137,7 @@ class SupervisedGate:
 
     def __init__(self, seed: int = 0, short_side: int | None = 128, widths=DEFAULT_WIDTHS,
                  steps: int = 300, batch_size: int = 8, lr: float = 2e-3, synthetic_share: float = 0.5,
-                 max_defectives: int | None = None, crop: int | None = None, holdout_fraction: float = 0.2,
+                 max_defectives: int | None = None, crop: int | None = 128, holdout_fraction: float = 0.2,
                  min_holdout: int = MIN_HOLDOUT, k_sigma: float = 3.0, engine: str = "onnx",
                  threads: int | None = None, score_batch_size: int = 8):
         if engine not in ("onnx", "torch"):
