@@ -81,10 +81,11 @@ def _accuracy(decisions, samples_by_image: dict[str, Sample]) -> dict[str, Any]:
 
 
 DEMO_SUPERVISED_STEPS = 150
-"""Training steps of the demo's supervised gate (about 40 s on 2 cores at 256x256 frames)."""
+"""Training steps of the demo's supervised gate (128x128 working frames, batches of 8)."""
 
 
-def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: str, notes: list, say):
+def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: str, notes: list, say,
+                   steps: int = DEMO_SUPERVISED_STEPS):
     """The supervised gate when the train split has labelled defectives (`kind` "auto" or
     "supervised"), else PatchCore-lite."""
     from ..gate import PatchCoreGate, SupervisedGate, defectives_from_samples
@@ -96,7 +97,7 @@ def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: 
             f"{len(labelled)} labelled defectives (+ synthetic anomalies)")
         notes.append("Layer 1 is the supervised gate (segmentation + decision CNN trained from scratch on the "
                      "train split's labelled defectives; no downloaded weights)")
-        return SupervisedGate(seed=seed, steps=DEMO_SUPERVISED_STEPS).fit(
+        return SupervisedGate(seed=seed, steps=steps).fit(
             paths, names, domain=domain, defectives=defectives_from_samples(labelled))
     if backbone == "random":
         notes.append("Layer 1 uses a seeded RANDOM ResNet18 backbone (no ImageNet weights offline); "
@@ -109,7 +110,8 @@ def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: 
 
 def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str = "random",
              contrast: float = 5.0, real: bool = False, data_root: Path | None = None,
-             gate_kind: str = "auto", say: Callable[[str], None] = print) -> DemoResult:
+             gate_kind: str = "auto", supervised_steps: int = DEMO_SUPERVISED_STEPS,
+             say: Callable[[str], None] = print) -> DemoResult:
     """Build `out/bundle`, calibrate, run on held-back frames; returns what was printed, as data."""
     from ..data.selection import select_split
     from ..gate import save_gate
@@ -144,7 +146,7 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
         shutil.rmtree(bundle_dir)
     bundle = Bundle.create(bundle_dir)
     normals = [s for s in train if s.defective is False]
-    gate = _fit_demo_gate(gate_kind, train, normals, domain, seed, backbone, notes, say)
+    gate = _fit_demo_gate(gate_kind, train, normals, domain, seed, backbone, notes, say, supervised_steps)
     save_gate(bundle, domain, gate)
 
     if not real and (SYNTH_DETECTOR / "weights.pt").is_file():
