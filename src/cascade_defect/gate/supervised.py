@@ -93,12 +93,14 @@ def to_grey(image: np.ndarray, short_side: int | None, name: str) -> np.ndarray:
     """Image -> float32 HxW grey in [0, 1] at the working scale (multiple of 8)."""
     import cv2
 
-    rgb = as_rgb_uint8(image, name)
-    grey = rgb.astype(np.float32).mean(axis=2) * (1.0 / 255.0)
-    h, w = working_size8(grey.shape[0], grey.shape[1], short_side)
-    if (h, w) != grey.shape:
-        grey = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA if h < grey.shape[0] else cv2.INTER_LINEAR)
-    return np.ascontiguousarray(grey, dtype=np.float32)
+    arr = np.asarray(image)
+    if not (arr.ndim == 2 and arr.dtype == np.uint8):  # a grey 8-bit frame skips the conversion
+        arr = as_rgb_uint8(arr, name)
+    h, w = working_size8(arr.shape[0], arr.shape[1], short_side)
+    if (h, w) != arr.shape[:2]:  # resize the 8-bit image first: cheaper than resizing floats
+        arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA if h < arr.shape[0] else cv2.INTER_LINEAR)
+    grey = arr.astype(np.float32) if arr.ndim == 2 else arr.astype(np.float32).mean(axis=2)
+    return np.ascontiguousarray(grey * (1.0 / 255.0), dtype=np.float32)
 
 
 def standardise(grey: np.ndarray) -> np.ndarray:
