@@ -74,7 +74,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from cascade_defect.data.ksdd1 import read_ksdd1
     from cascade_defect.data.selection import select_split
-    from cascade_defect.gate import CombinedGate, PatchCoreGate, SupervisedGate, defectives_from_samples
+    from cascade_defect.gate import SupervisedGate, defectives_from_samples
     from cascade_defect.imaging import load_image
 
     samples = read_ksdd1(Path(args.data_root) / "ksdd1", domain="ksdd1").samples

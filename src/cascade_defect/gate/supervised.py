@@ -10,9 +10,10 @@ share of the normals, whose scores give the domain's mean/std for z; `score` ret
 * Input: the grey image (mean of RGB) resized so its short side is `short_side` (default 128,
   about 1/4 of a KolektorSDD frame), both sides rounded to a multiple of 8, standardised by its
   own mean and std.
-* Training: all images are cropped to the smallest working size among them (or to `crop` x
-  `crop` working pixels when set: cheaper steps; a masked defective's crop is centred near a
-  defect cell, an image-label-only one is cropped at random); each step draws
+* Training: views are `crop` x `crop` working pixels (default 128; None: the smallest working
+  size among the images) — cheaper steps, and measured better on KolektorSDD; a masked
+  defective's crop is centred near a defect cell, an image-label-only one is cropped at random
+  (with small images the crop is the whole image); each step draws
   half normals, half positives (a labelled defective or, with probability `synthetic_share` or
   always without labels, a normal with synthetic anomalies); random flips. Loss = BCE of the
   1/8-scale defect map (where a mask or box is known) + BCE of the image decision.
