@@ -6,7 +6,8 @@ set -euo pipefail
 : "${CASCADE_DATA_ROOT:?set CASCADE_DATA_ROOT to the folder holding ksdd1/, neu-det/ and severstal/}"
 OUT=${1:-runs/eval-real}
 BACKBONE=${BACKBONE:-random}          # imagenet where torchvision's weights are available
-GATE=${GATE:-patchcore}               # or autoencoder (no backbone: the stronger gate offline)
+GATE=${GATE:-patchcore}               # or autoencoder, or supervised (learns from the train split's labelled defectives:
+                                      # the strongest gate offline), combined (max z of patchcore and supervised), auto
 MAX_NORMALS=${MAX_NORMALS:-2000}      # cap on the normals a gate fits on (binds only on large datasets)
 SPECIALIST=${SPECIALIST:-src/cascade_defect/models/specialist-neu-cpu}
 CLI=${CLI:-.venv/bin/cascade-defect}

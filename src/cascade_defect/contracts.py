@@ -32,6 +32,9 @@ class GateScore:
     score: float
     z: float | None
     anomaly_map: np.ndarray | None = None
+    region: tuple[float, float, float, float] | None = None
+    """Where the gate sees the defect (x1, y1, x2, y2 in image pixels), when it can tell
+    (the supervised gate); the oracle's hint when Layer 2 gave no box."""
     error: str | None = None
     """Why no score could be computed (e.g. the gate service is unreachable; z is then None and the frame escalates)."""
 

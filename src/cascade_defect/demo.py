@@ -80,12 +80,41 @@ def _accuracy(decisions, samples_by_image: dict[str, Sample]) -> dict[str, Any]:
             "precision": tp / (tp + fp) if tp + fp else None}
 
 
+DEMO_SUPERVISED_STEPS = 150
+"""Training steps of the demo's supervised gate (128x128 working frames, batches of 8)."""
+
+
+def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: str, notes: list, say,
+                   steps: int = DEMO_SUPERVISED_STEPS):
+    """The supervised gate when the train split has labelled defectives (`kind` "auto" or
+    "supervised"), else PatchCore-lite."""
+    from .gate import PatchCoreGate, SupervisedGate, defectives_from_samples
+
+    paths, names = [s.image_path for s in normals], [str(s.image_path) for s in normals]
+    labelled = [s for s in train if s.defective]
+    if kind == "supervised" or (kind == "auto" and labelled):
+        say(f"layer 1: training the supervised gate from scratch on {len(normals)} train normals + "
+            f"{len(labelled)} labelled defectives (+ synthetic anomalies)")
+        notes.append("Layer 1 is the supervised gate (segmentation + decision CNN trained from scratch on the "
+                     "train split's labelled defectives; no downloaded weights)")
+        return SupervisedGate(seed=seed, steps=steps).fit(
+            paths, names, domain=domain, defectives=defectives_from_samples(labelled))
+    if backbone == "random":
+        notes.append("Layer 1 uses a seeded RANDOM ResNet18 backbone (no ImageNet weights offline); "
+                     "pass --backbone imagenet where torchvision's weights are available")
+    say(f"layer 1: fitting PatchCore-lite ({backbone} backbone) on {len(normals)} train normals")
+    # p99 aggregation: steadier than max with a random backbone (measured on synthetic steel)
+    gate = PatchCoreGate(backbone=backbone, seed=seed, short_side=256, aggregate="p99")
+    return gate.fit(paths, names, domain=domain)
+
+
 def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str = "random",
              contrast: float = 5.0, real: bool = False, data_root: Path | None = None,
+             gate_kind: str = "auto", supervised_steps: int = DEMO_SUPERVISED_STEPS,
              say: Callable[[str], None] = print) -> DemoResult:
     """Build `out/bundle`, calibrate, run on held-back frames; returns what was printed, as data."""
     from .data.selection import select_split
-    from .gate import PatchCoreGate, save_gate
+    from .gate import save_gate
     from .oracle.prompt import build_exemplar_set, save_exemplars
     from .store.db import Database
     from .store.decisions import DecisionLog
@@ -117,13 +146,7 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
         shutil.rmtree(bundle_dir)
     bundle = Bundle.create(bundle_dir)
     normals = [s for s in train if s.defective is False]
-    if backbone == "random":
-        notes.append("Layer 1 uses a seeded RANDOM ResNet18 backbone (no ImageNet weights offline); "
-                     "pass --backbone imagenet where torchvision's weights are available")
-    say(f"layer 1: fitting PatchCore-lite ({backbone} backbone) on {len(normals)} train normals")
-    # p99 aggregation: steadier than max with a random backbone (measured on synthetic steel)
-    gate = PatchCoreGate(backbone=backbone, seed=seed, short_side=256, aggregate="p99")
-    gate.fit([s.image_path for s in normals], [str(s.image_path) for s in normals], domain=domain)
+    gate = _fit_demo_gate(gate_kind, train, normals, domain, seed, backbone, notes, say, supervised_steps)
     save_gate(bundle, domain, gate)
 
     if not real and (SYNTH_DETECTOR / "weights.pt").is_file():

@@ -6,8 +6,9 @@ Every routing rule of the cascade lives here and nowhere else:
    against its MSE threshold) is above the threshold — or is missing or not finite (recall first);
    a frame it does not escalate is `no_defect`, decided by Layer 1.
 2. Layer 2 decides when its top detection clears the policy's bar (per class when set); no
-   detection is never sure. Otherwise the frame goes on, with the top detection's box as the hint.
-   A failed detector escalates (hint None); a domain served without a detector goes straight on.
+   detection is never sure. Otherwise the frame goes on, with the top detection's box as the hint,
+   else the region Layer 1 points at (a localising gate), else none. A failed detector escalates;
+   a domain served without a detector goes straight on.
 3. Layer 3's label decides; a hand-over, an oracle that raised or no oracle at all means human
    review. A Layer-3 decision keeps the hint box unless the label is `no_defect`.
 
@@ -57,6 +58,12 @@ def gate_escalates(policy: Any, domain: str, z: float | None, score: float | Non
     if th.mse_threshold is not None:
         return bool(escalates(score, th.mse_threshold))
     raise ConfigError(f"domain '{domain}' has neither τ nor an MSE threshold")
+
+
+def gate_region(gate: GateScore | Exception | None) -> tuple | None:
+    """The region Layer 1 points at (a gate that localises, e.g. the supervised one), else None."""
+    region = getattr(gate, "region", None)
+    return tuple(region) if region is not None else None
 
 
 def top_detection(detections: Sequence[Detection]) -> Detection | None:
@@ -130,7 +137,7 @@ def decide(policy: Any, out: FrameOutputs) -> Step:
 
 def decide_escalated(policy: Any, out: FrameOutputs) -> Step:
     """Rules 2 and 3 for a frame Layer 1 escalated (also what the τ sweeps ask of escalated frames)."""
-    hint = None
+    hint = gate_region(out.gate)
     if out.has_specialist:
         if out.detections is None:
             return Next("specialist")
@@ -139,7 +146,8 @@ def decide_escalated(policy: Any, out: FrameOutputs) -> Step:
             if accepted is not None:
                 return Final(accepted.cls, 2, box=tuple(accepted.box))
             top = top_detection(out.detections)
-            hint = tuple(top.box) if top is not None else None
+            if top is not None:
+                hint = tuple(top.box)
     if not out.has_oracle:
         return Final(None, "review", reason=NO_ORACLE, hint=hint)
     if out.verdict is None:

@@ -179,6 +179,10 @@ def demo(
     backbone: str = typer.Option("random", "--backbone",
                                  help="Gate backbone: random (seeded, offline) or imagenet / a weights file."),
     real: bool = typer.Option(False, "--real", help="Use KolektorSDD under $CASCADE_DATA_ROOT instead."),
+    gate: str = typer.Option("auto", "--gate",
+                             help="Layer 1: auto (supervised when the train split has labelled defectives, "
+                                  "else patchcore), supervised or patchcore."),
+    steps: int = typer.Option(150, "--steps", help="Training steps of the supervised gate."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
 ) -> None:
     """Build a bundle from built-in data, calibrate it and run the cascade on held-back frames."""
@@ -191,8 +195,10 @@ def demo(
     root = data_root() if real else None
     if real and root is None:
         fail("--real needs CASCADE_DATA_ROOT set to the folder holding ksdd1/")
+    if gate not in ("auto", "supervised", "patchcore"):
+        fail(f"unknown --gate {gate!r}; choose auto, supervised or patchcore")
     result = run_guarded(run_demo, out, frames=frames, seed=seed, backbone=backbone, real=real,
-                         data_root=root, say=say)
+                         data_root=root, gate_kind=gate, supervised_steps=steps, say=say)
     if json_out:
         emit_json({"domain": result.domain, "bundle": str(result.bundle), "decisions": str(result.decisions),
                    **result.summary.to_dict(), "accuracy_vs_truth": result.accuracy, "notes": result.notes})

@@ -12,7 +12,9 @@ from .common import emit_json, err_console, escape, fail, progress, read_format,
 app = typer.Typer(help="Layer-1 gate: fit on a domain's defect-free images, score images.",
                   no_args_is_help=True)
 
-GATES = ("patchcore", "autoencoder")
+GATES = ("patchcore", "autoencoder", "supervised", "combined", "auto")
+LABEL_GATES = ("supervised", "combined", "auto")
+"""Gates that also learn from the training split's labelled defectives."""
 
 
 def _quiet_openmp() -> None:
@@ -48,12 +50,16 @@ def fit(
     root: Path = typer.Option(..., "--root", help="Dataset root folder."),
     domain: str = typer.Option(..., "--domain", help="Domain the gate is for (its key in the bundle)."),
     out: Path = typer.Option(..., "--out", help="Bundle folder to add the domain's gate to (created if missing)."),
-    gate: str = typer.Option("patchcore", "--gate", help="patchcore (default) or autoencoder."),
+    gate: str = typer.Option(
+        "patchcore", "--gate",
+        help="patchcore (default), autoencoder, supervised (learns from labelled defectives + synthetic "
+             "anomalies), combined (max z of patchcore and supervised) or auto (best validation AUROC)."),
     backbone: str = typer.Option(
         "imagenet", "--backbone",
         help="PatchCore weights: imagenet, random (needs --seed; tests only) or a ResNet18 state-dict file."),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out split, the coreset and random weights."),
-    short_side: int = typer.Option(256, "--short-side", help="Working scale: pixels of the short side (0: native)."),
+    short_side: Optional[int] = typer.Option(
+        None, "--short-side", help="Working scale: pixels of the short side (0: native; default 256, supervised 128)."),
     holdout: float = typer.Option(0.2, "--holdout", help="Share of normals held out for the statistics."),
     min_holdout: int = typer.Option(10, "--min-holdout", help="Fewest held-out normals accepted."),
     coreset: str = typer.Option("random", "--coreset", help="random (default) or greedy k-center."),
@@ -65,9 +71,17 @@ def fit(
     split: Optional[str] = typer.Option(None, "--split", help="Split to fit on: train (default; the dataset's own or the group-aware split), val, test or all."),
     max_normals: Optional[int] = typer.Option(
         None, "--max-normals", help="Fit on a seeded random subset of at most this many normals (large datasets)."),
+    max_defectives: Optional[int] = typer.Option(
+        None, "--max-defectives",
+        help="supervised/combined/auto: use at most N labelled training defectives (seeded draw; 0: normals only)."),
+    steps: int = typer.Option(300, "--steps", help="supervised: training steps (batches of 8)."),
+    candidates: str = typer.Option(
+        "patchcore,patchcore-imagenet,supervised,combined", "--candidates",
+        help="auto: comma-separated candidates (patchcore, patchcore-imagenet, autoencoder, supervised, combined)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid items (listed on stderr)."),
 ) -> None:
-    """Fit a gate on a domain's defect-free training images and add it to the bundle."""
+    """Fit a gate on a domain's training images and add it to the bundle (patchcore/autoencoder:
+    the defect-free ones; supervised/combined/auto: the labelled defectives as well)."""
     import time
 
     _quiet_openmp()
@@ -87,7 +101,18 @@ def fit(
         fail(f"{root}: no defect-free training images{where} to fit the gate on{extra}")
     available = len(normals)
     normals = seeded_subset(normals, max_normals, seed)
-    side = short_side or None
+    if max_defectives is not None and max_defectives < 0:
+        fail(f"--max-defectives must be 0 or more, got {max_defectives}")
+    if gate in LABEL_GATES:
+        from ._gate_supervised import fit_with_labels
+
+        fit_with_labels(gate=gate, samples=samples, normals=normals, available=available, used_split=used_split,
+                        domain=domain, out=out, seed=seed, short_side=short_side, holdout=holdout,
+                        min_holdout=min_holdout, backbone=backbone, aggregate=aggregate, coreset=coreset,
+                        coreset_fraction=coreset_fraction, index=index, normalize=normalize, epochs=epochs,
+                        max_defectives=max_defectives, steps=steps, candidates=candidates)
+        return
+    side = 256 if short_side is None else (short_side or None)
     if gate == "patchcore":
         if backbone == "random":
             err_console.print(f"[yellow]note:[/] random backbone weights (seed {seed}): for tests only",

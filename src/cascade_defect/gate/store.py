@@ -30,13 +30,17 @@ from ..contracts import GateScore
 from ..errors import BundleError, ConfigError
 from .autoencoder import AutoencoderGate
 from .base import DomainStats, ImageLike
+from .combined import CombinedGate
 from .patchcore import PatchCoreGate
+from .supervised import SupervisedGate
 
 COMPONENT = "gate"
 GATE_FORMAT = 1
 INDEX_FILE = "gate.json"
-GATE_KINDS = {"patchcore": PatchCoreGate, "autoencoder": AutoencoderGate}
-RUNTIME_PARAMS = ("engine", "device", "batch_size", "threads", "index", "nprobe", "rerank")
+GATE_KINDS = {"patchcore": PatchCoreGate, "autoencoder": AutoencoderGate,
+              "supervised": SupervisedGate, "combined": CombinedGate}
+RUNTIME_PARAMS = ("engine", "device", "batch_size", "threads", "index", "nprobe", "rerank",
+                  "score_batch_size")
 """Hyper-parameters that may be changed at load time (they do not change what was learned;
 `index`/`nprobe`/`rerank` change only how the bank is searched)."""
 
@@ -54,14 +58,24 @@ def _read_index(folder: Path) -> dict:
                                "refit with `cascade-defect gate fit`")
 
 
+def _gate_summary(gate) -> dict:
+    """The gate's summary, with the `gate fit --gate auto` candidates' figures when it was chosen so."""
+    summary = gate.summary()
+    if getattr(gate, "selection_", None) is not None:
+        summary["selection"] = gate.selection_
+    return summary
+
+
 def _write_domain(folder: Path, gate) -> None:
     import torch
 
     folder.mkdir(parents=True)
-    config = {"kind": gate.kind, "params": gate.get_params(), "summary": gate.summary(),
+    config = {"kind": gate.kind, "params": gate.get_params(), "summary": _gate_summary(gate),
               "stats": gate.stats_.to_dict(), "holdout_scores": [float(s) for s in gate.holdout_scores_],
               "package_version": __version__}
-    if gate.kind == "patchcore":
+    if hasattr(gate, "write_files"):  # supervised, combined: the gate writes its own files
+        config.update(gate.write_files(folder, _write_domain))
+    elif gate.kind == "patchcore":
         from .backbone import _trunk_only
 
         torch.save(_trunk_only(gate.trunk_.state_dict()), folder / "trunk.pt")
@@ -94,7 +108,7 @@ def save_gate(bundle: str | Path | Bundle, domain: str, gate) -> Bundle:
         if (tmp / folder).exists():
             shutil.rmtree(tmp / folder)
         _write_domain(tmp / folder, gate)
-        index["domains"][domain] = {"folder": folder, "kind": gate.kind, "summary": gate.summary()}
+        index["domains"][domain] = {"folder": folder, "kind": gate.kind, "summary": _gate_summary(gate)}
         index["gate_format"] = GATE_FORMAT
         (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True))
     return b
@@ -123,6 +137,7 @@ def _load_domain(folder: Path, domain: str, overrides: Mapping):
         config = json.loads((folder / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise BundleError(f"{folder}: unreadable gate config: {exc}") from None
+    selection = config.get("summary", {}).get("selection")
     kind = config.get("kind")
     if kind not in GATE_KINDS:
         raise BundleError(f"{folder}: unknown gate kind {kind!r}")
@@ -139,8 +154,11 @@ def _load_domain(folder: Path, domain: str, overrides: Mapping):
     gate.holdout_scores_ = np.array(config.get("holdout_scores", []), dtype=np.float64)
     gate.domain_ = domain
     summary = config.get("summary", {})
+    gate.selection_ = selection
     try:
-        if kind == "patchcore":
+        if hasattr(gate, "read_files"):  # supervised, combined
+            gate.read_files(folder, config, lambda sub, name: _load_domain(sub, name, overrides))
+        elif kind == "patchcore":
             from torchvision.models import resnet18
 
             from .backbone import trunk_state_digest

@@ -1,0 +1,69 @@
+"""`gate fit --gate supervised|combined|auto`: the gates that learn from labelled defectives too.
+
+The normals are those `gate fit` already chose (the training split's defect-free images); the
+labelled defectives are the same split's defective samples (masks where the format has them,
+boxes otherwise, the image label otherwise), at most `--max-defectives` of them (seeded). `auto`
+also reads the validation split (as `calibrate` would) to compare its candidates.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .common import emit_json, err_console, fail, run_guarded
+
+
+def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: str, domain: str, out: Path,
+                    seed: int, short_side: int | None, holdout: float, min_holdout: int, backbone: str,
+                    aggregate: str, coreset: str, coreset_fraction: float, index: str, normalize: str,
+                    epochs: int, max_defectives: int | None, steps: int, candidates: str) -> None:
+    from ..data.selection import select_split
+    from ..gate import save_gate
+    from ..gate.combined import CombinedGate
+    from ..evaluation.gate_selection import select_gate
+    from ..gate.supervised import SupervisedGate, defectives_from_samples
+
+    defective = [s for s in select_split(samples, used_split, seed=seed) if s.defective]
+    defectives = defectives_from_samples(defective)
+    sup = {"steps": steps, "max_defectives": max_defectives}
+    if short_side is not None:
+        sup["short_side"] = short_side or None
+    pc = {"backbone": backbone, "aggregate": aggregate, "coreset": coreset, "coreset_fraction": coreset_fraction,
+          "index": index, "short_side": 256 if short_side is None else (short_side or None)}
+    if gate in ("combined", "auto") and backbone == "random":
+        err_console.print(f"[yellow]note:[/] random backbone weights (seed {seed}): for tests only", highlight=False)
+    paths = [s.image_path for s in normals]
+    names = [str(p) for p in paths]
+    t0 = time.perf_counter()
+    extra: dict = {}
+    with err_console.status(f"fitting {gate} gate for '{domain}' on {len(normals)} normals and "
+                            f"{len(defectives) if max_defectives is None else min(max_defectives, len(defectives))} "
+                            "labelled defectives", spinner="dots"):
+        if gate == "supervised":
+            model = SupervisedGate(seed=seed, holdout_fraction=holdout, min_holdout=min_holdout, **sup)
+            run_guarded(model.fit, paths, names, domain=domain, defectives=defectives)
+        elif gate == "combined":
+            model = CombinedGate(unsupervised="patchcore", unsupervised_params={**pc, "normalize": normalize},
+                                 supervised_params=sup, seed=seed, holdout_fraction=holdout, min_holdout=min_holdout)
+            run_guarded(model.fit, paths, names, domain=domain, defectives=defectives)
+        else:
+            wanted = [c.strip() for c in candidates.split(",") if c.strip()]
+            val = select_split(samples, "val", seed=seed)
+            val = [s for s in val if s.defective is not None]
+            if not val:
+                fail(f"--gate auto needs labelled validation images (split 'val' of {len(samples)} samples is empty)")
+            model = run_guarded(
+                select_gate, paths, [s.image_path for s in val], [bool(s.defective) for s in val], domain=domain,
+                defectives=defectives, candidates=wanted, seed=seed, patchcore_params=pc, supervised_params=sup,
+                autoencoder_params={"epochs": epochs, "short_side": pc["short_side"]}, holdout_fraction=holdout,
+                min_holdout=min_holdout, say=lambda m: err_console.print(m, highlight=False))
+            extra = {"chosen": model.selection_["chosen"]}
+    seconds = time.perf_counter() - t0
+    run_guarded(save_gate, out, domain, model)
+    summary = model.summary()
+    if getattr(model, "selection_", None):
+        summary["selection"] = model.selection_
+    emit_json({"bundle": str(out), "domain": domain, "gate": gate, **extra, "normals": len(normals),
+               "normals_available": available, "defectives_available": len(defectives), "split": used_split,
+               "seconds": round(seconds, 2), **summary})
