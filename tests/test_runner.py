@@ -138,10 +138,10 @@ def test_a_kill_between_the_oracle_and_the_log_doubles_no_review_item_or_call(tm
     db = _db(tmp_path / "log.db")
 
     class KilledLog(DecisionLog):
-        def record(self, run_id, items):
+        def record(self, run_id, items, **kw):
             if self.db.query("SELECT COUNT(*) FROM decisions")[0][0] >= 2:
                 raise KeyboardInterrupt  # the kill: after the oracle step of batch 2, before its decisions
-            super().record(run_id, items)
+            super().record(run_id, items, **kw)
 
     log = KilledLog(db)
     run = log.start_run({})

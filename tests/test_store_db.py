@@ -128,3 +128,17 @@ def test_cache_thumbnail_column_is_added_to_older_databases(tmp_path):
     cache = PerceptualCache(db)
     cache.add("d", "v", "whole", 5, defect_class="x", confidence=1, reasoning="", call_id=None, thumb=bytes(256))
     assert cache.lookup("d", "v", "whole", 5, bytes(256)).thumb_distance == 0.0
+
+
+def test_frames_with_one_file_name_keep_their_rows_unless_the_input_is_the_frame(tmp_path):
+    """Services and the queue worker key frames by id (uploads share file names); `run` keys by input path."""
+    from cascade_defect.records import Decision
+    from cascade_defect.store.decisions import DecisionLog
+
+    log = DecisionLog(Database(tmp_path / "d.db"))
+    run = log.start_run({})
+    log.record(run, [("a:cam1-1", Decision("cam1-1", "frame.png", "steel", "no_defect", 1))])
+    log.record(run, [("b:cam1-2", Decision("cam1-2", "frame.png", "steel", "scratch", 2))])
+    assert [d.frame_id for d in log.decisions(run)] == ["cam1-1", "cam1-2"]
+    log.record(run, [("c:frame.png", Decision("frame.png", "frame.png", "steel", "patches", 2))], replace_input=True)
+    assert [(d.frame_id, d.label) for d in log.decisions(run)] == [("frame.png", "patches")]

@@ -95,7 +95,7 @@ class CascadeRunner:
                     frame_keys.append(key)
             routed = list(zip(frame_keys, self.router.route(frames))) if frames else []
             keyed = routed + errors
-            self.log.record(run_id, keyed)
+            self.log.record(run_id, keyed, replace_input=True)
             self._append_jsonl([d for _, d in keyed])
             decided.extend(d for _, d in keyed)
             if on_batch:

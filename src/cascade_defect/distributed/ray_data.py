@@ -226,7 +226,7 @@ def run_batch(specs: Sequence[str], bundle_ref: str, domain: str, out: str | Pat
     new = 0
     for batch in ds.iter_batches(batch_size=config.batch_size, batch_format="default"):
         items = [(str(k), decision_from_dict(json.loads(r))) for k, r in zip(batch["key"], batch["record"])]
-        log.record(run_id, items)
+        log.record(run_id, items, replace_input=True)
         with open(jsonl, "a") as fh:
             for r in batch["record"]:
                 fh.write(r + "\n")

@@ -1,10 +1,15 @@
-"""The decision log: one current row per input per run, in the shared SQLite database.
+"""The decision log: one current row per frame per run, in the shared SQLite database.
 
-Identity: the input (its path, the `image` column) is the frame; the frame key (SHA-256 of
-the bytes plus the path) records which content was decided. So `--resume` skips exactly the
-inputs whose content was already decided, and a file whose content changed, or that was fixed
-or created since, is decided again and its new row *replaces* the old one: a run never holds
-two rows for one input. Error rows are retried on resume (the cause may be gone).
+A row is keyed by its frame key within a run. What a frame *is* depends on the transport:
+
+* `run` (and `run --engine ray`) read files: the input path (the `image` column) is the frame,
+  and the frame key (SHA-256 of the bytes plus the path) records which content was decided. They
+  write with ``replace_input=True``: a file whose content changed, or that was fixed or created
+  since, is decided again and its new row *replaces* the old one, so a run never holds two rows
+  for one input, and `--resume` skips exactly the inputs whose content was already decided.
+  Error rows are retried on resume (the cause may be gone).
+* the HTTP router and the queue worker receive frames with a frame id: the id is the frame
+  (two frames may carry the same file name or URI), so rows are never replaced by input.
 """
 
 from __future__ import annotations
@@ -47,14 +52,16 @@ class DecisionLog:
         return {r["frame_key"] for r in rows}
 
     # -- writing --------------------------------------------------------------------------
-    def record(self, run_id: str, items: Sequence[tuple[str, Decision]]) -> None:
-        """Write a batch of (frame key, decision) in one transaction; each replaces the run's earlier
-        row of the same input (an error, or a decision on content that has changed since)."""
+    def record(self, run_id: str, items: Sequence[tuple[str, Decision]], *, replace_input: bool = False) -> None:
+        """Write a batch of (frame key, decision) in one transaction. With `replace_input` (file
+        inputs: the path is the frame), each replaces the run's earlier row of the same input (an
+        error, or a decision on content that has changed since)."""
         now = time.time()
         with self.db.transaction() as conn:
             for key, d in items:
-                conn.execute("DELETE FROM decisions WHERE run_id = ? AND image = ? AND frame_key <> ?",
-                             (run_id, d.image, key))
+                if replace_input:
+                    conn.execute("DELETE FROM decisions WHERE run_id = ? AND image = ? AND frame_key <> ?",
+                                 (run_id, d.image, key))
                 conn.execute(
                     """INSERT INTO decisions (ts, run_id, frame_key, frame_id, image, domain, label,
                                               layer, error, cost_usd, record)
