@@ -43,7 +43,7 @@ def test_positional_construction_is_unchanged():
     assert (r.layer, r.latency_ms, r.score, r.z, r.cost_usd) == ("gate", 1.5, 0.3, 2.0, 0.0)
     with pytest.raises(TypeError):
         OracleVerdict("pitting", 0.5, "r", True, True, 3.0, "e", 1, None, None, None, None, None, None, None, None,
-                      None, None, 10)  # tokens are never positional
+                      None, None, False, 10)  # tokens are never positional (one past every field)
 
 
 def test_metered_usage_reads_any_source_and_overrides():
