@@ -76,6 +76,7 @@ def main() -> None:
     from cascade_defect.data.selection import select_split
     from cascade_defect.gate import SupervisedGate, defectives_from_samples
     from cascade_defect.imaging import load_image
+    from cascade_defect.settings import path_as_written
 
     samples = read_ksdd1(Path(args.data_root) / "ksdd1", domain="ksdd1").samples
     train, val, test = (select_split(samples, s, seed=0) for s in ("train", "val", "test"))
@@ -108,7 +109,7 @@ def main() -> None:
             normals, domain="ksdd1", defectives=defectives)
         fit_s = time.perf_counter() - t0
         row = {"budget": budget, "seed": seed, "fit_seconds": round(fit_s, 1), "load_before": load0,
-               "load_after": load_average(), "defectives_used": gate.defectives_used_,
+               "load_after": load_average(), "defectives_used": [path_as_written(p) for p in gate.defectives_used_],
                **figures(gate, sets)}
         if first is None:
             first = gate
