@@ -13,13 +13,13 @@ ONNX Runtime (CPU); both see the same graph.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import DataError
+from .onnx_graph import cpu_session, export_onnx
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -174,15 +174,8 @@ class FeatureExtractor:
             return self._onnx
         import torch
 
-        buf = io.BytesIO()
-        net = _patch_net(self.trunk).cpu().float()
-        dummy = torch.zeros(1, 3, 64, 96)
-        torch.onnx.export(
-            net, (dummy,), buf, input_names=["image"], output_names=["features"],
-            dynamic_axes={"image": {0: "b", 2: "h", 3: "w"}, "features": {0: "b", 2: "fh", 3: "fw"}},
-            opset_version=17, dynamo=False,
-        )
-        self._onnx = buf.getvalue()
+        self._onnx = export_onnx(_patch_net(self.trunk).cpu().float(), torch.zeros(1, 3, 64, 96), ["features"],
+                                 {"image": {0: "b", 2: "h", 3: "w"}, "features": {0: "b", 2: "fh", 3: "fw"}})
         return self._onnx
 
     def use_onnx(self, data: bytes) -> None:
@@ -193,16 +186,7 @@ class FeatureExtractor:
     @property
     def ort(self):
         if self._ort is None:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            if self.threads:
-                opts.intra_op_num_threads = int(self.threads)
-                opts.inter_op_num_threads = 1
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # no busy-waiting after a run: the search that follows needs the same cores
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._ort = ort.InferenceSession(self.onnx_bytes(), opts, providers=["CPUExecutionProvider"])
+            self._ort = cpu_session(self.onnx_bytes(), self.threads)
         return self._ort
 
     def run_batch(self, x: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ share of the normals, whose scores give the domain's mean/std for z; `score` ret
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -37,6 +36,7 @@ from ..contracts import GateScore
 from ..errors import ConfigError, DataError
 from .base import MIN_HOLDOUT, DomainStats, ImageLike, image_name, load_input, split_holdout
 from .features import as_rgb_uint8
+from .onnx_graph import cpu_session, export_onnx
 from .segnet import DEFAULT_WIDTHS, STRIDE, build_segnet, count_parameters
 from .synthetic_anomalies import add_anomaly
 
@@ -309,13 +309,9 @@ class SupervisedGate:
             return self._onnx
         import torch
 
-        buf = io.BytesIO()
-        torch.onnx.export(self.model_.eval(), (torch.zeros(1, 1, 64, 96),), buf, input_names=["image"],
-                          output_names=["decision", "segmentation"],
-                          dynamic_axes={"image": {0: "b", 2: "h", 3: "w"}, "decision": {0: "b"},
-                                        "segmentation": {0: "b", 2: "gh", 3: "gw"}},
-                          opset_version=17, dynamo=False)
-        self._onnx = buf.getvalue()
+        self._onnx = export_onnx(self.model_.eval(), torch.zeros(1, 1, 64, 96), ["decision", "segmentation"],
+                                 {"image": {0: "b", 2: "h", 3: "w"}, "decision": {0: "b"},
+                                  "segmentation": {0: "b", 2: "gh", 3: "gw"}})
         return self._onnx
 
     def use_onnx(self, data: bytes) -> None:
@@ -325,14 +321,7 @@ class SupervisedGate:
     @property
     def ort(self):
         if self._ort is None:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            if self.threads:
-                opts.intra_op_num_threads = int(self.threads)
-                opts.inter_op_num_threads = 1
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._ort = ort.InferenceSession(self.onnx_bytes(), opts, providers=["CPUExecutionProvider"])
+            self._ort = cpu_session(self.onnx_bytes(), self.threads)
         return self._ort
 
     def run_batch(self, x: np.ndarray, engine: str | None = None) -> tuple[np.ndarray, np.ndarray]:
