@@ -113,6 +113,7 @@ def main() -> None:
                **figures(gate, sets)}
         if first is None:
             first = gate
+            report["supervised_params"] = {k: v for k, v in gate.get_params().items() if k != "max_defectives"}
             row["latency"] = latency(gate, sets["test"][0], args.latency_frames)
         report["runs"].append(row)
         print(f"budget {budget:>3} seed {seed}: test AUROC {row['test']['auroc']:.4f} AP {row['test']['ap']:.3f} | "

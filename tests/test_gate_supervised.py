@@ -184,3 +184,19 @@ def test_auto_without_validation_defectives_follows_the_documented_rule(probe):
                        supervised_params={**SMALL, "steps": 5})
     assert gate.kind == "combined" and gate.selection_["chosen"] == "combined"
     assert all(r["val_auroc"] is None for r in gate.selection_["candidates"])
+
+
+def test_auto_can_weigh_the_synthetic_kinds(probe):
+    good, bad = probe
+    gate = select_gate(normals(24), good + bad, [False] * len(good) + [True] * len(bad), domain="s",
+                       defectives=labelled(per=1), candidates=("supervised", "supervised-textures"),
+                       supervised_params={**SMALL, "steps": 10, "max_defectives": 0})
+    rows = {r["name"]: r for r in gate.selection_["candidates"]}
+    assert rows["supervised"]["settings"]["synthetic_kinds"] == ["stroke"]
+    assert rows["supervised-textures"]["settings"]["synthetic_kinds"] == ["stroke", "strip", "blob"]
+    assert gate.synthetic_kinds == tuple(rows[gate.selection_["chosen"]]["settings"]["synthetic_kinds"])
+
+
+def test_unknown_synthetic_kind_is_refused():
+    with pytest.raises(ConfigError, match="crack"):
+        SupervisedGate(synthetic_kinds=("stroke", "crack"))

@@ -59,3 +59,13 @@ def test_auto_records_candidates_and_combined_fits(root, tmp_path):
 def test_bad_max_defectives_is_refused(root, tmp_path):
     res = fit(root, tmp_path / "b", "--gate", "supervised", "--max-defectives", "-1")
     assert res.exit_code == 2 and not (tmp_path / "b").exists()
+
+
+def test_synthetic_kinds_are_chosen_recorded_and_checked(root, tmp_path):
+    res = fit(root, tmp_path / "b", "--gate", "supervised", "--max-defectives", "0", "--synthetic-kinds", "blob,stroke,blob")
+    assert res.exit_code == 0, res.output
+    stored = json.loads((tmp_path / "b" / "gate" / "d-s" / "config.json").read_text())
+    assert stored["params"]["synthetic_kinds"] == ["blob", "stroke", "blob"]
+    res = fit(root, tmp_path / "c", "--gate", "supervised", "--synthetic-kinds", "stroke,crack")
+    assert res.exit_code == 2 and "crack" in res.output and "stroke, strip, blob" in res.output
+    assert not (tmp_path / "c").exists()

@@ -17,7 +17,8 @@ from .common import emit_json, err_console, fail, run_guarded
 def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: str, domain: str, out: Path,
                     seed: int, short_side: int | None, holdout: float, min_holdout: int, backbone: str,
                     aggregate: str, coreset: str, coreset_fraction: float, index: str, normalize: str,
-                    epochs: int, max_defectives: int | None, steps: int, candidates: str) -> None:
+                    epochs: int, max_defectives: int | None, steps: int, candidates: str,
+                    synthetic_kinds: str | None = None) -> None:
     from ..data.selection import select_split
     from ..gate import save_gate
     from ..gate.combined import CombinedGate
@@ -27,6 +28,13 @@ def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: 
     defective = [s for s in select_split(samples, used_split, seed=seed) if s.defective]
     defectives = defectives_from_samples(defective)
     sup = {"steps": steps, "max_defectives": max_defectives}
+    if synthetic_kinds is not None:
+        from ..gate.synthetic_anomalies import KINDS
+
+        kinds = tuple(k.strip() for k in synthetic_kinds.split(",") if k.strip())
+        if not kinds or set(kinds) - set(KINDS):
+            fail(f"--synthetic-kinds: name one or more of {', '.join(KINDS)} (comma-separated), got {synthetic_kinds!r}")
+        sup["synthetic_kinds"] = kinds
     if short_side is not None:
         sup["short_side"] = short_side or None
     pc = {"backbone": backbone, "aggregate": aggregate, "coreset": coreset, "coreset_fraction": coreset_fraction,

@@ -75,9 +75,14 @@ def fit(
         None, "--max-defectives",
         help="supervised/combined/auto: use at most N labelled training defectives (seeded draw; 0: normals only)."),
     steps: int = typer.Option(300, "--steps", help="supervised: training steps (batches of 8)."),
+    synthetic_kinds: Optional[str] = typer.Option(
+        None, "--synthetic-kinds",
+        help="supervised: synthetic anomaly kinds drawn, comma-separated from stroke, strip, blob; a kind named "
+             "twice is drawn twice as often (default: the gate's documented mix)."),
     candidates: str = typer.Option(
         "patchcore,patchcore-imagenet,supervised,combined", "--candidates",
-        help="auto: comma-separated candidates (patchcore, patchcore-imagenet, autoencoder, supervised, combined)."),
+        help="auto: comma-separated candidates (patchcore, patchcore-imagenet, autoencoder, supervised, "
+             "supervised-textures, combined)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid items (listed on stderr)."),
 ) -> None:
     """Fit a gate on a domain's training images and add it to the bundle (patchcore/autoencoder:
@@ -110,7 +115,8 @@ def fit(
                         domain=domain, out=out, seed=seed, short_side=short_side, holdout=holdout,
                         min_holdout=min_holdout, backbone=backbone, aggregate=aggregate, coreset=coreset,
                         coreset_fraction=coreset_fraction, index=index, normalize=normalize, epochs=epochs,
-                        max_defectives=max_defectives, steps=steps, candidates=candidates)
+                        max_defectives=max_defectives, steps=steps, candidates=candidates,
+                        synthetic_kinds=synthetic_kinds)
         return
     side = 256 if short_side is None else (short_side or None)
     if gate == "patchcore":

@@ -5,7 +5,8 @@ gate package, which only fits and scores.
 
 Candidates (names): ``patchcore`` (per-image normalisation), ``patchcore-imagenet`` (ImageNet
 channel statistics), ``autoencoder``, ``supervised`` (all training defectives plus synthetic
-anomalies) and ``combined`` (max of the two z; built from the already fitted best PatchCore and
+anomalies, the gate's default kinds), ``supervised-textures`` (the same with every synthetic kind:
+strokes, strips and blobs; opt-in, one more fit) and ``combined`` (max of the two z; built from the already fitted best PatchCore and
 supervised candidates, so it costs no extra training). All are fitted on the same training normals
 with the same seed and hold-out.
 
@@ -27,7 +28,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..gate.base import MIN_HOLDOUT
 
-CANDIDATES = ("patchcore", "patchcore-imagenet", "autoencoder", "supervised", "combined")
+CANDIDATES = ("patchcore", "patchcore-imagenet", "autoencoder", "supervised", "supervised-textures", "combined")
 DEFAULT_CANDIDATES = ("patchcore", "patchcore-imagenet", "supervised", "combined")
 RULE = ("highest validation image AUROC of z (ties: earlier candidate); without validation "
         "defectives and normals: combined if a candidate, else the first candidate")
@@ -52,6 +53,7 @@ def select_gate(normals: Sequence, val_images: Sequence, val_labels: Sequence[bo
     from ..gate.combined import CombinedGate
     from ..gate.patchcore import PatchCoreGate
     from ..gate.supervised import SupervisedGate
+    from ..gate.synthetic_anomalies import KINDS
 
     unknown = [c for c in candidates if c not in CANDIDATES]
     if unknown or not candidates:
@@ -72,10 +74,11 @@ def select_gate(normals: Sequence, val_images: Sequence, val_labels: Sequence[bo
         elif name == "autoencoder":
             gate = AutoencoderGate(**(autoencoder_params or {}), **shared)
         else:
-            gate = SupervisedGate(**(supervised_params or {}), **shared)
+            kinds = {"synthetic_kinds": KINDS} if name == "supervised-textures" else {}
+            gate = SupervisedGate(**{**(supervised_params or {}), **kinds}, **shared)
         say(f"auto: fitting candidate {name}")
         t0 = time.perf_counter()
-        if name == "supervised":
+        if name.startswith("supervised"):
             gate.fit(list(normals), names, domain=domain, defectives=defectives)
         else:
             gate.fit(list(normals), names, domain=domain)
@@ -112,5 +115,5 @@ def select_gate(normals: Sequence, val_images: Sequence, val_labels: Sequence[bo
 def _key_settings(gate) -> dict:
     p = gate.get_params()
     keys = ("normalize", "backbone", "short_side", "aggregate", "steps", "widths", "synthetic_share",
-            "max_defectives", "epochs")
+            "synthetic_kinds", "max_defectives", "epochs")
     return {k: p[k] for k in keys if k in p}

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
-from .onnx_graph import cpu_session, export_onnx
+from .onnx_graph import OnnxEngine, export_onnx
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -130,7 +130,7 @@ class PatchGrid:
     """(height, width) of the original image."""
 
 
-class FeatureExtractor:
+class FeatureExtractor(OnnxEngine):
     """Batched patch-feature extraction on PyTorch (CPU/GPU) or ONNX Runtime (CPU).
 
     `engine`: ``"torch"`` or ``"onnx"``; `device`: torch device for the torch engine.
@@ -151,8 +151,6 @@ class FeatureExtractor:
         self.half = half
         self.normalize = normalize
         self._net = None
-        self._ort = None
-        self._onnx: bytes | None = None
 
     # -- engines ----------------------------------------------------------------------------
     @property
@@ -168,26 +166,12 @@ class FeatureExtractor:
             self._net = net
         return self._net
 
-    def onnx_bytes(self) -> bytes:
-        """The patch-feature graph as ONNX (dynamic batch, height and width), exported once."""
-        if self._onnx is not None:
-            return self._onnx
+    def _export_graph(self) -> bytes:
+        """The patch-feature graph as ONNX (dynamic batch, height and width)."""
         import torch
 
-        self._onnx = export_onnx(_patch_net(self.trunk).cpu().float(), torch.zeros(1, 3, 64, 96), ["features"],
-                                 {"image": {0: "b", 2: "h", 3: "w"}, "features": {0: "b", 2: "fh", 3: "fw"}})
-        return self._onnx
-
-    def use_onnx(self, data: bytes) -> None:
-        """Run this exported graph (from a bundle) instead of exporting the trunk again."""
-        self._onnx = bytes(data)
-        self._ort = None
-
-    @property
-    def ort(self):
-        if self._ort is None:
-            self._ort = cpu_session(self.onnx_bytes(), self.threads)
-        return self._ort
+        return export_onnx(_patch_net(self.trunk).cpu().float(), torch.zeros(1, 3, 64, 96), ["features"],
+                           {"image": {0: "b", 2: "h", 3: "w"}, "features": {0: "b", 2: "fh", 3: "fw"}})
 
     def run_batch(self, x: np.ndarray) -> np.ndarray:
         """Normalised float32 batch (B, 3, h, w) -> features (B, 384, fh, fw) float32."""

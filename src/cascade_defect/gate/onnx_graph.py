@@ -28,3 +28,33 @@ def cpu_session(onnx: bytes, threads: int | None = None):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(onnx, opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxEngine:
+    """Mixin for a gate part that runs one network on ONNX Runtime: the graph is exported once
+    (`_export_graph()`, provided by the class) or taken from a bundle (`use_onnx`), and its CPU
+    session, with the part's `threads`, is built on first use."""
+
+    _onnx: bytes | None = None
+    _ort = None
+    threads: int | None = None
+
+    def _export_graph(self) -> bytes:
+        raise NotImplementedError
+
+    def onnx_bytes(self) -> bytes:
+        """The network as ONNX, exported once."""
+        if self._onnx is None:
+            self._onnx = self._export_graph()
+        return self._onnx
+
+    def use_onnx(self, data: bytes | None) -> None:
+        """Run this graph (from a bundle) instead of exporting again; None forgets the graph (refitted)."""
+        self._onnx = None if data is None else bytes(data)
+        self._ort = None
+
+    @property
+    def ort(self):
+        if self._ort is None:
+            self._ort = cpu_session(self.onnx_bytes(), self.threads)
+        return self._ort

@@ -15,8 +15,11 @@ share of the normals, whose scores give the domain's mean/std for z; `score` ret
   defective's crop is centred near a defect cell, an image-label-only one is cropped at random
   (with small images the crop is the whole image); each step draws
   half normals, half positives (a labelled defective or, with probability `synthetic_share` or
-  always without labels, a normal with synthetic anomalies); random flips. Loss = BCE of the
-  1/8-scale defect map (where a mask or box is known) + BCE of the image decision.
+  always without labels, a normal with synthetic anomalies of `synthetic_kinds`); images are
+  standardised whole, before cropping (as when scoring); random flips, and (`photometric`) blur,
+  sensor noise and contrast drawn for every view alike, so that synthetic anomalies cannot be told
+  apart by their grain. Loss = BCE of the 1/8-scale defect map (where a mask or box is known) +
+  BCE of the image decision.
 * Score: the decision logit (unbounded, so held-out normals have a spread to normalise against).
 * Map: sigmoid of the segmentation logits, resized to the original image; `region` is the box
   (x1, y1, x2, y2 in original pixels) of the connected part of the map around its maximum.
@@ -36,9 +39,9 @@ from ..contracts import GateScore
 from ..errors import ConfigError, DataError
 from .base import MIN_HOLDOUT, DomainStats, ImageLike, image_name, load_input, split_holdout
 from .features import as_rgb_uint8
-from .onnx_graph import cpu_session, export_onnx
+from .onnx_graph import OnnxEngine, export_onnx
 from .segnet import DEFAULT_WIDTHS, STRIDE, build_segnet, count_parameters
-from .synthetic_anomalies import add_anomaly
+from .synthetic_anomalies import DEFAULT_KINDS, KINDS, add_anomaly
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,19 @@ def standardise(grey: np.ndarray) -> np.ndarray:
     return ((grey - grey.mean()) / max(float(grey.std()), 1e-3)).astype(np.float32)
 
 
+def photometric(g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur, sensor noise and contrast drawn at random for every training view alike, so that the
+    network cannot tell synthetic anomalies from real pixels by their fine grain."""
+    import cv2
+
+    out = np.ascontiguousarray(g, dtype=np.float32)
+    if rng.random() < 0.5:
+        out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.3, 1.2)))
+    if rng.random() < 0.5:
+        out = out + rng.standard_normal(out.shape).astype(np.float32) * float(rng.uniform(0.05, 0.4))
+    return (out * float(rng.uniform(0.8, 1.25))).astype(np.float32)
+
+
 def _cells(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bool mask (any size) -> float32 target on the 1/8 grid of a working image of `shape`."""
     import cv2
@@ -133,22 +149,26 @@ def region_of(prob: np.ndarray, image_size: tuple[int, int]) -> tuple[float, flo
     return (float(xs.min() * sx), float(ys.min() * sy), float((xs.max() + 1) * sx), float((ys.max() + 1) * sy))
 
 
-class SupervisedGate:
+class SupervisedGate(OnnxEngine):
     """Layer-1 gate of one domain learned from normals, labelled defectives and synthetic anomalies."""
 
     kind = "supervised"
 
     def __init__(self, seed: int = 0, short_side: int | None = 128, widths=DEFAULT_WIDTHS,
-                 steps: int = 300, batch_size: int = 8, lr: float = 2e-3, synthetic_share: float = 0.5,
+                 steps: int = 300, batch_size: int = 8, lr: float = 1e-3, synthetic_share: float = 0.5,
                  max_defectives: int | None = None, crop: int | None = 128, holdout_fraction: float = 0.2,
                  min_holdout: int = MIN_HOLDOUT, k_sigma: float = 3.0, engine: str = "onnx",
-                 threads: int | None = None, score_batch_size: int = 8):
+                 threads: int | None = None, score_batch_size: int = 8, synthetic_kinds=DEFAULT_KINDS,
+                 photometric: bool = True, ema: float | None = 0.98):
         if engine not in ("onnx", "torch"):
             raise ConfigError(f"engine must be 'onnx' or 'torch', not {engine!r}")
         if not 0.0 <= synthetic_share <= 1.0:
             raise ConfigError(f"synthetic_share must be in [0, 1], not {synthetic_share}")
         if max_defectives is not None and max_defectives < 0:
             raise ConfigError(f"max_defectives must be ≥ 0, not {max_defectives}")
+        unknown = sorted(set(synthetic_kinds) - set(KINDS))
+        if unknown or not synthetic_kinds:
+            raise ConfigError(f"synthetic_kinds must name one or more of {', '.join(KINDS)}; got {list(synthetic_kinds)}")
         self.seed = seed
         self.short_side = short_side
         self.widths = tuple(int(w) for w in widths)
@@ -164,15 +184,17 @@ class SupervisedGate:
         self.engine = engine
         self.threads = threads
         self.score_batch_size = score_batch_size
-        self._ort = None
-        self._onnx: bytes | None = None
+        self.synthetic_kinds = tuple(synthetic_kinds)
+        self.photometric = photometric
+        self.ema = ema
 
     def get_params(self) -> dict:
         keys = ("seed", "short_side", "widths", "steps", "batch_size", "lr", "synthetic_share",
                 "max_defectives", "crop", "holdout_fraction", "min_holdout", "k_sigma", "engine", "threads",
-                "score_batch_size")
+                "score_batch_size", "synthetic_kinds", "photometric", "ema")
         p = {key: getattr(self, key) for key in keys}
         p["widths"] = list(self.widths)
+        p["synthetic_kinds"] = list(self.synthetic_kinds)
         return p
 
     # -- fit ----------------------------------------------------------------------------------
@@ -192,13 +214,13 @@ class SupervisedGate:
                 len(defectives), self.max_defectives, replace=False))
             defectives = [defectives[i] for i in keep]
         self.defectives_used_ = [d.name or image_name(d.image, i) for i, d in enumerate(defectives)]
-        normals = [to_grey(load_input(images[i], image_name(images[i], i, names)), self.short_side,
-                           image_name(images[i], i, names)) for i in fit_idx]
+        normals = [standardise(to_grey(load_input(images[i], image_name(images[i], i, names)), self.short_side,
+                                       image_name(images[i], i, names))) for i in fit_idx]
         pos, pos_masks, supervision = [], [], {"mask": 0, "boxes": 0, "image": 0}
         for i, d in enumerate(defectives):
             name = d.name or image_name(d.image, i)
             arr = load_input(d.image, name)
-            grey = to_grey(arr, self.short_side, name)
+            grey = standardise(to_grey(arr, self.short_side, name))
             mask = d.mask
             if mask is None and d.boxes:
                 mask = np.zeros(arr.shape[:2], bool)
@@ -246,6 +268,12 @@ class SupervisedGate:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(1, self.steps),
                                                     pct_start=0.15)
         bce = torch.nn.functional.binary_cross_entropy_with_logits
+        ema = None
+        if self.ema:  # an exponential moving average of the weights (and BatchNorm statistics) is the model kept;
+            # short runs average over fewer steps (decay ≤ 1 - 6/steps), so the start weighs < 0.3% at the end
+            decay = min(float(self.ema), 1.0 - 6.0 / max(self.steps, 7))
+            ema = torch.optim.swa_utils.AveragedModel(
+                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
         half = max(1, self.batch_size // 2)
         losses = []
         model.train()
@@ -258,7 +286,7 @@ class SupervisedGate:
                 if rng.random() < share:
                     g, _ = draw(normals[int(rng.integers(len(normals)))])
                     donor, _ = draw(normals[int(rng.integers(len(normals)))])
-                    g, m = add_anomaly(g, rng, donor)
+                    g, m = add_anomaly(g, rng, donor, kinds=self.synthetic_kinds)
                     cells = _cells(m, g.shape)
                     xs.append(g), seg_t.append(cells), seg_w.append(1.0), dec_t.append(1.0)
                 else:
@@ -271,12 +299,11 @@ class SupervisedGate:
             xb = np.empty((len(xs), 1, shape[0], shape[1]), np.float32)
             tb = np.empty((len(xs), 1, gh, gw), np.float32)
             for k, (g, t) in enumerate(zip(xs, seg_t)):
-                g = standardise(g)
                 if rng.random() < 0.5:
                     g, t = g[::-1], t[::-1]
                 if rng.random() < 0.5:
                     g, t = g[:, ::-1], t[:, ::-1]
-                xb[k, 0], tb[k, 0] = g, t
+                xb[k, 0], tb[k, 0] = photometric(g, rng) if self.photometric else g, t
             x = torch.from_numpy(xb)
             dec, seg = model(x)
             w = torch.tensor(seg_w, dtype=torch.float32)
@@ -288,13 +315,15 @@ class SupervisedGate:
             opt.step()
             sched.step()
             losses.append(float(loss.item()))
+            if ema is not None:
+                ema.update_parameters(model)
+        model = model if ema is None else ema.module
         model.eval()
         self.model_ = model
         self.train_losses_ = losses
         self.n_fit_images_ = len(fit_idx)
         self.train_seconds_ = time.perf_counter() - t0
-        self._ort = None
-        self._onnx = None
+        self.use_onnx(None)
         hold_names = [image_name(images[i], i, names) for i in hold_idx]
         self.holdout_scores_ = np.array(
             [s for s, _, _ in self._raw([images[i] for i in hold_idx], hold_names)], dtype=np.float64)
@@ -303,26 +332,13 @@ class SupervisedGate:
         return self
 
     # -- engines ------------------------------------------------------------------------------
-    def onnx_bytes(self) -> bytes:
-        """The network as ONNX (dynamic batch, height, width), exported once."""
-        if getattr(self, "_onnx", None) is not None:
-            return self._onnx
+    def _export_graph(self) -> bytes:
+        """The network as ONNX (dynamic batch, height, width)."""
         import torch
 
-        self._onnx = export_onnx(self.model_.eval(), torch.zeros(1, 1, 64, 96), ["decision", "segmentation"],
-                                 {"image": {0: "b", 2: "h", 3: "w"}, "decision": {0: "b"},
-                                  "segmentation": {0: "b", 2: "gh", 3: "gw"}})
-        return self._onnx
-
-    def use_onnx(self, data: bytes) -> None:
-        self._onnx = bytes(data)
-        self._ort = None
-
-    @property
-    def ort(self):
-        if self._ort is None:
-            self._ort = cpu_session(self.onnx_bytes(), self.threads)
-        return self._ort
+        return export_onnx(self.model_.eval(), torch.zeros(1, 1, 64, 96), ["decision", "segmentation"],
+                           {"image": {0: "b", 2: "h", 3: "w"}, "decision": {0: "b"},
+                            "segmentation": {0: "b", 2: "gh", 3: "gw"}})
 
     def run_batch(self, x: np.ndarray, engine: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(B, 1, h, w) standardised batch -> (decision logits (B,), segmentation logits (B, 1, gh, gw))."""
