@@ -81,7 +81,7 @@ def build(work: Path, n_frames: int) -> tuple[Path, dict[str, list[tuple[str, by
     from cascade_defect.cascade.assemble import write_calibration
     from cascade_defect.bundles.bundle import Bundle
     from cascade_defect.demo import SYNTH_DETECTOR
-    from cascade_defect.config import data_root
+    from cascade_defect.settings import data_root
     from cascade_defect.data.synthetic import SyntheticGenerator
     from cascade_defect.gate import PatchCoreGate, save_gate
     from cascade_defect.specialist.yolo import Specialist
