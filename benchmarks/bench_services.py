@@ -303,8 +303,8 @@ def main() -> None:
     chat = ChatServer().start()
     result: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                 "python": platform.python_version(),
-                                "note": "benchmark client and servers share the same 2 cores; the machine was "
-                                        "shared with other jobs (see load average)"},
+                                "note": "benchmark client and servers share the same cores; other jobs on the "
+                                        "machine show in the load averages at start and end"},
                     "load_average_start": os.getloadavg(), "command": " ".join(sys.argv)}
     try:
         t0 = time.perf_counter()
