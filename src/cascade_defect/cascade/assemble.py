@@ -133,6 +133,29 @@ class Cascade:
                 "oracle_limits": self.oracle.limits() if hasattr(self.oracle, "limits") else None}
 
 
+def load_gate(bundle: Bundle, domains: Sequence[str] | None = None, **overrides):
+    """The bundle's Layer-1 gates (all domains by default); `overrides` set runtime parameters."""
+    from ..gate.store import GateSet
+
+    return GateSet.load(bundle, domains, **overrides)
+
+
+def load_oracle(bundle: Bundle, db=None, config=None, *, retry_attempts: int | None = None,
+                breaker_failures: int | None = None, breaker_reset_s: float | None = None):
+    """Layer 3 from `config` (default: the environment's backend settings; the review queue when none
+    is configured), with the bundle's exemplars; retry and breaker settings override the defaults."""
+    from ..oracle.oracle import Oracle
+    from ..oracle.resilience import CircuitBreaker, RetryPolicy
+
+    kwargs = {}
+    if retry_attempts is not None:
+        kwargs["retry"] = RetryPolicy(max_attempts=retry_attempts)
+    if breaker_failures is not None or breaker_reset_s is not None:
+        kwargs["breaker"] = CircuitBreaker(failure_threshold=breaker_failures or 5,
+                                           reset_after_s=30.0 if breaker_reset_s is None else breaker_reset_s)
+    return Oracle.from_config(config, db=db, bundle=bundle if bundle.has("oracle") else None, **kwargs)
+
+
 def build_cascade(bundle_ref: str | Path | Bundle, domain: str, *, oracle=None, oracle_config=None,
                   db=None, specialist_engine: str = "torch", gate_overrides: dict | None = None,
                   environ=None) -> Cascade:
@@ -142,17 +165,14 @@ def build_cascade(bundle_ref: str | Path | Bundle, domain: str, *, oracle=None, 
     not queued); otherwise one is built from `oracle_config` (default: the environment; `review`
     when nothing is configured), and every review decision enters that database's review queue.
     """
-    from ..gate.store import GateSet
-
     bundle = bundle_ref if isinstance(bundle_ref, Bundle) else open_bundle(bundle_ref)
     policy = load_policy(bundle, [domain], environ)
-    gate = GateSet.load(bundle, [domain], **(gate_overrides or {}))
+    gate = load_gate(bundle, [domain], **(gate_overrides or {}))
     specialist = load_specialist(bundle, specialist_engine)
     review = None
     if oracle is None:
-        from ..oracle.oracle import Oracle
         from ..store.review import ReviewIntake
 
-        oracle = Oracle.from_config(oracle_config, db=db, bundle=bundle if bundle.has("oracle") else None)
+        oracle = load_oracle(bundle, db, oracle_config)
         review = ReviewIntake(oracle.review, oracle.prompt.labels)
     return Cascade(Router(policy, gate, specialist, oracle, review), bundle, domain, oracle)

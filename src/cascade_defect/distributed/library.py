@@ -6,7 +6,7 @@ only this file is re-pointed.
 
 from __future__ import annotations
 
-from ..cascade.assemble import build_cascade, load_policy, load_specialist, open_bundle
+from ..cascade.assemble import build_cascade, load_gate, load_oracle, load_policy, load_specialist, open_bundle
 from ..bundles.bundle import Bundle
 from ..bundles.uri import is_local, local_path, resolve_bundle_from_env, storage_options_for
 from ..cascade.router import Router
@@ -21,22 +21,6 @@ from ..imaging import load_image
 from ..records import Decision, Detection, Frame, LayerResult
 from ..store.db import Database, default_db_path
 from ..store.decisions import DecisionLog, write_jsonl
-
-
-def load_gate(bundle: Bundle, domains=None):
-    """The bundle's Layer-1 gates (all domains by default)."""
-    from ..gate.store import GateSet
-
-    return GateSet.load(bundle, domains)
-
-
-def load_oracle(bundle: Bundle, db: Database, **kwargs):
-    """Layer 3 from the environment's backend settings (the review queue when none), like `run`."""
-    from ..oracle.clients import BackendConfig
-    from ..oracle.oracle import Oracle
-
-    return Oracle.from_config(BackendConfig.from_env(), db=db, bundle=bundle if bundle.has("oracle") else None,
-                              **kwargs)
 
 
 __all__ = [

@@ -6,7 +6,7 @@ re-pointed.
 
 from __future__ import annotations
 
-from ..cascade.assemble import load_policy, load_specialist, open_bundle
+from ..cascade.assemble import load_gate, load_oracle, load_policy, load_specialist, open_bundle
 from ..bundles.bundle import MANIFEST, Bundle
 from ..bundles.uri import resolve_bundle_from_env
 from ..cascade.router import Router
@@ -18,30 +18,6 @@ from ..records import Decision, Detection, Frame, LayerResult
 from ..store.db import Database, default_db_path
 from ..store.decisions import DecisionLog
 from ..store.review import ReviewIntake, ReviewQueue
-
-
-def load_gate(bundle: Bundle, domains=None):
-    """The bundle's Layer-1 gates (all domains by default), scoring with `score_batch`."""
-    from ..gate.store import GateSet
-
-    return GateSet.load(bundle, domains)
-
-
-def load_oracle(bundle: Bundle, db: Database, *, retry_attempts: int | None = None,
-                breaker_failures: int | None = None, breaker_reset_s: float | None = None):
-    """Layer 3 from the environment's backend settings (the review queue when none), like `run`."""
-    from ..oracle.clients import BackendConfig
-    from ..oracle.oracle import Oracle
-    from ..oracle.resilience import CircuitBreaker, RetryPolicy
-
-    kwargs = {}
-    if retry_attempts is not None:
-        kwargs["retry"] = RetryPolicy(max_attempts=retry_attempts)
-    if breaker_failures is not None or breaker_reset_s is not None:
-        kwargs["breaker"] = CircuitBreaker(failure_threshold=breaker_failures or 5,
-                                           reset_after_s=30.0 if breaker_reset_s is None else breaker_reset_s)
-    return Oracle.from_config(BackendConfig.from_env(), db=db, bundle=bundle if bundle.has("oracle") else None,
-                              **kwargs)
 
 
 def oracle_labels(domain: str) -> tuple[str, ...]:
