@@ -28,3 +28,12 @@ def real_subdir(root: Path, name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} missing: real-data test skipped")
     return path
+
+
+@pytest.fixture
+def no_oracle_env(monkeypatch):
+    """No oracle backend variable from the developer's shell reaches the test (`pytestmark` users)."""
+    from oracle_chat_server import ORACLE_ENV
+
+    for var in ORACLE_ENV:
+        monkeypatch.delenv(var, raising=False)

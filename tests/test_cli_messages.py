@@ -6,15 +6,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cascade_defect.cli import app
-from oracle_chat_server import ORACLE_ENV
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for var in ORACLE_ENV:
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("no_oracle_env")
 
 
 @pytest.fixture

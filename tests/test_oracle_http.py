@@ -14,17 +14,14 @@ from cascade_defect.oracle import (BackendConfig, CircuitBreaker, Oracle, Oracle
 from cascade_defect.oracle.pricing import Usage
 from cascade_defect.records import Frame
 from cascade_defect.store import Database, LabelStore, OracleCallLog, RetrainQueue, ReviewQueue
-from oracle_chat_server import (ORACLE_ENV, ChatServer, answer, content, noise_frame, refusal, slow, status)
+from oracle_chat_server import (ChatServer, answer, content, noise_frame, refusal, slow, status)
 
 KEY = "sk-test-7f3a9c2e1d-SECRET"
 AZ_KEY = "azkey-41b7e0c9aa-SECRET"
 FAST = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05)
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for var in ORACLE_ENV:
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("no_oracle_env")
 
 
 @pytest.fixture
