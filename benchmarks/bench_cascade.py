@@ -35,7 +35,7 @@ def _router_overhead(n_frames: int, batch: int) -> float:
             return [GateScore(0.0, float(i % 3) - 1.0) for i in range(len(images))]
 
     class Det:
-        def detect_batch(self, images):
+        def detect_batch(self, images, domain):
             return [[Detection("scratch", 0.5 + 0.4 * (i % 2), (0, 0, 1, 1))] for i in range(len(images))]
 
     class Oracle:
@@ -64,7 +64,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from cascade_defect.cascade.assemble import build_cascade
+    from cascade_defect.cascade.assemble import build_router
     from cascade_defect.bundles.bundle import Bundle
     from cascade_defect.demo import SYNTH_DETECTOR
     from cascade_defect.cascade.policy import Policy
@@ -92,7 +92,7 @@ def main() -> None:
     from cascade_defect.cascade.assemble import write_calibration
 
     write_calibration(bundle, "steel", 0.0, {"mode": "benchmark"})
-    cascade = build_cascade(bundle, "steel", db=Database(work / "b.db"))
+    cascade = build_router(bundle, domains=["steel"], db=Database(work / "b.db"))
     frames = [Frame(f"f{i}", "steel", f.image) for i, f in enumerate(stream)]
     cascade.router.route(frames[:args.batch])  # warm-up (model load, first-call costs)
     per_layer: dict[str, list[float]] = {}

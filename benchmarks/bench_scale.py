@@ -32,17 +32,17 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 def layer_throughput(bundle, frames, batch):
     """Frames/s of one in-process replica of each layer, batches of `batch`."""
-    from cascade_defect.distributed.assemble import load_router
+    from cascade_defect.cascade.assemble import build_router
     from cascade_defect.imaging import load_image
     from cascade_defect.store.db import Database
     from services_helpers import DOMAIN
 
     with tempfile.TemporaryDirectory() as tmp:
-        loaded = load_router(bundle, Database(Path(tmp) / "x.db"))
+        loaded = build_router(bundle, db=Database(Path(tmp) / "x.db"))
         images = [load_image(p) for p in frames]
         out = {}
         for name, fn in (("gate", lambda b: loaded.router.gate.score_batch(b, DOMAIN)),
-                         ("specialist", lambda b: loaded.router.specialist.detect_batch(b))):
+                         ("specialist", lambda b: loaded.router.specialist.detect_batch(b, DOMAIN))):
             fn(images[:batch])  # warm-up
             t0 = time.perf_counter()
             for i in range(0, len(images), batch):
@@ -124,7 +124,8 @@ SERVE_PORT = None  # Ray Serve's HTTP proxy starts once, on one port, for every 
 def bench_ray_serve(bundle, frames, replicas, batch, tmp):
     import httpx
 
-    from cascade_defect.distributed.ray_serve import ServeConfig, start
+    from cascade_defect.distributed.ray_serve import ServeConfig
+    from cascade_defect.serve_on_ray import start
     from services_helpers import API_KEY, DOMAIN, free_port
     from ray import serve
 

@@ -132,7 +132,9 @@ class InProcess:
 
         from cascade_defect.services.engine import build_engine
         from cascade_defect.services.frames import FrameStore
-        from cascade_defect.services.library import Database, Frame, load_image
+        from cascade_defect.imaging import load_image
+        from cascade_defect.records import Frame
+        from cascade_defect.store.db import Database
         from cascade_defect.services.settings import ServiceSettings
 
         self._sha, self._frame, self._load = hashlib.sha256, Frame, load_image

@@ -80,14 +80,14 @@ def calibrated_bundle(services_bundle, frames: list[Path], out: Path) -> Path:
 
 def in_process(bundle: Path, frames: list[Path], db_path: Path) -> dict[str, dict]:
     """frame id -> decision record, decided by `run`'s own runner in this process (batches of 16)."""
-    from cascade_defect.cascade.assemble import build_cascade
+    from cascade_defect.cascade.assemble import build_router
     from cascade_defect.cascade.runner import CascadeRunner, resolve_inputs
     from cascade_defect.serialize import decision_to_dict
     from cascade_defect.store.db import Database
     from cascade_defect.store.decisions import DecisionLog
 
     db = Database(db_path)
-    cascade = build_cascade(bundle, DOMAIN, db=db)
+    cascade = build_router(bundle, domains=[DOMAIN], db=db)
     log = DecisionLog(db)
     run_id = log.start_run({})
     decided, _ = CascadeRunner(cascade.router, log, batch_size=16).run(resolve_inputs([str(f) for f in frames]),

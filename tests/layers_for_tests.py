@@ -27,7 +27,7 @@ class CornerDetector:
     def __init__(self):
         self.calls = []
 
-    def detect_batch(self, images):
+    def detect_batch(self, images, domain):
         self.calls.append(len(images))
         return [[Detection("scratch", img[0, 0, 0] / 255.0, (1.0, 2.0, 3.0, 4.0))] if img[0, 0, 1] else []
                 for img in images]

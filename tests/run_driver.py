@@ -39,24 +39,24 @@ class SlowOracle:
         return out
 
 
-def light_cascade(bundle_ref, domain, *, oracle_config=None, db=None, **_):
-    from cascade_defect.cascade import assemble
+def light_cascade(bundle_ref, *, domains, options, db=None, **_):
+    """`build_router` with slow light layers in place of the bundle's (the real oracle, its review queue)."""
     from cascade_defect.bundles.bundle import Bundle
     from cascade_defect.cascade.policy import Policy
-    from cascade_defect.cascade.router import Router
     from cascade_defect.oracle.oracle import Oracle
-    from cascade_defect.store.review import ReviewIntake
 
-    policy = Policy.from_dict({"domains": {domain: {"tau": 1.0}}, "l2_bar": 0.85})
-    oracle = Oracle.from_config(oracle_config, db=db)
-    review = ReviewIntake(oracle.review, oracle.prompt.labels)
-    return assemble.Cascade(Router(policy, SlowGate(), CornerDetector(), SlowOracle(oracle), review),
-                            Bundle(Path(bundle_ref), {}), domain, oracle)
+    policy = Policy.from_dict({"domains": {domains[0]: {"tau": 1.0}}, "l2_bar": 0.85})
+    oracle = Oracle.from_config(options.oracle_config, db=db)
+    loaded = real_build_router(None, domains=domains, policy=policy, gate=SlowGate(), specialist=CornerDetector(),
+                               oracle=SlowOracle(oracle), db=db)
+    loaded.bundle, loaded.oracle = Bundle(Path(bundle_ref), {}), oracle
+    return loaded
 
 
 if __name__ == "__main__":
     from cascade_defect.cascade import assemble
     from cascade_defect.cli import app
 
-    assemble.build_cascade = light_cascade
+    real_build_router = assemble.build_router
+    assemble.build_router = light_cascade
     app(prog_name="cascade-defect")

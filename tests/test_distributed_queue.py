@@ -52,12 +52,12 @@ def client_of(server):
 
 
 def make_worker(bundle, db_path, client, stream, **kw):
-    from cascade_defect.distributed.assemble import load_router
+    from cascade_defect.cascade.assemble import build_router
     from cascade_defect.distributed.worker import QueueWorker
     from cascade_defect.store.db import Database
 
     db = Database(db_path)
-    loaded = load_router(bundle, db)
+    loaded = build_router(bundle, db=db)
     records = QueueDecisions(db, stream, "cascade")
     return QueueWorker(loaded.router, records, client, stream=stream, group="cascade", domains=loaded.domains,
                        **kw), records

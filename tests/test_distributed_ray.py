@@ -82,7 +82,8 @@ def test_ray_serve_router_api_decides_like_run(setup, local_ray, tmp_path):
     """`serve --engine ray`: the services' router app as the ingress, the layers as deployments (handles)."""
     import httpx
 
-    from cascade_defect.distributed.ray_serve import ServeConfig, start
+    from cascade_defect.distributed.ray_serve import ServeConfig
+    from cascade_defect.serve_on_ray import start
 
     bundle, frames, expected, _ = setup
     small = {"ray_actor_options": {"num_cpus": 0.25}}

@@ -355,7 +355,7 @@ class FailOnDark(BrightnessGate):
 
 
 class FailingDetector:
-    def detect_batch(self, images):
+    def detect_batch(self, images, domain):
         raise RuntimeError("detector crashed")
 
 

@@ -424,7 +424,7 @@ def test_router_calls_the_oracle_and_routes_review(server, db, monkeypatch):
             return [GateScore(score=float(i.mean()), z=10.0) for i in images]  # every frame is flagged
 
     class NoDetections:
-        def detect_batch(self, images):
+        def detect_batch(self, images, domain):
             return [[] for _ in images]
 
     policy = Policy.from_dict({"domains": {"severstal": {"tau": 1.0}}, "l2_bar": 0.85})

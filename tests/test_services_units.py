@@ -24,9 +24,11 @@ from cascade_defect.errors import ConfigError  # noqa: E402
 from cascade_defect.records import Frame  # noqa: E402
 from cascade_defect.services.auth import KeyRing, bearer_token, require_key  # noqa: E402
 from cascade_defect.services.errors import ApiError  # noqa: E402
-from cascade_defect.services.library import Database, ReviewIntake, ReviewQueue, Router  # noqa: E402
-from cascade_defect.services.remote import (RemoteGate, RemoteLayer, RemoteOracle, RemoteSpecialist,  # noqa: E402
-                                            verdict_from_json, verdict_to_json)
+from cascade_defect.cascade.router import Router  # noqa: E402
+from cascade_defect.serialize import verdict_from_wire, verdict_to_wire  # noqa: E402
+from cascade_defect.services.remote import RemoteGate, RemoteLayer, RemoteOracle, RemoteSpecialist  # noqa: E402
+from cascade_defect.store.db import Database  # noqa: E402
+from cascade_defect.store.review import ReviewIntake, ReviewQueue  # noqa: E402
 from cascade_defect.services.settings import ServiceSettings  # noqa: E402
 from cascade_defect.services.uploads import UploadLimits, decode_upload, safe_name  # noqa: E402
 from cascade_defect.services.wire import WireError, decode_batch, encode_batch  # noqa: E402
@@ -185,11 +187,11 @@ def test_an_unreachable_oracle_service_sends_frames_to_the_routers_review_queue(
 
 
 def test_verdicts_cross_the_wire_unchanged():
-    from cascade_defect.services.library import OracleVerdict
+    from cascade_defect.contracts import OracleVerdict
 
     v = OracleVerdict("scratch", 0.9, "line", cached=True, latency_ms=3.25, attempts=2, prompt_tokens=2540,
                       cached_tokens=1024, completion_tokens=37, cost_usd=0.0011664)
-    assert verdict_from_json(verdict_to_json(v)) == v
+    assert verdict_from_wire(verdict_to_wire(v)) == v
     nan = OracleVerdict(None, float("nan"), to_review=True, review_reason="budget")
-    back = verdict_from_json(verdict_to_json(nan))
+    back = verdict_from_wire(verdict_to_wire(nan))
     assert back.to_review and np.isnan(back.confidence) and back.review_reason == "budget"

@@ -130,9 +130,24 @@ class GateLayer(Protocol):
 
 
 class SpecialistLayer(Protocol):
-    """Layer 2: the detections of each image (an empty list when it sees nothing)."""
+    """Layer 2: the detections of each image of one domain (an empty list when it sees nothing).
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]: ...
+    `serves(domain)` says whether it has a detector for that domain; a frame of a domain it does
+    not serve goes straight on to Layer 3. (A layer object without `serves` serves every domain:
+    see `specialist_serves`.)
+    """
+
+    def detect_batch(self, images: Sequence[np.ndarray], domain: str) -> list[list[Detection]]: ...
+
+    def serves(self, domain: str) -> bool: ...
+
+
+def specialist_serves(specialist: Any, domain: str) -> bool:
+    """Whether `specialist` (None: no Layer 2 at all) has a detector for `domain`."""
+    if specialist is None:
+        return False
+    serves = getattr(specialist, "serves", None)
+    return True if serves is None else bool(serves(domain))
 
 
 class OracleLayer(Protocol):
@@ -168,4 +183,4 @@ def call_isolated(fn: Callable[[list], Sequence[T]], items: list) -> list[T | Ex
 
 
 __all__ = ["GateLayer", "GateScore", "NO_DEFECT", "OracleLayer", "OracleVerdict", "ReviewSink", "SpecialistLayer",
-           "call_isolated"]
+           "call_isolated", "specialist_serves"]

@@ -118,7 +118,7 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
     from .oracle.prompt import build_exemplar_set, save_exemplars
     from .store.db import Database
     from .store.decisions import DecisionLog
-    from .cascade.assemble import build_cascade
+    from .cascade.assemble import build_router
     from .bundles.bundle import Bundle
     from .evaluation.bundle_calibration import calibrate_domain
     from .cascade.runner import CascadeRunner, items_from_samples
@@ -178,7 +178,7 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
         f"gate recall {at.get('gate_recall', float('nan')):.2f}, escalation {at.get('escalation_rate', float('nan')):.2f}")
 
     db = Database(out / "cascade.db")
-    cascade = build_cascade(bundle_dir, domain, db=db)
+    cascade = build_router(bundle_dir, domains=[domain], db=db)
     if getattr(cascade.oracle, "backend_name", "") == "review":
         notes.append("no LLM configured: frames Layer 2 is unsure about are queued for human review "
                      f"(see `cascade-defect review list --db {out / 'cascade.db'}`)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import re
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -344,10 +345,33 @@ def secret_values() -> list[str]:
     return [os.environ.get(name, "").strip() for name in SECRET_VARIABLES]
 
 
+_cached: tuple[frozenset, Settings] | None = None
+_cache_lock = threading.Lock()
+
+
 def settings() -> Settings:
-    """The process's settings, read from the environment now (cheap; nothing is cached, so a
-    changed environment — a test's monkeypatch, a service's reload — is seen at once)."""
-    return Settings.load()
+    """The process's settings, parsed once and cached.
+
+    The cache holds while the process environment is the one it was parsed from (a process changes
+    its own environment only on purpose: a test's monkeypatch, a face applying a `--flag`); then, or
+    after `reload_settings()`, the next call parses again.
+    """
+    global _cached
+    env = frozenset(os.environ.items())
+    cached = _cached
+    if cached is not None and cached[0] == env:
+        return cached[1]
+    with _cache_lock:
+        _cached = (env, Settings.load())
+        return _cached[1]
+
+
+def reload_settings() -> Settings:
+    """Parse the settings again now (what `reload` and SIGHUP do); returns the new settings."""
+    global _cached
+    with _cache_lock:
+        _cached = None
+    return settings()
 
 
 def path_as_written(path: str | os.PathLike) -> str:

@@ -1,22 +1,33 @@
-"""Start-up: a bundle (path or URI) becomes a policy and layer objects wired into a router.
+"""The one assembly: a bundle (path or URI) becomes a policy and layer objects wired into a router.
 
-Everything is loaded once and checked here, so a missing threshold, a bad override or a
-tampered bundle stops the program before the first frame.
+`build_router` is the only place a `Router` is constructed, for every transport: `run`, the HTTP
+services, the queue worker, Ray Data, Ray Serve, evaluation replay and the learning loop. Each
+transport says where each layer runs — `LOCAL` (loaded from the bundle in this process), an object
+with the layer's protocol method (a remote client, a Ray handle, a replay of recorded outputs, a
+stand-in), or None (no such layer) — and gets back a `LoadedCascade`. Every build has a review
+sink (the database's review queue) unless the caller passes ``review=None`` on purpose (an offline
+replay nobody reviews).
+
+Everything is loaded once and checked here, so a missing threshold, a bad override or a tampered
+bundle stops the program before the first frame. Configuration enters here as arguments
+(`LayerOptions`); the layers below read no settings of their own.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..records import Detection
-from ..bundles.bundle import Bundle
+from ..bundles.bundle import MANIFEST, Bundle
+from ..contracts import ReviewSink
 from .policy import CALIBRATION_FILE, Policy
 from .router import Router
 
@@ -84,53 +95,84 @@ def write_calibration(bundle: Bundle, domain: str, tau: float, record: dict[str,
     return policy
 
 
-class SpecialistLayer:
-    """Adapts a detector (`predict(images) -> [Prediction]`) to the router's `detect_batch`."""
+LOCAL = "local"
+"""A layer argument of `build_router`: load this layer from the bundle, in this process."""
 
-    def __init__(self, detector):
+REVIEW_QUEUE = "review-queue"
+"""The default `review` of `build_router`: the database's review queue (`store.review.ReviewIntake`)."""
+
+SPECIALIST_COMPONENT = "specialist"
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """How the layers of this process are loaded: what the face (CLI, service, worker) read from its settings.
+
+    `gate_overrides` set the gates' runtime parameters; `oracle_config` is the oracle backend
+    (`oracle.clients.BackendConfig`; None: the environment's); the retry and breaker values
+    override the oracle's defaults when set.
+    """
+
+    specialist_engine: str = "torch"
+    device: str | None = None
+    gate_overrides: Mapping[str, Any] = field(default_factory=dict)
+    oracle_config: Any = None
+    retry_attempts: int | None = None
+    breaker_failures: int | None = None
+    breaker_reset_s: float | None = None
+
+
+class DetectorLayer:
+    """Adapts a detector (`predict(images) -> [Prediction]`) to Layer 2's `detect_batch(images, domain)`.
+
+    `domains` are the domains the detector serves (None: every domain, today's single-detector bundles).
+    """
+
+    def __init__(self, detector, domains: Sequence[str] | None = None):
         self.detector = detector
+        self.domains = None if domains is None else frozenset(domains)
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+    def serves(self, domain: str) -> bool:
+        return self.domains is None or domain in self.domains
+
+    def detect_batch(self, images: Sequence[np.ndarray], domain: str) -> list[list[Detection]]:
+        if not self.serves(domain):
+            raise ConfigError(f"no detector for domain '{domain}'")
         return [list(p.detections) for p in self.detector.predict(list(images))]
 
 
-def load_specialist(bundle: Bundle, engine: str = "torch", device: str | None = None):
-    """The bundle's detector wrapped for the router, or None when the bundle has none."""
-    if not bundle.has("specialist") or engine == "none":
+def specialist_domains(bundle: Bundle) -> list[str] | None:
+    """The domains the bundle's specialist records that it serves (its component info's or specialist.json's
+    `domains`); None when it records none (it serves every domain)."""
+    domains = bundle.info(SPECIALIST_COMPONENT).get("domains")
+    meta = bundle.path(SPECIALIST_COMPONENT) / "specialist.json"
+    if domains is None and meta.is_file():
+        try:
+            domains = json.loads(meta.read_text()).get("domains")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            domains = None
+    return None if domains is None else [str(d) for d in domains]
+
+
+def load_specialist(bundle: Bundle, engine: str = "torch", device: str | None = None) -> DetectorLayer | None:
+    """The bundle's detector wrapped for the router, or None when the bundle has none (or `engine` is none)."""
+    if not bundle.has(SPECIALIST_COMPONENT) or engine == "none":
         return None
+    domains = specialist_domains(bundle)
     if engine == "onnx":
         from ..specialist.onnx_runtime import OnnxSpecialist
 
-        onnx_file = bundle.path("specialist") / ONNX_FILE
+        onnx_file = bundle.path(SPECIALIST_COMPONENT) / ONNX_FILE
         if not onnx_file.is_file():
             raise ConfigError(f"{bundle.root}: the specialist has no ONNX export ({ONNX_FILE}); "
                               "run `cascade-defect specialist export-onnx` into the bundle or use the torch engine")
-        return SpecialistLayer(OnnxSpecialist(onnx_file))
+        return DetectorLayer(OnnxSpecialist(onnx_file), domains)
     if engine != "torch":
         raise ConfigError(f"specialist engine must be torch, onnx or none, not {engine!r}")
     from ..specialist.yolo import Specialist
 
     overrides = {"device": device} if device else {}
-    return SpecialistLayer(Specialist.from_bundle(bundle, **overrides))
-
-
-@dataclass
-class Cascade:
-    """A ready router and what it was built from (for summaries and logs)."""
-
-    router: Router
-    bundle: Bundle
-    domain: str
-    oracle: Any
-
-    def describe(self) -> dict[str, Any]:
-        th = self.router.policy.thresholds(self.domain)
-        return {"bundle": str(self.bundle.root), "domain": self.domain, "tau": th.tau,
-                "mse_threshold": th.mse_threshold, "threshold_source": th.source,
-                "l2_bar": self.router.policy.l2_bar,
-                "specialist": self.router.specialist is not None,
-                "oracle": getattr(self.oracle, "backend_name", type(self.oracle).__name__),
-                "oracle_limits": self.oracle.limits() if hasattr(self.oracle, "limits") else None}
+    return DetectorLayer(Specialist.from_bundle(bundle, **overrides), domains)
 
 
 def load_gate(bundle: Bundle, domains: Sequence[str] | None = None, **overrides):
@@ -153,26 +195,174 @@ def load_oracle(bundle: Bundle, db=None, config=None, *, retry_attempts: int | N
     if breaker_failures is not None or breaker_reset_s is not None:
         kwargs["breaker"] = CircuitBreaker(failure_threshold=breaker_failures or 5,
                                            reset_after_s=30.0 if breaker_reset_s is None else breaker_reset_s)
-    return Oracle.from_config(config, db=db, bundle=bundle if bundle.has("oracle") else None, **kwargs)
+    return Oracle.from_config(config, db=db, bundle=bundle if bundle.has("oracle") else None,
+                              prompt_options={"taxonomy": oracle_taxonomy()}, **kwargs)
 
 
-def build_cascade(bundle_ref: str | Path | Bundle, domain: str, *, oracle=None, oracle_config=None,
-                  db=None, specialist_engine: str = "torch", gate_overrides: dict | None = None,
-                  environ=None) -> Cascade:
-    """Load once, check everything, return the router for `domain`.
+def oracle_taxonomy() -> dict[str, tuple[str, ...]]:
+    """The oracle's domain -> classes from the settings (`CASCADE_ORACLE_TAXONOMY`; {} when unset)."""
+    from ..oracle.taxonomy import parse_taxonomy
+    from ..settings import settings
 
-    `oracle` may be given (an `OracleLayer`, e.g. an evaluation stand-in; its review decisions are
-    not queued); otherwise one is built from `oracle_config` (default: the environment; `review`
-    when nothing is configured), and every review decision enters that database's review queue.
+    return parse_taxonomy(settings().oracle_taxonomy)
+
+
+def bundle_version(bundle: Bundle) -> str:
+    """Short SHA-256 of the bundle's manifest (it lists every file's checksum): the bundle's identity."""
+    manifest = bundle.root / MANIFEST
+    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.is_file() else "unversioned"
+
+
+def review_labels(domain: str) -> tuple[str, ...]:
+    """Labels a reviewer may give a frame of `domain` when no in-process oracle says (the default taxonomy
+    + environment; ("defect", "no_defect") for a domain it does not know)."""
+    from ..oracle.schema import taxonomy_labels
+    from ..oracle.taxonomy import resolve_classes
+
+    try:
+        return taxonomy_labels(resolve_classes(domain, oracle_taxonomy()))
+    except ConfigError:
+        return ("defect", "no_defect")
+
+
+@dataclass
+class LoadedCascade:
+    """A loaded bundle and what this process built from it: the layers it holds and, when it routes, the router.
+
+    `domains` are the domains served (a threshold and, with an in-process gate, a gate for each).
+    `router` is None for a process that only serves a layer (e.g. the gate service). `remotes` are
+    the clients of layers running elsewhere, by layer name (the caller registers them; `close()`
+    releases them).
     """
-    bundle = bundle_ref if isinstance(bundle_ref, Bundle) else open_bundle(bundle_ref)
-    policy = load_policy(bundle, [domain], environ)
-    gate = load_gate(bundle, [domain], **(gate_overrides or {}))
-    specialist = load_specialist(bundle, specialist_engine)
-    review = None
-    if oracle is None:
-        from ..store.review import ReviewIntake
 
-        oracle = load_oracle(bundle, db, oracle_config)
-        review = ReviewIntake(oracle.review, oracle.prompt.labels)
-    return Cascade(Router(policy, gate, specialist, oracle, review), bundle, domain, oracle)
+    bundle: Bundle | None
+    version: str
+    domains: list[str]
+    router: Router | None = None
+    gate: Any = None
+    specialist: Any = None
+    oracle: Any = None
+    remotes: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self, domain: str | None = None) -> dict[str, Any]:
+        """What `run` records about the cascade deciding `domain` (default: the first served domain):
+        thresholds, layers, oracle limits."""
+        domain = domain or self.domains[0]
+        th = self.router.policy.thresholds(domain)
+        return {"bundle": str(self.bundle.root), "domain": domain, "tau": th.tau,
+                "mse_threshold": th.mse_threshold, "threshold_source": th.source,
+                "l2_bar": self.router.policy.l2_bar,
+                "specialist": self.router.specialist is not None,
+                "oracle": getattr(self.oracle, "backend_name", type(self.oracle).__name__),
+                "oracle_limits": self.oracle.limits() if hasattr(self.oracle, "limits") else None}
+
+    def close(self) -> None:
+        for r in self.remotes.values():
+            r.close()
+
+
+def _bundle(ref: str | Path | Bundle) -> Bundle:
+    return ref if isinstance(ref, Bundle) else open_bundle(ref)
+
+
+def load_layers(bundle_ref: str | Path | Bundle, layers: Sequence[str], *, db=None,
+                options: LayerOptions = LayerOptions(), domains: Sequence[str] | None = None) -> LoadedCascade:
+    """Load `layers` ("gate", "specialist", "oracle") from the bundle, without a router (a layer service).
+
+    `domains` limits the gates loaded (default: all); the result's `domains` are the gates' domains.
+    A missing specialist is None (the caller decides whether that is an error).
+    """
+    bundle = _bundle(bundle_ref)
+    loaded = LoadedCascade(bundle, bundle_version(bundle), [])
+    if "gate" in layers:
+        loaded.gate = load_gate(bundle, domains, **dict(options.gate_overrides))
+        loaded.domains = list(loaded.gate.domains)
+    if "specialist" in layers:
+        loaded.specialist = load_specialist(bundle, options.specialist_engine, options.device)
+    if "oracle" in layers:
+        loaded.oracle = load_oracle(bundle, db, options.oracle_config, retry_attempts=options.retry_attempts,
+                                    breaker_failures=options.breaker_failures, breaker_reset_s=options.breaker_reset_s)
+    return loaded
+
+
+def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[str] | None = None,
+                 gate: Any = LOCAL, specialist: Any = LOCAL, oracle: Any = LOCAL,
+                 review: ReviewSink | str | None = REVIEW_QUEUE, db=None, options: LayerOptions = LayerOptions(),
+                 policy: Policy | None = None, environ: Mapping[str, str] | None = None) -> LoadedCascade:
+    """The router of a bundle, for every transport: load once, check everything, return a `LoadedCascade`.
+
+    * `domains`: the domains to serve, each checked for a threshold (and a gate, when the gate is
+      local); None serves every calibrated domain (those that also have a gate, when the gate object
+      lists its `domains`, as an in-process gate set does).
+    * `gate`, `specialist`, `oracle`: `LOCAL` loads the layer from the bundle with `options`; an
+      object with the layer's protocol method is used as it is (a remote client, a Ray handle, a
+      replay, a stand-in); None means no such layer (specialist and oracle only).
+    * `review`: where review decisions go. `REVIEW_QUEUE` (the default) is the review queue of `db`
+      (of the local oracle's database when the oracle is local); a `ReviewSink` is used as it is;
+      None only for a replay nobody reviews (evaluation).
+    * `policy`: the thresholds, when the caller has them already (default: the bundle's calibration
+      with `environ`'s overrides, via `load_policy`).
+
+    `bundle_ref` None builds from parts alone (evaluation replay, tests): then `policy` is required and
+    no layer may be `LOCAL`.
+    """
+    if gate is None:
+        raise ConfigError("a router needs a gate: Layer 1 runs on every frame")
+    if bundle_ref is None:
+        return _from_parts(domains, gate, specialist, oracle, review, db, policy)
+    bundle = _bundle(bundle_ref)
+    policy = policy or load_policy(bundle, list(domains or ()), environ)
+    for d in domains or ():
+        policy.thresholds(d)  # ConfigError now, naming the variable to set
+    given = {"gate": gate, "specialist": specialist, "oracle": oracle}
+    loaded = load_layers(bundle, [name for name, layer in given.items() if _is(layer, LOCAL)], db=db,
+                         options=options, domains=domains)
+    for name, layer in given.items():
+        if not _is(layer, LOCAL):
+            setattr(loaded, name, layer)
+    if domains is not None:
+        served = list(domains)
+    else:
+        served = sorted(policy.domains)
+        gate_domains = getattr(loaded.gate, "domains", None)  # an in-process gate set knows its domains
+        if isinstance(gate_domains, (list, tuple)):
+            served = [d for d in served if d in set(gate_domains)]
+    loaded.domains = served
+    if _is(review, REVIEW_QUEUE):
+        review = _review_queue(loaded.oracle, db)
+    loaded.router = Router(policy, loaded.gate, loaded.specialist, loaded.oracle, review)
+    return loaded
+
+
+def _from_parts(domains, gate, specialist, oracle, review, db, policy) -> LoadedCascade:
+    """A router from given layers and policy, with no bundle (see `build_router`)."""
+    if policy is None or any(_is(x, LOCAL) for x in (gate, specialist, oracle)):
+        raise ConfigError("without a bundle, give the policy and every layer (none can be loaded)")
+    if _is(review, REVIEW_QUEUE):
+        review = _review_queue(oracle, db)
+    served = list(domains) if domains is not None else sorted(policy.domains)
+    return LoadedCascade(None, "no-bundle", served, Router(policy, gate, specialist, oracle, review),
+                         gate, specialist, oracle)
+
+
+def _is(arg: Any, marker: str) -> bool:
+    return isinstance(arg, str) and arg == marker
+
+
+def _review_queue(oracle: Any, db) -> ReviewSink:
+    """The review queue of the local oracle's database (with its prompt's labels), else of `db`."""
+    from ..store.review import ReviewIntake, ReviewQueue
+
+    own = getattr(oracle, "review", None)
+    if isinstance(own, ReviewQueue):
+        return ReviewIntake(own, oracle.prompt.labels)
+    if db is None:
+        from ..store.db import Database, default_db_path
+
+        db = Database(default_db_path())
+    return ReviewIntake(ReviewQueue(db), review_labels)
+
+
+__all__ = ["LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "build_router",
+           "bundle_version", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
+           "open_bundle", "read_calibration", "review_labels", "write_calibration"]

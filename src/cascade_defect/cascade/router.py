@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from typing import Sequence
 
-from ..contracts import GateLayer, OracleLayer, ReviewSink, SpecialistLayer, call_isolated
+from ..contracts import GateLayer, OracleLayer, ReviewSink, SpecialistLayer, call_isolated, specialist_serves
 from ..records import Decision, Frame, LayerResult
 from .decide import NO_ORACLE, FrameOutputs, Next, decide, top_detection
 from .policy import Policy
@@ -23,8 +23,9 @@ from .policy import Policy
 class Router:
     """Runs frames through gate -> specialist -> oracle under one policy.
 
-    `specialist` may be None (a domain served without a detector: flagged frames go to the
-    oracle). `oracle` may be None only when the policy never escalates to it; a frame that
+    `specialist` may be None (no Layer 2: flagged frames go to the oracle); a specialist that does
+    not serve a frame's domain (`serves(domain)` False) sends that frame on too, with the reason in
+    its trace. `oracle` may be None only when the policy never escalates to it; a frame that
     needs it then goes to review. `review` receives every decision with layer ``review``,
     whoever made it (the oracle's hand-overs, no oracle, an oracle that raised); the sink is
     idempotent by frame, so a frame the oracle already queued is not queued twice.
@@ -42,7 +43,8 @@ class Router:
         """One decision per frame, in input order."""
         decisions: dict[int, Decision] = {}
         traces: dict[int, list[LayerResult]] = {i: [] for i in range(len(frames))}
-        outputs = {i: FrameOutputs(f.domain, has_specialist=self.specialist is not None,
+        served = {d: specialist_serves(self.specialist, d) for d in {f.domain for f in frames}}
+        outputs = {i: FrameOutputs(f.domain, has_specialist=served[f.domain],
                                    has_oracle=self.oracle is not None) for i, f in enumerate(frames)}
         waiting: dict[str, list[tuple[int, tuple | None]]] = {"specialist": [], "oracle": []}
         review_hints: dict[int, tuple | None] = {}
@@ -51,13 +53,17 @@ class Router:
             """Record layer outputs of frame i, then ask `decide` what happens to it next."""
             outputs[i] = replace(outputs[i], **seen)
             nxt = decide(self.policy, outputs[i])
+            if "gate" in seen and self.specialist is not None and not outputs[i].has_specialist \
+                    and (isinstance(nxt, Next) or nxt.layer == "review"):
+                traces[i].append(LayerResult("specialist", 0.0,
+                                             extra={"skipped": f"no detector for domain '{frames[i].domain}'"}))
             if isinstance(nxt, Next):
                 waiting[nxt.layer].append((i, nxt.hint))
                 return
             if nxt.layer == "review":
                 review_hints[i] = nxt.hint
                 if nxt.reason is not None:
-                    traces[i].append(LayerResult("review", 0.0, error=nxt.reason))
+                    traces[i].append(LayerResult("review", 0.0, error=nxt.reason, extra=_hint(nxt.hint)))
             f = frames[i]
             decisions[i] = Decision(frame_id=f.frame_id, image=f.source or f.frame_id, domain=f.domain,
                                     label=nxt.label, layer=nxt.layer, box=nxt.box, trace=traces[i], error=nxt.error)
@@ -102,25 +108,29 @@ class Router:
                 if isinstance(res, Exception):
                     traces[i].append(LayerResult("gate", per_ms, error=str(res)))
                 else:
-                    traces[i].append(LayerResult("gate", per_ms, score=res.score, z=res.z, error=res.error))
+                    region = {"region": [float(v) for v in res.region]} if res.region is not None else {}
+                    traces[i].append(LayerResult("gate", per_ms, score=res.score, z=res.z, error=res.error,
+                                                 extra=region))
                 step(i, gate=res)
 
     def _run_specialist(self, frames, flagged, traces, step) -> None:
-        if not flagged:
-            return
-        t0 = time.perf_counter()
-        results = call_isolated(
-            lambda ids: self.specialist.detect_batch([frames[j].image for j in ids]), flagged)
-        per_ms = (time.perf_counter() - t0) * 1000 / len(flagged)
-        for i, dets in zip(flagged, results):
-            if isinstance(dets, Exception):
-                traces[i].append(LayerResult("specialist", per_ms, error=str(dets)))
-            else:
-                top = top_detection(dets)
-                traces[i].append(LayerResult(
-                    "specialist", per_ms, detections=tuple(dets),
-                    defect_class=top.cls if top else None, confidence=top.confidence if top else None))
-            step(i, detections=dets)
+        by_domain: dict[str, list[int]] = {}
+        for i in flagged:
+            by_domain.setdefault(frames[i].domain, []).append(i)
+        for domain, idx in by_domain.items():
+            t0 = time.perf_counter()
+            results = call_isolated(
+                lambda ids: self.specialist.detect_batch([frames[j].image for j in ids], domain), idx)
+            per_ms = (time.perf_counter() - t0) * 1000 / len(idx)
+            for i, dets in zip(idx, results):
+                if isinstance(dets, Exception):
+                    traces[i].append(LayerResult("specialist", per_ms, error=str(dets)))
+                else:
+                    top = top_detection(dets)
+                    traces[i].append(LayerResult(
+                        "specialist", per_ms, detections=tuple(dets),
+                        defect_class=top.cls if top else None, confidence=top.confidence if top else None))
+                step(i, detections=dets)
 
     def _run_oracle(self, frames, unsure, traces, step) -> None:
         if not unsure:
@@ -128,7 +138,14 @@ class Router:
         results = call_isolated(
             lambda pairs: self.oracle.judge_batch([frames[j] for j, _ in pairs], [h for _, h in pairs]),
             list(unsure))
-        for (i, _), verdict in zip(unsure, results):
+        for (i, hint), verdict in zip(unsure, results):
             if not isinstance(verdict, Exception):
-                traces[i].append(verdict.layer_result())
+                entry = verdict.layer_result()
+                entry.extra.update(_hint(hint))
+                traces[i].append(entry)
             step(i, verdict=verdict)
+
+
+def _hint(hint: tuple | None) -> dict:
+    """The trace's record of the box the oracle (or a reviewer) was pointed at."""
+    return {} if hint is None else {"hint": [float(v) for v in hint]}

@@ -85,7 +85,7 @@ def run(
         fail(f"--engine must be local or ray, not {engine!r}")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..cascade.assemble import build_cascade, read_calibration
+    from ..cascade.assemble import LayerOptions, build_router, read_calibration
     from ..cascade.runner import CascadeRunner, items_from_samples, resolve_inputs
     from ..cascade.summary import summarise
     from ..evaluation.drift import drift_for_decisions
@@ -104,8 +104,8 @@ def run(
     out_lock = held(ctx, run_guarded(lock_output, out) if out else None)
     database = run_guarded(Database, db or default_db_path())
     config = run_guarded(BackendConfig.from_env, backend=backend, base_url=base_url, model=model)
-    cascade = run_guarded(build_cascade, bundle, domain, oracle_config=config, db=database,
-                          specialist_engine=specialist_engine)
+    cascade = run_guarded(build_router, bundle, domains=[domain], db=database,
+                          options=LayerOptions(specialist_engine=specialist_engine, oracle_config=config))
     log = DecisionLog(database)
     run_id = log.start_run({**cascade.describe(), "inputs": len(items)}, resume=resume)
     run_lock = held(ctx, run_guarded(lock_run, database.path, run_id))

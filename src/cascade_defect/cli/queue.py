@@ -55,7 +55,7 @@ def worker(
     import signal
     import threading
 
-    from ..distributed.assemble import load_router
+    from ..cascade.assemble import LayerOptions, build_router
     from ..distributed.decisions import QueueDecisions
     from ..distributed.queue import connect
     from ..distributed.worker import QueueWorker
@@ -63,7 +63,7 @@ def worker(
 
     client = run_guarded(connect, queue)
     database = run_guarded(Database, db or default_db_path())
-    loaded = run_guarded(load_router, bundle, database, specialist_engine=specialist_engine)
+    loaded = run_guarded(build_router, bundle, db=database, options=LayerOptions(specialist_engine=specialist_engine))
     if not loaded.domains:
         fail(f"{bundle}: no calibrated domain with a gate to serve")
     records = QueueDecisions(database, stream, group, {"bundle": str(loaded.bundle.root)})

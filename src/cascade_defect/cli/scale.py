@@ -46,7 +46,8 @@ def serve_on_ray(config_path: Optional[Path], bundle: Optional[str], db: Optiona
                  port: Optional[int]) -> None:
     """`serve router --engine ray --config serve.yaml`: deploy and block until interrupted."""
     from ..distributed.ray_data import init_ray
-    from ..distributed.ray_serve import ServeConfig, start
+    from ..distributed.ray_serve import ServeConfig
+    from ..serve_on_ray import start
 
     if config_path is None:
         fail("--engine ray needs --config serve.yaml (see docs/scale-out.md)")

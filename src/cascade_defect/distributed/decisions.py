@@ -12,7 +12,9 @@ import json
 import time
 from typing import Sequence
 
-from .library import Database, Decision, DecisionLog
+from ..records import Decision
+from ..store.db import Database
+from ..store.decisions import DecisionLog
 
 SERVICE = "queue"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .library import CascadeError, resolve_inputs
+from ..cascade.runner import resolve_inputs
+from ..errors import CascadeError
 from .messages import message_for_path
 from .queue import Producer
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .library import CascadeError
+from ..errors import CascadeError
 
 FORMAT_VERSION = "1"
 INLINE_LIMIT_BYTES = 256 * 1024
@@ -89,7 +89,7 @@ def message_for_path(spec: str, domain: str, *, inline: bool = False, frame_id: 
         if inline:
             raise MessageError(f"{spec}: only local files can be sent inline")
         return FrameMessage(fid, domain, uri=spec)
-    from .library import local_path
+    from ..bundles.uri import local_path
 
     path = local_path(spec)
     if inline:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .library import CascadeError, ConfigError
+from ..errors import CascadeError, ConfigError
 from .messages import FrameMessage
 
 DEFAULT_STREAM = "frames"

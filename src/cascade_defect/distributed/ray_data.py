@@ -4,11 +4,13 @@ Pipeline: read (tasks: bytes from a path, file://, s3://, az://; frames already 
 folder are dropped) -> gate (actor pool) -> specialist (actor pool, GPUs when asked) -> oracle + decision
 (a small actor pool, rate-limited, with the oracle's own spending guard) -> the driver writes each batch
 to the decision log (SQLite), the JSONL file, and at the end Parquet and the summary, like `run`.
-Each stage runs the one router (see `staged.py`); re-running with the same `--out` resumes.
+The policy is loaded once, by the driver; each frame is decided once, by the one router of the last
+stage (see `staged.py`); re-running with the same `--out` resumes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -18,11 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .library import (IMAGE_SUFFIXES, CascadeError, Database, DecisionLog, Frame, decision_from_dict,
-                      decision_to_dict, load_gate, load_image, load_oracle, load_policy, load_specialist, open_bundle,
-                      resolve_inputs, storage_options_for, summarise)
+from ..bundles.uri import storage_options_for
+from ..cascade.assemble import (LayerOptions, build_router, load_layers, load_oracle, load_policy, open_bundle,
+                                specialist_domains)
+from ..cascade.runner import resolve_inputs
+from ..cascade.summary import summarise
+from ..data.files import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
+from ..errors import CascadeError
+from ..imaging import load_image
+from ..records import Frame
+from ..serialize import decision_from_dict, decision_to_dict
+from ..store.db import Database
+from ..store.decisions import DecisionLog
 from .sources import read_uri
-from .staged import run_final_stage, run_gate_stage, run_specialist_stage
+from .staged import FinalStage, gate_stage, specialist_stage
 
 DB_FILE, JSONL_FILE, PARQUET_FILE, SUMMARY_FILE = "cascade.db", "decisions.jsonl", "decisions.parquet", "summary.json"
 
@@ -112,31 +123,37 @@ def _spread(idx: list[int], values: list, n: int) -> list:
     return out
 
 
+def _cells(values: list) -> list[str]:
+    """Wire outputs as JSON text cells ("" where none)."""
+    return [json.dumps(v) if v is not None else "" for v in values]
+
+
+def _column(batch: dict, name: str, idx: list[int]) -> list[dict | None]:
+    return [json.loads(c) if (c := _s(batch[name][i])) else None for i in idx]
+
+
 class GateStage:
     def __init__(self, bundle_ref: str, domain: str):
-        bundle = open_bundle(bundle_ref)
-        self.policy = load_policy(bundle, [domain])
-        self.gate = load_gate(bundle, [domain])
+        self.gate = load_layers(open_bundle(bundle_ref), ["gate"], domains=[domain]).gate
         self.domain = domain
 
     def __call__(self, batch: dict) -> dict:
         idx, frames, errors = _frames(batch, self.domain)
-        out = run_gate_stage(self.policy, self.gate, frames) if frames else []
-        return {**batch, "error": [e or "" for e in errors], "gate": _spread(idx, out, len(errors))}
+        out = gate_stage(self.gate, frames) if frames else []
+        return {**batch, "error": [e or "" for e in errors], "gate": _spread(idx, _cells(out), len(errors))}
 
 
 class SpecialistStage:
-    def __init__(self, bundle_ref: str, domain: str, engine: str = "torch"):
-        bundle = open_bundle(bundle_ref)
-        self.policy = load_policy(bundle, [domain])
-        self.specialist = load_specialist(bundle, engine)
+    def __init__(self, bundle_ref: str, domain: str, policy, engine: str = "torch"):
+        self.specialist = load_layers(open_bundle(bundle_ref), ["specialist"],
+                                      options=LayerOptions(specialist_engine=engine)).specialist
+        self.policy = policy
         self.domain = domain
 
     def __call__(self, batch: dict) -> dict:
         idx, frames, _ = _frames(batch, self.domain)
-        gate = [_s(batch["gate"][i]) for i in idx]
-        out = run_specialist_stage(self.policy, self.specialist, frames, gate) if frames else []
-        return {**batch, "specialist": _spread(idx, out, len(batch["image"]))}
+        out = specialist_stage(self.policy, self.specialist, frames, _column(batch, "gate", idx)) if frames else []
+        return {**batch, "specialist": _spread(idx, _cells(out), len(batch["image"]))}
 
 
 class RateLimitedOracle:
@@ -163,18 +180,23 @@ class RateLimitedOracle:
 
 
 class OracleStage:
-    def __init__(self, bundle_ref: str, domain: str, db_path: str, max_calls_per_s: float | None,
-                 has_specialist: bool):
+    """The oracle and the one router that decides (`staged.FinalStage`); review decisions enter the run's queue."""
+
+    def __init__(self, bundle_ref: str, domain: str, db_path: str, max_calls_per_s: float | None, policy,
+                 specialist_serves: list[str] | bool):
         bundle = open_bundle(bundle_ref)
-        self.policy = load_policy(bundle, [domain])
-        self.oracle = RateLimitedOracle(load_oracle(bundle, Database(db_path)), max_calls_per_s)
+        db = Database(db_path)
+        oracle = RateLimitedOracle(load_oracle(bundle, db), max_calls_per_s)
+        serves = (None if specialist_serves is False else
+                  (lambda d: True) if specialist_serves is True else set(specialist_serves).__contains__)
+        self.final = FinalStage(functools.partial(build_router, bundle, domains=[domain], policy=policy,
+                                                  oracle=oracle, db=db), serves)
         self.domain = domain
-        self.has_specialist = has_specialist
 
     def __call__(self, batch: dict) -> dict:
         idx, frames, errors = _frames(batch, self.domain)
-        decided = run_final_stage(self.policy, self.oracle, frames, [_s(batch["gate"][i]) for i in idx],
-                                  [_s(batch["specialist"][i]) for i in idx], self.has_specialist) if frames else []
+        decided = self.final.decide(frames, _column(batch, "gate", idx),
+                                    _column(batch, "specialist", idx)) if frames else []
         records = _spread(idx, [json.dumps(decision_to_dict(d), default=float) for d in decided], len(errors))
         for i, err in enumerate(errors):
             if not records[i]:
@@ -194,8 +216,10 @@ def run_batch(specs: Sequence[str], bundle_ref: str, domain: str, out: str | Pat
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bundle = open_bundle(bundle_ref)  # fail here, before any worker starts
-    load_policy(bundle, [domain])
+    policy = load_policy(bundle, [domain])  # once: every stage gets this object
     has_specialist = bundle.has("specialist") and config.specialist_engine != "none"
+    served = specialist_domains(bundle) if has_specialist else None
+    specialist_serves = False if not has_specialist else (True if served is None else served)
     db = Database(out / DB_FILE)
     log = DecisionLog(db)
     run_id = log.start_run({"engine": "ray", "bundle": str(bundle.root), "domain": domain}, resume=True)
@@ -211,14 +235,14 @@ def run_batch(specs: Sequence[str], bundle_ref: str, domain: str, out: str | Pat
     ds = ds.map_batches(GateStage, fn_constructor_args=(bundle_path, domain), batch_size=config.batch_size,
                         num_cpus=config.gate_cpus, compute=ray.data.ActorPoolStrategy(size=config.gate_actors))
     if has_specialist:
-        ds = ds.map_batches(SpecialistStage, fn_constructor_args=(bundle_path, domain, config.specialist_engine),
+        ds = ds.map_batches(SpecialistStage, fn_constructor_args=(bundle_path, domain, policy, config.specialist_engine),
                             batch_size=config.batch_size, num_gpus=config.specialist_gpus or None,
                             num_cpus=config.specialist_cpus,
                             compute=ray.data.ActorPoolStrategy(size=config.specialist_actors))
     else:
         ds = ds.map_batches(lambda b: {**b, "specialist": [""] * len(b["image"])}, batch_size=config.batch_size)
     ds = ds.map_batches(OracleStage, fn_constructor_args=(bundle_path, domain, str(out / DB_FILE),
-                                                          config.oracle_max_calls_per_s, has_specialist),
+                                                          config.oracle_max_calls_per_s, policy, specialist_serves),
                         batch_size=config.batch_size, num_cpus=config.oracle_cpus,
                         compute=ray.data.ActorPoolStrategy(size=config.oracle_actors))
     jsonl = out / JSONL_FILE
@@ -247,7 +271,7 @@ def init_ray(num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
-    from .library import settings
+    from ..settings import settings
 
     address = settings().ray_address
     if address:

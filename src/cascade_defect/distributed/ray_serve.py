@@ -1,20 +1,25 @@
 """`cascade-defect serve --engine ray`: the router's HTTP API on Ray Serve, each layer its own deployment.
 
-One app, two engines: the ingress deployment serves the very FastAPI app of `cascade-defect serve router`
-(`services.app.create_app`: the same endpoints, keys, upload limits, idempotent frame ids, decision log,
-reload), whose router calls the gate, specialist and oracle deployments through Ray Serve handles
-instead of HTTP. Each layer deployment holds the same layer object `run` loads; replicas, autoscaling
-and `num_gpus` (Layer 2 on GPU nodes) come from the YAML config.
+One app, two engines: the ingress deployment serves an ASGI app made by the `app_factory` it is given
+— `serve_on_ray.py` (which may import both transports) gives it the very FastAPI app of
+`cascade-defect serve router` — whose router calls the gate, specialist and oracle deployments through
+Ray Serve handles instead of HTTP. This module imports nothing from the services package. Each layer
+deployment holds the same layer object `run` loads (`cascade.assemble.load_layers`); replicas,
+autoscaling and `num_gpus` (Layer 2 on GPU nodes) come from the YAML config.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .library import (ConfigError, GateScore, Router, load_gate, load_oracle, load_policy, load_specialist,
-                      open_bundle, resolve_bundle_from_env)
+from ..bundles.uri import resolve_bundle_from_env
+from ..cascade.assemble import LayerOptions, load_layers, load_policy, open_bundle
+from ..errors import ConfigError
+from ..serialize import (LayerFailed, detections_from_wire, detections_to_wire, gate_from_wire, gate_to_wire, verdict_from_wire,
+                         verdict_to_wire)
+from ..store.db import Database
 
 DEPLOYMENT_OPTIONS = {"num_replicas", "autoscaling_config", "ray_actor_options", "max_ongoing_requests",
                       "max_queued_requests", "health_check_period_s", "graceful_shutdown_timeout_s"}
@@ -70,30 +75,34 @@ def _open(ref: str | None):
 
 
 # -- layer deployments: the library's layer objects, batch in, batch out --------------------------
+# Results cross the handles in the one wire form (`serialize`): the gate's region and error, the boxes,
+# every verdict field — and nothing that stays behind (the anomaly maps).
 class GateDeployment:
     def __init__(self, bundle_ref: str):
-        self.gate = load_gate(_open(bundle_ref))
+        self.gate = load_layers(_open(bundle_ref), ["gate"]).gate
 
-    def score_batch(self, images, domain):  # anomaly maps stay here: only scores travel
-        return [GateScore(s.score, s.z) for s in self.gate.score_batch(images, domain)]
+    def score_batch(self, images, domain):
+        return [gate_to_wire(s) for s in self.gate.score_batch(images, domain)]
 
 
 class SpecialistDeployment:
     def __init__(self, bundle_ref: str, engine: str = "torch"):
-        self.specialist = load_specialist(_open(bundle_ref), engine)
+        self.specialist = load_layers(_open(bundle_ref), ["specialist"],
+                                      options=LayerOptions(specialist_engine=engine)).specialist
 
-    def detect_batch(self, images):
-        return self.specialist.detect_batch(images)
+    def serves(self, domain):
+        return self.specialist.serves(domain)
+
+    def detect_batch(self, images, domain):
+        return [detections_to_wire(d) for d in self.specialist.detect_batch(images, domain)]
 
 
 class OracleDeployment:
     def __init__(self, bundle_ref: str, db_path: str):
-        from .library import Database
-
-        self.oracle = load_oracle(_open(bundle_ref), Database(db_path))
+        self.oracle = load_layers(_open(bundle_ref), ["oracle"], db=Database(db_path)).oracle
 
     def judge_batch(self, frames, hints):
-        return self.oracle.judge_batch(frames, hints)
+        return [verdict_to_wire(v) for v in self.oracle.judge_batch(frames, hints)]
 
 
 class _Handle:
@@ -104,7 +113,12 @@ class _Handle:
         self.method = method
 
     def __call__(self, *args):
-        return getattr(self.handle, self.method).remote(*args).result()
+        from ray.exceptions import RayTaskError
+
+        try:
+            return getattr(self.handle, self.method).remote(*args).result()
+        except RayTaskError as exc:  # the deployment's own error, without Ray's wrapping and traceback
+            raise LayerFailed(str(getattr(exc, "cause", None) or exc)) from None
 
 
 class HandleGate(_Handle):
@@ -112,15 +126,21 @@ class HandleGate(_Handle):
         super().__init__(handle, "score_batch")
 
     def score_batch(self, images, domain):
-        return self(list(images), domain)
+        return [gate_from_wire(g) for g in self(list(images), domain)]
 
 
 class HandleSpecialist(_Handle):
     def __init__(self, handle):
         super().__init__(handle, "detect_batch")
+        self._served: dict[str, bool] = {}
 
-    def detect_batch(self, images):
-        return self(list(images))
+    def serves(self, domain):
+        if domain not in self._served:
+            self._served[domain] = bool(self.handle.serves.remote(domain).result())
+        return self._served[domain]
+
+    def detect_batch(self, images, domain):
+        return [detections_from_wire(d) for d in self(list(images), domain)]
 
 
 class HandleOracle(_Handle):
@@ -128,47 +148,27 @@ class HandleOracle(_Handle):
         super().__init__(handle, "judge_batch")
 
     def judge_batch(self, frames, hints):
-        return self(list(frames), list(hints))
+        return [verdict_from_wire(v) for v in self(list(frames), list(hints))]
 
 
 class RouterIngress:
-    """Serves `create_app("router")`; its engine's router calls the layer deployments' handles."""
+    """Serves the ASGI app `app_factory(bundle_ref, db_path, layers)` makes, whose router calls the layer
+    deployments through their handles (`layers`: gate, specialist — None without one — and oracle)."""
 
-    def __init__(self, bundle_ref: str, db_path: str, gate, specialist, oracle):
-        self.bundle_ref, self.db_path = bundle_ref, db_path
+    def __init__(self, bundle_ref: str, db_path: str, app_factory: Callable[..., Any], gate, specialist, oracle):
+        self.bundle_ref, self.db_path, self.app_factory = bundle_ref, db_path, app_factory
         self.handles = (gate, specialist, oracle)
 
     def __serve_build_asgi_app__(self):
-        from ..services.app import create_app
-        from ..services.engine import Engine, bundle_version
-        from ..services.settings import ServiceSettings
-
         gate, specialist, oracle = self.handles
-        settings = ServiceSettings.from_env()
-        # placeholders so the app's first engine loads no layer here; replaced by the handle engine below
-        placeholders = dataclasses.replace(settings, layer_urls={k: "http://ray-serve-handle.invalid" for k in LAYERS},
-                                           service_key=settings.service_key or "ray-serve-handles")
-        app = create_app("router", self.bundle_ref, settings=placeholders, db_path=self.db_path)
-        bundle_ref = self.bundle_ref
-
-        def engine_over_handles() -> Engine:
-            bundle = _open(bundle_ref)
-            policy = load_policy(bundle, [])
-            router = Router(policy, HandleGate(gate), HandleSpecialist(specialist) if specialist else None,
-                            HandleOracle(oracle))
-            return Engine(version=bundle_version(bundle), bundle=bundle, domains=sorted(policy.domains),
-                          router=router)
-
-        holder = app.state.holder
-        holder.factory = engine_over_handles
-        old = holder.current
-        holder.reload()
-        old.close()
-        return app
+        layers = {"gate": HandleGate(gate), "specialist": HandleSpecialist(specialist) if specialist else None,
+                  "oracle": HandleOracle(oracle)}
+        return self.app_factory(self.bundle_ref, self.db_path, layers)
 
 
-def build_application(config: ServeConfig) -> Any:
-    """The Ray Serve application: the router ingress bound to the three layer deployments."""
+def build_application(config: ServeConfig, app_factory: Callable[..., Any]) -> Any:
+    """The Ray Serve application: the router ingress (serving `app_factory`'s app) bound to the three layer
+    deployments. `app_factory(bundle_ref, db_path, layers)` returns the ASGI app (see `serve_on_ray.py`)."""
     from ray import serve
 
     bundle = _open(config.bundle)  # fail here, before any replica starts
@@ -187,24 +187,14 @@ def build_application(config: ServeConfig) -> Any:
     oracle = dep(OracleDeployment, "cascade-oracle").bind(bundle_ref, db)
     ingress = serve.deployment(serve.ingress()(RouterIngress), name="cascade-router")
     ingress = ingress.options(**config.deployments.get("router", {}))
-    return ingress.bind(bundle_ref, db, gate, specialist, oracle)
+    return ingress.bind(bundle_ref, db, app_factory, gate, specialist, oracle)
 
 
-def app_from_env(args: dict | None = None):
-    """Application builder for `serve run` / KubeRay's `import_path`: bundle and db from `args` or the environment
-    (CASCADE_BUNDLE or BLOB_ACCOUNT + *_MODEL_BLOB, CASCADE_DB); replicas and resources from the Serve config."""
-    from ..settings import settings
-
-    args, s = dict(args or {}), settings()
-    return build_application(ServeConfig.from_dict({"bundle": args.get("bundle") or s.bundle,
-                                                    "db": args.get("db") or (str(s.db) if s.sources.get("db") else None)}))
-
-
-def start(config: ServeConfig, *, blocking: bool = False, app_name: str = "cascade"):
+def start(config: ServeConfig, app_factory: Callable[..., Any], *, blocking: bool = False, app_name: str = "cascade"):
     """Deploy on the running Ray (or a local one); returns the router's handle."""
     from ray import serve
 
     serve.start(http_options={"host": config.host, "port": config.port})
-    handle = serve.run(build_application(config), name=app_name, route_prefix=config.route_prefix,
+    handle = serve.run(build_application(config, app_factory), name=app_name, route_prefix=config.route_prefix,
                        blocking=blocking)
     return handle

@@ -6,7 +6,10 @@ appear in an error message.
 
 from __future__ import annotations
 
-from .library import DataError, Frame, is_local, load_image, local_path, storage_options_for
+from ..bundles.uri import is_local, local_path, storage_options_for
+from ..errors import DataError
+from ..imaging import load_image
+from ..records import Frame
 from .messages import FrameMessage
 
 

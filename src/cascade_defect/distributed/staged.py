@@ -1,122 +1,92 @@
-"""The router split into stages (gate, specialist, oracle) that may run in different processes.
+"""The cascade split into stages (gate, specialist, oracle + decision) that may run in different processes.
 
-Each stage runs the one `Router` over the batch: layers already run upstream are *replayed* from what
-the batch carries, the stage's own layer is *recorded*, and downstream layers are left out. The final
-stage replays gate and specialist and calls the real oracle, so the decision comes from the same
-router and policy as `run` — no second copy of the routing rules. Recorded outputs travel as plain
-JSON (score, z, detections, per-frame latency, or the error message).
+The gate stage scores every frame; the specialist stage runs Layer 2 on the frames `decide` sends
+there from the gate's output; the final stage holds the one router (built by `build_router`) whose
+gate and specialist are `RecordedLayer`s answering with what the earlier stages recorded, and calls
+the real oracle. Each frame is decided once, by that router, under the policy the driver loaded —
+no second copy of the routing rules. Layer outputs travel between stages in the one wire form
+(`serialize.output_to_wire`: score, z, region and error; boxes; or the failure), with the
+per-frame latency measured in their own stage.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, Sequence
+import time
+from typing import Any, Callable, Sequence
 
-from .library import GateScore, Detection, Router
+from ..cascade.decide import FrameOutputs, Next, decide
+from ..cascade.replay import RecordedLayer
+from ..contracts import call_isolated, specialist_serves
+from ..records import Decision, Frame
+from ..serialize import output_from_wire, output_to_wire
 
-
-class _Recording:
-    """Calls the real layer and remembers each frame's output (or exception) by image object."""
-
-    def __init__(self, layer, method: str):
-        self.layer = layer
-        self.method = method
-        self.out: dict[int, Any] = {}
-
-    def _call(self, images, *args):
-        try:
-            res = getattr(self.layer, self.method)(images, *args)
-        except Exception as exc:  # noqa: BLE001 - the router isolates it; remember it for single calls
-            if len(images) == 1:
-                self.out[id(images[0])] = exc
-            raise
-        for img, r in zip(images, res):
-            self.out[id(img)] = r
-        return res
-
-    def score_batch(self, images, domain):
-        return self._call(images, domain)
-
-    def detect_batch(self, images):
-        return self._call(images)
+Wire = dict[str, Any]
 
 
-class _Replay:
-    """Answers with what an upstream stage recorded for each image (raising its error)."""
-
-    def __init__(self, by_image: dict[int, Any]):
-        self.by_image = by_image
-
-    def _get(self, images):
-        out = [self.by_image[id(img)] for img in images]
-        for r in out:
-            if isinstance(r, Exception):
-                raise r
-        return out
-
-    def score_batch(self, images, domain):
-        return self._get(images)
-
-    def detect_batch(self, images):
-        return self._get(images)
+def _by_domain(frames: Sequence[Frame], idx: Sequence[int]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i in idx:
+        out.setdefault(frames[i].domain, []).append(i)
+    return out
 
 
-def gate_to_json(r, ms: float) -> str:
-    if isinstance(r, Exception):
-        return json.dumps({"exc": str(r), "ms": ms})
-    return json.dumps({"score": r.score, "z": r.z, "ms": ms}, default=float)
+def _timed(layer: str, call: Callable[[list[Any], str], Sequence[Any]], frames: Sequence[Frame],
+           idx: Sequence[int]) -> dict[int, Wire]:
+    """Wire form (with `ms`, per frame of its batch) of `call` on the frames `idx`, one batch per domain."""
+    out: dict[int, Wire] = {}
+    for domain, ids in _by_domain(frames, idx).items():
+        t0 = time.perf_counter()
+        results = call_isolated(lambda js: call([frames[j].image for j in js], domain), ids)
+        ms = (time.perf_counter() - t0) * 1000 / len(ids)
+        out.update({i: {**output_to_wire(layer, r), "ms": ms} for i, r in zip(ids, results)})
+    return out
 
 
-def gate_from_json(text: str):
-    d = json.loads(text)
-    return RuntimeError(d["exc"]) if "exc" in d else GateScore(d["score"], d["z"])
+def gate_stage(gate, frames: Sequence[Frame]) -> list[Wire]:
+    """Layer 1 on every frame: its output in wire form."""
+    out = _timed("gate", gate.score_batch, frames, range(len(frames)))
+    return [out[i] for i in range(len(frames))]
 
 
-def dets_to_json(r, ms: float) -> str:
-    if isinstance(r, Exception):
-        return json.dumps({"exc": str(r), "ms": ms})
-    return json.dumps({"dets": [[d.cls, float(d.confidence), [float(v) for v in d.box]] for d in r], "ms": ms})
+def needs_specialist(policy, frame: Frame, gate: Wire, specialist) -> bool:
+    """Whether `decide` sends this frame to Layer 2 after the gate's output (`specialist` serving its domain)."""
+    if not specialist_serves(specialist, frame.domain):
+        return False
+    nxt = decide(policy, FrameOutputs(frame.domain, gate=output_from_wire(gate)))
+    return isinstance(nxt, Next) and nxt.layer == "specialist"
 
 
-def dets_from_json(text: str):
-    d = json.loads(text)
-    return RuntimeError(d["exc"]) if "exc" in d else [Detection(c, conf, tuple(box)) for c, conf, box in d["dets"]]
+def specialist_stage(policy, specialist, frames: Sequence[Frame], gate: Sequence[Wire]) -> list[Wire | None]:
+    """Layer 2 on the frames the gate escalates (wire form); None for the others."""
+    idx = [i for i, (f, g) in enumerate(zip(frames, gate)) if needs_specialist(policy, f, g, specialist)]
+    out = _timed("specialist", specialist.detect_batch, frames, idx) if idx else {}
+    return [out.get(i) for i in range(len(frames))]
 
 
-def _trace_ms(decision, layer: str) -> float:
-    return next((r.latency_ms for r in decision.trace if r.layer == layer), 0.0)
+class FinalStage:
+    """The one router of the staged cascade: recorded gate and specialist outputs, the real oracle.
 
+    Built once (by `build`, e.g. `functools.partial(build_router, bundle, ...)`, which receives the
+    replayed `gate` and `specialist`); `decide(frames, gate, specialist)` returns one decision per frame.
+    `specialist_serves` is which domains the upstream specialist serves (None: no specialist at all).
+    """
 
-def run_gate_stage(policy, gate, frames: Sequence) -> list[str | None]:
-    """Gate outputs of each frame as JSON (None where the gate was not asked)."""
-    rec = _Recording(gate, "score_batch")
-    decisions = Router(policy, rec).route(frames)
-    return [gate_to_json(rec.out[id(f.image)], _trace_ms(d, "gate")) if id(f.image) in rec.out else None
-            for f, d in zip(frames, decisions)]
+    def __init__(self, build: Callable[..., Any], specialist_serves: Callable[[str], bool] | None):
+        self.gate = RecordedLayer({})
+        self.specialist = None if specialist_serves is None else RecordedLayer({}, serves=specialist_serves)
+        self.loaded = build(gate=self.gate, specialist=self.specialist)
 
-
-def run_specialist_stage(policy, specialist, frames: Sequence, gate_json: Sequence[str | None]) -> list[str | None]:
-    """Specialist outputs (JSON) of the frames the policy escalates from the gate; None for the others."""
-    if specialist is None:
-        return [None] * len(frames)
-    gate = _Replay({id(f.image): gate_from_json(g) for f, g in zip(frames, gate_json) if g is not None})
-    rec = _Recording(specialist, "detect_batch")
-    decisions = Router(policy, gate, rec).route(frames)
-    return [dets_to_json(rec.out[id(f.image)], _trace_ms(d, "specialist")) if id(f.image) in rec.out else None
-            for f, d in zip(frames, decisions)]
-
-
-def run_final_stage(policy, oracle, frames: Sequence, gate_json, spec_json, has_specialist: bool):
-    """The decisions: the router over replayed gate and specialist outputs and the real oracle; each layer's
-    latency is the one measured in its own stage."""
-    gate = _Replay({id(f.image): gate_from_json(g) for f, g in zip(frames, gate_json) if g is not None})
-    spec = _Replay({id(f.image): dets_from_json(s) for f, s in zip(frames, spec_json) if s is not None}) \
-        if has_specialist else None
-    decisions = Router(policy, gate, spec, oracle).route(frames)
-    for d, g, s in zip(decisions, gate_json, spec_json):
-        for r in d.trace:
-            if r.layer == "gate" and g is not None:
-                r.latency_ms = json.loads(g)["ms"]
-            elif r.layer == "specialist" and s is not None:
-                r.latency_ms = json.loads(s)["ms"]
-    return decisions
+    def decide(self, frames: Sequence[Frame], gate: Sequence[Wire], specialist: Sequence[Wire | None]
+               ) -> list[Decision]:
+        self.gate.outputs = {id(f.image): output_from_wire(g) for f, g in zip(frames, gate)}
+        if self.specialist is not None:
+            self.specialist.outputs = {id(f.image): output_from_wire(s) for f, s in zip(frames, specialist)
+                                       if s is not None}
+        decisions = self.loaded.router.route(frames)
+        for d, g, s in zip(decisions, gate, specialist):  # each layer's latency is the one its own stage measured
+            for r in d.trace:
+                if r.layer == "gate":
+                    r.latency_ms = g["ms"]
+                elif r.layer == "specialist" and s is not None:
+                    r.latency_ms = s["ms"]
+        return decisions

@@ -25,7 +25,10 @@ import time
 from dataclasses import dataclass, field
 
 from .decisions import QueueDecisions
-from .library import CascadeError, Decision, Router, decision_to_dict
+from ..cascade.router import Router
+from ..errors import CascadeError
+from ..records import Decision
+from ..serialize import decision_to_dict
 from .messages import FrameMessage, MessageError
 from .queue import StreamNames, ensure_group
 from .sources import decode_frame, message_bytes

@@ -41,11 +41,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..cascade.policy import Policy
-from ..cascade.router import Router
+from ..cascade.assemble import build_router
 from ..contracts import OracleVerdict
 from ..errors import DataError
 from ..records import Decision, Frame
-from .frame_records import ask_oracle, CaptureOracle, FrameRecord, record_frames, ReplayGate, ReplaySpecialist
+from .frame_records import ask_oracle, CaptureOracle, FrameRecord, record_frames, replay_gate, replay_specialist
 from .metrics import auc_by_track, class_confusion, percentiles, roc_by_domain, system_metrics
 from .redecide import baseline, Decided, decided_from_decisions, predicted_defective, redecide
 from .results_io import paths_as_written, finite_or_none, PATHS, ReviewAs, SCHEMA, SYSTEM_TITLES, to_jsonable
@@ -148,8 +148,9 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
 
     # 2. route with the real router (Layers 1-2 replayed, oracle as configured)
     capture = CaptureOracle(oracle) if oracle is not None else None
-    router = Router(policy, ReplayGate(records, ev_frames),
-                    ReplaySpecialist(records, ev_frames) if specialist is not None else None, capture)
+    router = build_router(None, policy=policy, gate=replay_gate(records, ev_frames),
+                          specialist=replay_specialist(records, ev_frames, specialist) if specialist is not None else None,
+                          oracle=capture, review=None).router  # an offline replay: nobody reviews its frames
     decisions = router.route(ev_frames)
     for d, r in zip(decisions, records):
         for t in d.trace:
@@ -171,12 +172,10 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
             r.oracle = r.routed_oracle
     with cache_disabled(oracle):
         fresh = ask_oracle(oracle, [ev_frames[j] for j in need],
-                     [records[j].hint if specialist is not None and records[j].specialist_error is None else None
-                      for j in need], batch_size)
+                     [records[j].hint for j in need], batch_size)
         for j, o in zip(need, fresh):
             records[j].oracle = o
-        hinted = [j for j, r in enumerate(records)
-                  if specialist is not None and r.specialist_error is None and r.hint is not None]
+        hinted = [j for j, r in enumerate(records) if r.hint is not None]
         again = ask_oracle(oracle, [ev_frames[j] for j in hinted], [None] * len(hinted), batch_size)
     hinted_set = set(hinted)
     for j, r in enumerate(records):
@@ -292,7 +291,8 @@ def _example(r: FrameRecord, d: Decision, truth: bool, review_as: ReviewAs) -> d
                   "boxes": [[*b.as_list(), b.cls] for b in r.boxes]},
         "label": d.label, "layer": d.layer, "box": list(d.box) if d.box is not None else None,
         "correct": predicted_defective(d.label, review_as) == bool(truth),
-        "gate": {"score": finite_or_none(r.gate_score), "z": finite_or_none(r.gate_z)},
+        "gate": {"score": finite_or_none(r.gate_score), "z": finite_or_none(r.gate_z),
+                 "region": list(r.gate_region) if r.gate_region is not None else None},
         "detections": [{"cls": x.cls, "confidence": float(x.confidence), "box": [float(v) for v in x.box]}
                        for x in sorted(r.detections, key=lambda x: -x.confidence)[:5]],
         "top_detection": None if top is None else {"cls": top.cls, "confidence": float(top.confidence)},

@@ -1,8 +1,9 @@
 """Per-frame records of an evaluation: every layer's output on every frame, recorded once.
 
 Layers 1 and 2 run once per frame (batched, failures isolated per frame with `contracts.call_isolated`);
-the oracle is asked through `ask_oracle`. `ReplayGate` / `ReplaySpecialist` serve the recorded outputs
-back to the real router, and `CaptureOracle` keeps what the oracle answered it.
+the oracle is asked through `ask_oracle`. `replay_gate` / `replay_specialist` serve the recorded outputs
+back to the real router (`cascade.replay.RecordedLayer`: the gate's score, z, region and error, the
+detector's boxes, each failure raised again), and `CaptureOracle` keeps what the oracle answered it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..cascade.decide import FrameOutputs
-from ..contracts import call_isolated, GateScore, OracleVerdict
+from ..cascade.replay import RecordedLayer
+from ..contracts import call_isolated, GateScore, OracleVerdict, specialist_serves
 from ..errors import DataError
 from ..records import Box, Detection, Frame
 from .standins import cache_disabled
@@ -37,10 +39,12 @@ class FrameRecord:
     gate_z: Any = None
     gate_ms: float = 0.0
     gate_error: str | None = None
+    gate_region: tuple[float, float, float, float] | None = None
     anomaly_map: np.ndarray | None = None
     detections: tuple[Detection, ...] = ()
     specialist_ms: float = 0.0
     specialist_error: str | None = None
+    specialist_served: bool = True
     oracle: OracleVerdict | None = None
     oracle_only: OracleVerdict | None = None
     routed_oracle: OracleVerdict | None = None
@@ -50,10 +54,15 @@ class FrameRecord:
         return max(self.detections, key=lambda d: d.confidence) if self.detections else None
 
     @property
+    def gate(self) -> GateScore:
+        """The recorded Layer-1 result (score, z, region; no map)."""
+        return GateScore(score=self.gate_score, z=self.gate_z, region=self.gate_region)
+
+    @property
     def hint(self) -> tuple | None:
-        """The box the router hands the oracle: the top detection's (None without one)."""
+        """The box the router hands the oracle: the top detection's, else the gate's region (None without)."""
         top = self.top
-        return tuple(top.box) if top is not None else None
+        return tuple(top.box) if top is not None else self.gate_region
 
     @property
     def excluded(self) -> bool:
@@ -61,10 +70,11 @@ class FrameRecord:
 
     def outputs(self, has_specialist: bool, answer: OracleVerdict | None) -> FrameOutputs:
         """This frame's recorded layer outputs as `decide` reads them, with `answer` from Layer 3."""
-        return FrameOutputs(self.domain, gate=GateScore(self.gate_score, self.gate_z),
+        return FrameOutputs(self.domain, gate=self.gate,
                             detections=(RuntimeError(self.specialist_error) if self.specialist_error is not None
                                         else self.detections),
-                            verdict=answer, has_specialist=has_specialist, has_oracle=answer is not None)
+                            verdict=answer, has_specialist=has_specialist and self.specialist_served,
+                            has_oracle=answer is not None)
 
 
 def gate_statistic(r: FrameRecord, mode: str) -> float:
@@ -75,34 +85,17 @@ def gate_statistic(r: FrameRecord, mode: str) -> float:
         return math.nan
 
 
-class ReplayGate:
-    """Serves recorded Layer-1 outputs to the router (keyed by the image object it passes)."""
-
-    def __init__(self, records: Sequence[FrameRecord], frames: Sequence[Frame]):
-        self._by_image = {id(f.image): r for f, r in zip(frames, records)}
-
-    def score_batch(self, images, domain):
-        out = []
-        for img in images:
-            r = self._by_image[id(img)]
-            if r.gate_error is not None:
-                raise RuntimeError(r.gate_error)
-            out.append(GateScore(score=r.gate_score, z=r.gate_z))
-        return out
+def replay_gate(records: Sequence[FrameRecord], frames: Sequence[Frame]) -> RecordedLayer:
+    """The recorded Layer-1 outputs, served to the router by image (a recorded failure raises again)."""
+    return RecordedLayer({id(f.image): RuntimeError(r.gate_error) if r.gate_error is not None else r.gate
+                          for f, r in zip(frames, records)})
 
 
-class ReplaySpecialist:
-    def __init__(self, records: Sequence[FrameRecord], frames: Sequence[Frame]):
-        self._by_image = {id(f.image): r for f, r in zip(frames, records)}
-
-    def detect_batch(self, images):
-        out = []
-        for img in images:
-            r = self._by_image[id(img)]
-            if r.specialist_error is not None:
-                raise RuntimeError(r.specialist_error)
-            out.append(list(r.detections))
-        return out
+def replay_specialist(records: Sequence[FrameRecord], frames: Sequence[Frame], specialist: Any) -> RecordedLayer:
+    """The recorded Layer-2 outputs (serving the domains `specialist` serves)."""
+    return RecordedLayer({id(f.image): RuntimeError(r.specialist_error) if r.specialist_error is not None
+                          else list(r.detections) for f, r in zip(frames, records)},
+                         serves=lambda d: specialist_serves(specialist, d))
 
 
 class CaptureOracle:
@@ -151,18 +144,24 @@ def record_frames(frames: Sequence[Frame], tracks: Sequence[str], gate: Any, spe
                 recs[i].gate_error = f"layer 1: {r}"
             else:
                 recs[i].gate_score, recs[i].gate_z = r.score, r.z
+                recs[i].gate_region = None if r.region is None else tuple(float(v) for v in r.region)
                 recs[i].anomaly_map = _small_map(getattr(r, "anomaly_map", None), map_side)
     if specialist is not None:
-        ok = [i for i, r in enumerate(recs) if not r.excluded]
-        def detect(ids: list[int]) -> Sequence[Any]:
-            return specialist.detect_batch([frames[j].image for j in ids])
+        by_domain = {}
+        for i, r in enumerate(recs):
+            r.specialist_served = specialist_serves(specialist, r.domain)
+            if not r.excluded and r.specialist_served:
+                by_domain.setdefault(r.domain, []).append(i)
+        for domain, ok in by_domain.items():
+            def detect(ids: list[int], d: str = domain) -> Sequence[Any]:
+                return specialist.detect_batch([frames[j].image for j in ids], d)
 
-        for i, r, ms in _timed_batches(detect, ok, batch_size):
-            recs[i].specialist_ms = ms
-            if isinstance(r, Exception):
-                recs[i].specialist_error = f"layer 2: {r}"
-            else:
-                recs[i].detections = tuple(r)
+            for i, r, ms in _timed_batches(detect, ok, batch_size):
+                recs[i].specialist_ms = ms
+                if isinstance(r, Exception):
+                    recs[i].specialist_error = f"layer 2: {r}"
+                else:
+                    recs[i].detections = tuple(r)
     return recs
 
 
@@ -206,7 +205,7 @@ def record_layers(frames: Sequence[Frame], gate: Any, specialist: Any = None, or
             raise DataError(f.source or f.frame_id, "no ground-truth label")
     recs = record_frames(frames, tracks, gate, specialist, batch_size, map_side)
     ok = [i for i, r in enumerate(recs) if not r.excluded]
-    hints = [recs[i].hint if specialist is not None and recs[i].specialist_error is None else None for i in ok]
+    hints = [recs[i].hint for i in ok]
     with cache_disabled(oracle):
         answers = ask_oracle(oracle, [frames[i] for i in ok], hints, batch_size)
     for i, o in zip(ok, answers):

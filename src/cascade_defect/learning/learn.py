@@ -30,9 +30,17 @@ from typing import Any, Callable
 
 from .compare import compare_detectors
 from .labelled import labelled_frames
-from .library import (MANIFEST, Bundle, ConfigError, Database, RetrainQueue, Specialist, calibrate_domain,
-                      export_yolo, open_bundle, read_calibration, read_dataset, seeded_subset, select_split,
-                      wide_fraction)
+from ..bundles.bundle import Bundle, MANIFEST
+from ..cascade.assemble import open_bundle, read_calibration
+from ..data.registry import read_dataset
+from ..data.selection import seeded_subset, select_split
+from ..data.yolo_export import export_yolo
+from ..errors import ConfigError
+from ..evaluation.bundle_calibration import calibrate_domain
+from ..specialist.datasets import wide_fraction
+from ..specialist.yolo import Specialist
+from ..store.db import Database
+from ..store.labels import RetrainQueue
 from .sources import RecordedSplit, is_evaluation_frame
 
 LEARNING_COMPONENT = "learning"

@@ -34,9 +34,21 @@ import numpy as np
 
 from .compare import predict_holdout
 from .learn import LearnSettings, bundle_version, learn
-from .library import (NO_DEFECT, Bundle, Database, DecisionLog, Frame, GateScore, GroundTruthOracle, LabelStore,
-                      RetrainQueue, ReviewQueue, Router, Sample, Specialist, calibrate_domain, export_yolo, load_policy,
-                      open_bundle, read_dataset, select_split, wide_fraction)
+from ..bundles.bundle import Bundle
+from ..cascade.assemble import load_policy, open_bundle
+from ..contracts import GateScore
+from ..data.registry import read_dataset
+from ..data.selection import select_split
+from ..data.yolo_export import export_yolo
+from ..evaluation.bundle_calibration import calibrate_domain
+from ..evaluation.standins import GroundTruthOracle
+from ..records import Frame, NO_DEFECT, Sample
+from ..specialist.datasets import wide_fraction
+from ..specialist.yolo import Specialist
+from ..store.db import Database
+from ..store.decisions import DecisionLog
+from ..store.labels import LabelStore, RetrainQueue
+from ..store.review import ReviewQueue
 from ..specialist.datasets import canonical_class_names, held_out_samples, usable_samples
 from ..specialist.metrics import detection_metrics
 
@@ -129,7 +141,7 @@ def plan_stream(sources: Sequence[tuple[str, str]], s: SimSettings) -> Plan:
     for i in range(max(len(x) for x in stream)):
         mixed += [x[i] for x in stream if i < len(x)]
     if s.holdout_limit:
-        from .library import seeded_subset
+        from ..data.selection import seeded_subset
 
         holdout = seeded_subset(holdout, s.holdout_limit, s.seed)
     return Plan(datasets, seed_part, mixed, val, holdout, names, calib)
@@ -192,14 +204,14 @@ def _gate_and_policy(bundle: Bundle, plan: Plan, s: SimSettings):
 def stream_round(bundle: Bundle, part: Sequence[Sample], plan: Plan, s: SimSettings, db: Database,
                  run_label: str) -> dict[str, Any]:
     """Route one stream part; oracle answers -> labels; unconfirmed boxes -> reviewer stand-in."""
-    from ..cascade.assemble import SpecialistLayer
+    from ..cascade.assemble import LayerOptions, build_router
     from ..store.review_board import ReviewBoard
 
     gate, policy = _gate_and_policy(bundle, plan, s)
-    det = Specialist.from_bundle(bundle, device=s.device)
     oracle = GroundTruthOracle(assumed_prompt_tokens=ASSUMED_PROMPT_TOKENS,
                                assumed_completion_tokens=ASSUMED_COMPLETION_TOKENS)
-    router = Router(policy, gate, SpecialistLayer(det), oracle)
+    router = build_router(bundle, policy=policy, gate=gate, oracle=oracle, db=db,
+                          options=LayerOptions(device=s.device)).router
     log, labels, review = DecisionLog(db), LabelStore(db), ReviewQueue(db)
     board = ReviewBoard(db)
     run_id = log.start_run({"simulate": run_label})

@@ -12,7 +12,6 @@ import json
 from typing import Mapping, Sequence
 
 from ..errors import ConfigError
-from ..settings import settings
 from .schema import taxonomy_labels
 
 TAXONOMY_ENV = "CASCADE_ORACLE_TAXONOMY"
@@ -26,8 +25,8 @@ DEFAULT_TAXONOMY: dict[str, tuple[str, ...]] = {
 }
 
 
-def taxonomy_from_env() -> dict[str, tuple[str, ...]]:
-    raw = settings().oracle_taxonomy
+def parse_taxonomy(raw: str | None) -> dict[str, tuple[str, ...]]:
+    """The {domain: classes} mapping of a `CASCADE_ORACLE_TAXONOMY` value (JSON; {} when unset)."""
     if not raw:
         return {}
     try:

@@ -7,6 +7,7 @@ import logging
 import signal
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, Mapping
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
@@ -18,7 +19,7 @@ from .engine import EngineHolder, build_engine
 from .frames import FrameStore
 from .http import EdgeMiddleware, install_docs, install_errors, install_probes
 from .layer_api import build_layer_api
-from .library import Database, default_db_path
+from ..store.db import Database, default_db_path
 from .metrics import ServiceMetrics
 from .router_api import build_router_api
 from .settings import ServiceSettings
@@ -36,14 +37,18 @@ DESCRIPTIONS = {
 
 
 def create_app(role: str, bundle: str | None = None, *, settings: ServiceSettings | None = None,
-               db_path: str | Path | None = None) -> FastAPI:
-    """Load the bundle for `role` (raising `CascadeError` on any problem) and return the app."""
+               db_path: str | Path | None = None, layers: Mapping[str, Any] | None = None) -> FastAPI:
+    """Load the bundle for `role` (raising `CascadeError` on any problem) and return the app.
+
+    `layers` (router role): layer objects the router calls instead of loading them or calling the
+    settings' URLs — how Ray Serve hands it its deployments' handles (`serve_ray.py`).
+    """
     settings = settings or ServiceSettings.from_env()
     settings.check_for(role)
     metrics = ServiceMetrics(role)
     needs_db = role in ("router", "all", "oracle")
     db = Database(db_path or default_db_path()) if needs_db else None
-    holder = EngineHolder(lambda: build_engine(role, bundle, settings, db, metrics), metrics)
+    holder = EngineHolder(lambda: build_engine(role, bundle, settings, db, metrics, layers), metrics)
     if role in ("router", "all"):  # issue 15 hook: drift of gate z per domain on /metrics
         from .drift_metrics import DriftGauges
 
@@ -119,7 +124,7 @@ def create_app(role: str, bundle: str | None = None, *, settings: ServiceSetting
         @app.post("/v1/admin/reload", tags=["admin"], summary="Reload the bundle from its configured location")
         async def reload(authorization: str | None = Header(None, include_in_schema=False)):
             from .errors import ApiError
-            from .library import CascadeError
+            from ..errors import CascadeError
 
             require_service(authorization)
             try:

@@ -1,31 +1,28 @@
 """The loaded bundle of a service and its layer objects, swappable without a restart.
 
-An `Engine` is everything one bundle version gives a role: the policy and router (router), or
-one layer object (gate, specialist, oracle). `EngineHolder.reload()` builds a complete new engine
-from the same configured location (never from a path in a request) and swaps it in atomically:
-a request takes the current engine when it starts and finishes on it, so in-flight frames end
-on the old version while new ones use the new one.
+What one bundle version gives a role is a `cascade.assemble.LoadedCascade`: the router (router role,
+built by the one assembly, `build_router`, with remote clients for the layers given a URL) or one
+layer object (gate, specialist, oracle). `EngineHolder.reload()` builds a complete new one from the
+same configured location (never from a path in a request) and swaps it in atomically: a request
+takes the current one when it starts and finishes on it, so in-flight frames end on the old
+version while new ones use the new one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from .library import (MANIFEST, Bundle, Database, ReviewIntake, ReviewQueue, Router, load_gate, load_oracle,
-                      load_policy, load_specialist, open_bundle, oracle_labels, resolve_bundle_from_env)
+from ..bundles.bundle import Bundle
+from ..bundles.uri import resolve_bundle_from_env
+from ..cascade.assemble import LayerOptions, LoadedCascade, build_router, load_layers, open_bundle
+from ..errors import ConfigError
+from ..store.db import Database
 from .remote import RemoteGate, RemoteLayer, RemoteOracle, RemoteSpecialist
 from .settings import ServiceSettings
 
 log = logging.getLogger("cascade_defect.services")
-
-
-def bundle_version(bundle: Bundle) -> str:
-    """Short SHA-256 of the bundle's manifest (it lists every file's checksum): the bundle's identity."""
-    return hashlib.sha256((bundle.root / MANIFEST).read_bytes()).hexdigest()[:16]
 
 
 class Locked:
@@ -39,9 +36,9 @@ class Locked:
         with self._lock:
             return self.layer.score_batch(images, domain)
 
-    def detect_batch(self, images):
+    def detect_batch(self, images, domain):
         with self._lock:
-            return self.layer.detect_batch(images)
+            return self.layer.detect_batch(images, domain)
 
     def judge_batch(self, frames, hints):
         with self._lock:
@@ -51,84 +48,61 @@ class Locked:
         return getattr(self.layer, name)
 
 
-@dataclass
-class Engine:
-    """One bundle version's objects for a role; layers are None where the role does not hold them."""
-
-    version: str
-    bundle: Bundle
-    domains: list[str]
-    router: Router | None = None
-    gate: Any = None
-    specialist: Any = None
-    oracle: Any = None
-    remotes: dict[str, RemoteLayer] = field(default_factory=dict)
-
-    def close(self) -> None:
-        for r in self.remotes.values():
-            r.close()
-
-
 def open_configured_bundle(ref: str | None) -> Bundle:
     """`--bundle` when given, else the design's variables (`CASCADE_BUNDLE`, `BLOB_ACCOUNT` + `*_MODEL_BLOB`)."""
     return open_bundle(ref) if ref else resolve_bundle_from_env()
 
 
+def layer_options(settings: ServiceSettings) -> LayerOptions:
+    """The layers' constructor arguments from the service's settings."""
+    return LayerOptions(specialist_engine=settings.specialist_engine, retry_attempts=settings.oracle_max_attempts,
+                        breaker_failures=settings.oracle_breaker_failures,
+                        breaker_reset_s=settings.oracle_breaker_reset_s)
+
+
 def build_engine(role: str, bundle_ref: str | None, settings: ServiceSettings, db: Database | None,
-                 metrics=None) -> Engine:
-    """Load and check everything `role` needs from the bundle (raises `CascadeError` on any problem)."""
+                 metrics=None, layers: Mapping[str, Any] | None = None) -> LoadedCascade:
+    """Load and check everything `role` needs from the bundle (raises `CascadeError` on any problem).
+
+    The router's layers are, in this order of preference: the objects in `layers` (e.g. Ray Serve
+    handles), remote clients of the URLs in the settings, or loaded here from the bundle.
+    """
     bundle = open_configured_bundle(bundle_ref)
-    version = bundle_version(bundle)
-    engine = Engine(version=version, bundle=bundle, domains=[])
-    remote_urls = settings.layer_urls if role == "router" else {}
-
-    def remote(layer: str) -> RemoteLayer:
-        r = RemoteLayer(layer, remote_urls[layer], settings.service_key or "", timeout_s=settings.layer_timeout_s,
-                        connect_timeout_s=settings.layer_connect_timeout_s, cooldown_s=settings.layer_cooldown_s,
-                        metrics=metrics)
-        engine.remotes[layer] = r
-        return r
-
-    wants = {"router": ("gate", "specialist", "oracle"), "all": ("gate", "specialist", "oracle")}.get(role, (role,))
-    if "gate" in wants:
-        if "gate" in remote_urls:
-            engine.gate = RemoteGate(remote("gate"))
-        else:
-            gates = load_gate(bundle)
-            engine.gate = Locked(gates)
-            engine.domains = list(gates.domains)
-    if "specialist" in wants:
-        if "specialist" in remote_urls:
-            engine.specialist = RemoteSpecialist(remote("specialist"))
-        else:
-            det = load_specialist(bundle, settings.specialist_engine)
-            engine.specialist = None if det is None else Locked(det)
-            if det is None and role == "specialist":
-                from .library import ConfigError
-
-                raise ConfigError(f"{bundle.root}: the bundle has no specialist to serve")
-    if "oracle" in wants:
-        if "oracle" in remote_urls:
-            engine.oracle = RemoteOracle(remote("oracle"))
-        else:
-            engine.oracle = load_oracle(bundle, db, retry_attempts=settings.oracle_max_attempts,
-                                        breaker_failures=settings.oracle_breaker_failures,
-                                        breaker_reset_s=settings.oracle_breaker_reset_s)
-    if role in ("router", "all"):
-        policy = load_policy(bundle, [])
-        served = sorted(policy.domains)
-        if engine.domains:  # in-process gate: a domain needs both a threshold and a gate
-            served = [d for d in served if d in engine.domains]
-        engine.domains = served
-        review = ReviewIntake(ReviewQueue(db), oracle_labels) if db is not None else None
-        engine.router = Router(policy, engine.gate, engine.specialist, engine.oracle, review)
-    return engine
+    options = layer_options(settings)
+    if role not in ("router", "all"):
+        loaded = load_layers(bundle, [role], db=db, options=options)
+        if role == "specialist" and loaded.specialist is None:
+            raise ConfigError(f"{bundle.root}: the bundle has no specialist to serve")
+        for layer in ("gate", "specialist"):
+            if getattr(loaded, layer) is not None:
+                setattr(loaded, layer, Locked(getattr(loaded, layer)))
+        return loaded
+    given = dict(layers or {})
+    urls = {k: v for k, v in settings.layer_urls.items() if k not in given} if role == "router" else {}
+    remotes = {layer: RemoteLayer(layer, urls[layer], settings.service_key or "", timeout_s=settings.layer_timeout_s,
+                                  connect_timeout_s=settings.layer_connect_timeout_s,
+                                  cooldown_s=settings.layer_cooldown_s, metrics=metrics) for layer in urls}
+    clients = {"gate": RemoteGate, "specialist": RemoteSpecialist, "oracle": RemoteOracle}
+    try:
+        here = load_layers(bundle, [layer for layer in ("gate", "specialist") if layer not in remotes
+                                    and layer not in given], options=options)
+        for layer in ("gate", "specialist"):  # in-process layers: one call at a time
+            if layer not in given and layer not in remotes:
+                given[layer] = None if getattr(here, layer) is None else Locked(getattr(here, layer))
+        given.update({layer: clients[layer](r) for layer, r in remotes.items()})
+        loaded = build_router(bundle, db=db, options=options, **given)
+    except Exception:
+        for r in remotes.values():
+            r.close()
+        raise
+    loaded.remotes.update(remotes)
+    return loaded
 
 
 class EngineHolder:
     """The current engine; `reload()` swaps in a new one built by `factory` (the old one keeps serving on failure)."""
 
-    def __init__(self, factory: Callable[[], Engine], metrics=None):
+    def __init__(self, factory: Callable[[], LoadedCascade], metrics=None):
         self.factory = factory
         self.metrics = metrics
         self._lock = threading.Lock()

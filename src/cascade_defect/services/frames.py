@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .errors import ApiError
-from .library import Database, Decision, DecisionLog, decision_to_dict
+from ..records import Decision
+from ..serialize import decision_to_dict
+from ..store.db import Database
+from ..store.decisions import DecisionLog
 
 FRAME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 SERVICE = "router"

@@ -2,10 +2,13 @@
 
 Bodies are `wire` batches (raw pixels once, no base64); answers are small JSON.
 
-* `POST /v1/gate/score?domain=D` -> `{"scores": [{"score", "z"}], "bundle_version"}`
-* `POST /v1/specialist/detect` -> `{"detections": [[{"cls", "confidence", "box"}]], "bundle_version"}`
+Each result is in the one wire form of `serialize.py`:
+
+* `POST /v1/gate/score?domain=D` -> `{"scores": [{"score", "z", "region", "error"}], "bundle_version"}`
+* `POST /v1/specialist/detect?domain=D` -> `{"detections": [[{"cls", "confidence", "box"}]], "bundle_version"}`
+  (HTTP 404 `no_detector` when the specialist does not serve D)
 * `POST /v1/oracle/judge` (meta: `frames` with `frame_id`, `domain`, `source`, `hint`) ->
-  `{"verdicts": [...], "bundle_version"}`
+  `{"verdicts": [every `OracleVerdict` field], "bundle_version"}`
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from .admission import Admission
 from .engine import EngineHolder
 from .errors import ApiError
-from .floats import enc
+from ..contracts import specialist_serves
+from ..errors import CascadeError
+from ..records import Frame
+from ..serialize import detections_to_wire, gate_to_wire, verdict_to_wire
 from .http import CascadeJSON
-from .library import CascadeError, Frame
 from .metrics import ServiceMetrics
-from .remote import verdict_to_json
 from .uploads import UploadLimits
 from .wire import CONTENT_TYPE, WireError, decode_batch
 
@@ -55,23 +59,24 @@ def build_layer_api(role: str, holder: EngineHolder, admission: Admission, limit
             async with admission.slot():
                 images, _ = await batch(request)
                 scores = await call(engine.gate.score_batch, images, domain)
-            return CascadeJSON({"scores": [{"score": enc(s.score), "z": enc(s.z)} for s in scores],
+            return CascadeJSON({"scores": [gate_to_wire(s) for s in scores],
                                 "bundle_version": engine.version})
 
     if role in ("specialist", "all"):
         @api.post("/v1/specialist/detect", tags=["layers"], summary="Layer 2: detect in a batch",
                   openapi_extra=_BODY)
-        async def specialist_detect(request: Request,
+        async def specialist_detect(request: Request, domain: str = Query(...),
                                     authorization: str | None = Header(None, include_in_schema=False)) -> Any:
             require_service(authorization)
             engine = holder.current
             if engine.specialist is None:
                 raise ApiError(404, "no_specialist", "this bundle has no specialist")
+            if not specialist_serves(engine.specialist, domain):
+                raise ApiError(404, "no_detector", f"no detector for domain '{domain}'")
             async with admission.slot():
                 images, _ = await batch(request)
-                dets = await call(engine.specialist.detect_batch, images)
-            return CascadeJSON({"detections": [[{"cls": d.cls, "confidence": enc(d.confidence),
-                                                 "box": [enc(v) for v in d.box]} for d in ds] for ds in dets],
+                dets = await call(engine.specialist.detect_batch, images, domain)
+            return CascadeJSON({"detections": [detections_to_wire(ds) for ds in dets],
                                 "bundle_version": engine.version})
 
     if role in ("oracle", "all"):
@@ -95,7 +100,7 @@ def build_layer_api(role: str, holder: EngineHolder, admission: Admission, limit
                 verdicts = await call(engine.oracle.judge_batch, frames, hints)
             for v in verdicts:
                 metrics.observe_oracle(_as_result(v))
-            return CascadeJSON({"verdicts": [verdict_to_json(v) for v in verdicts],
+            return CascadeJSON({"verdicts": [verdict_to_wire(v) for v in verdicts],
                                 "bundle_version": engine.version})
 
     return api

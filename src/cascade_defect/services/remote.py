@@ -25,8 +25,9 @@ from typing import Sequence
 import httpx
 import numpy as np
 
-from .floats import dec, enc
-from .library import Detection, GateScore, OracleVerdict
+from ..contracts import GateScore, OracleVerdict
+from ..records import Detection
+from ..serialize import detections_from_wire, gate_from_wire, verdict_from_wire
 from .wire import CONTENT_TYPE, encode_batch
 
 
@@ -107,37 +108,18 @@ class RemoteGate:
             out = self.remote.post("/v1/gate/score", encode_batch(images), params={"domain": domain})
         except LayerUnreachable as exc:
             return [GateScore(score=math.nan, z=None, error=str(exc)) for _ in images]
-        return [GateScore(score=dec(s["score"]), z=dec(s["z"])) for s in out["scores"]]
+        return [gate_from_wire(s) for s in out["scores"]]
 
 
 class RemoteSpecialist:
-    """Layer 2 over HTTP (`POST /v1/specialist/detect`); raises when unreachable (the router escalates)."""
+    """Layer 2 over HTTP (`POST /v1/specialist/detect?domain=D`); raises when unreachable (the router escalates)."""
 
     def __init__(self, remote: RemoteLayer):
         self.remote = remote
 
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        out = self.remote.post("/v1/specialist/detect", encode_batch(images))
-        return [[Detection(d["cls"], dec(d["confidence"]), tuple(dec(v) for v in d["box"])) for d in dets]
-                for dets in out["detections"]]
-
-
-def verdict_to_json(v) -> dict:
-    """An oracle verdict (the router's `OracleVerdict` or the oracle's answer) as wire JSON."""
-    return {"defect_class": v.defect_class, "confidence": enc(v.confidence), "reasoning": v.reasoning,
-            "to_review": bool(v.to_review), "cached": bool(v.cached), "latency_ms": enc(v.latency_ms),
-            "error": v.error, "attempts": int(getattr(v, "attempts", 1) or 0),
-            "review_reason": getattr(v, "review_reason", None),
-            "prompt_tokens": int(v.prompt_tokens), "cached_tokens": int(v.cached_tokens),
-            "completion_tokens": int(v.completion_tokens), "cost_usd": enc(v.cost_usd)}
-
-
-def verdict_from_json(d: dict) -> OracleVerdict:
-    return OracleVerdict(d["defect_class"], dec(d["confidence"]), d.get("reasoning"), to_review=d["to_review"],
-                         cached=d["cached"], latency_ms=dec(d["latency_ms"]) or 0.0, error=d.get("error"),
-                         attempts=d.get("attempts", 1), review_reason=d.get("review_reason"),
-                         prompt_tokens=d["prompt_tokens"], cached_tokens=d["cached_tokens"],
-                         completion_tokens=d["completion_tokens"], cost_usd=dec(d["cost_usd"]) or 0.0)
+    def detect_batch(self, images: Sequence[np.ndarray], domain: str) -> list[list[Detection]]:
+        out = self.remote.post("/v1/specialist/detect", encode_batch(images), params={"domain": domain})
+        return [detections_from_wire(dets) for dets in out["detections"]]
 
 
 class RemoteOracle:
@@ -160,4 +142,4 @@ class RemoteOracle:
         except LayerUnreachable as exc:
             return [OracleVerdict(None, to_review=True, error=str(exc), attempts=0, review_reason="oracle_unreachable")
                     for _ in frames]
-        return [verdict_from_json(v) for v in out["verdicts"]]
+        return [verdict_from_wire(v) for v in out["verdicts"]]

@@ -29,7 +29,8 @@ from starlette.concurrency import run_in_threadpool
 from .auth import KeyRing, bearer_token
 from .errors import ApiError
 from ..store.review_board import LabelConflict, ReviewBoard, parse_boxes
-from .library import ConfigError, DataError, Database
+from ..errors import ConfigError, DataError
+from ..store.db import Database
 
 STATIC = Path(__file__).parent / "static" / "review"
 REVIEWER_KEYS_ENV = "CASCADE_REVIEWER_KEYS"
@@ -182,7 +183,7 @@ def create_review_app(db_path: str | Path, *, bundle: str | None = None, image_r
     db = Database(db_path)
     taus: dict[str, float] = {}
     if bundle:
-        from .library import load_policy, open_bundle
+        from ..cascade.assemble import load_policy, open_bundle
 
         policy = load_policy(open_bundle(bundle))
         taus = {d: th.tau for d, th in policy.domains.items() if th.tau is not None}

@@ -16,7 +16,8 @@ from .engine import EngineHolder
 from .errors import ApiError
 from .frames import FrameStore, StoredFrame, check_frame_id, decision_response, new_frame_id
 from .http import BodyTooLarge, CascadeJSON
-from .library import CascadeError, Frame
+from ..errors import CascadeError
+from ..records import Frame
 from .metrics import ServiceMetrics
 from .uploads import UploadLimits, decode_upload, safe_name
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..settings import Settings
-from .library import ConfigError
+from ..errors import ConfigError
 
 ROLES = ("router", "gate", "specialist", "oracle", "all")
 LAYER_URL_ENV = {"gate": "CASCADE_GATE_URL", "specialist": "CASCADE_SPECIALIST_URL",

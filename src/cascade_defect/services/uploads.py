@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ApiError
-from .library import DataError, load_image
+from ..errors import DataError
+from ..imaging import load_image
 
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\-+@ ()\[\]]")
