@@ -25,7 +25,7 @@ from cascade_defect.contracts import GateScore
 from cascade_defect.evaluation.evaluate import evaluate
 from cascade_defect.evaluation.sweeps import pareto_sweep
 from cascade_defect.evaluation.report import write_report
-from cascade_defect.evaluation.standins import GroundTruthOracle
+from cascade_defect.oracle.standins import GroundTruthOracle
 from cascade_defect.records import Detection, Frame, Sample
 
 

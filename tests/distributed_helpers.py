@@ -66,7 +66,7 @@ def calibrated_bundle(services_bundle, frames: list[Path], out: Path) -> Path:
 
     from cascade_defect.cascade.assemble import write_calibration
     from cascade_defect.bundles.bundle import Bundle
-    from cascade_defect.gate.store import GateSet
+    from cascade_defect.gate.gate_set import GateSet
     from cascade_defect.imaging import load_image
 
     bundle = out / "bundle"

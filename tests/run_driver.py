@@ -43,10 +43,10 @@ def light_cascade(bundle_ref, *, domains, options, db=None, **_):
     """`build_router` with slow light layers in place of the bundle's (the real oracle, its review queue)."""
     from cascade_defect.bundles.bundle import Bundle
     from cascade_defect.cascade.policy import Policy
-    from cascade_defect.oracle.oracle import Oracle
+    from cascade_defect.cascade.assemble import oracle_from_settings
 
     policy = Policy.from_dict({"domains": {domains[0]: {"tau": 1.0}}, "l2_bar": 0.85})
-    oracle = Oracle.from_config(options.oracle_config, db=db)
+    oracle = oracle_from_settings(options.oracle_config, db=db)
     loaded = real_build_router(None, domains=domains, policy=policy, gate=SlowGate(), specialist=CornerDetector(),
                                oracle=SlowOracle(oracle), db=db)
     loaded.bundle, loaded.oracle = Bundle(Path(bundle_ref), {}), oracle

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cascade_defect.cli import app
-from cascade_defect.evaluation.drift import (DriftMonitor, drift_reference, psi, references_from_calibration,
+from cascade_defect.monitoring.drift import (DriftMonitor, drift_reference, psi, references_from_calibration,
                                              two_proportion_p)
 
 runner = CliRunner()

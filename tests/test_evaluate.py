@@ -18,7 +18,7 @@ from cascade_defect.evaluation.evaluate import evaluate
 from cascade_defect.evaluation.frame_records import record_layers
 from cascade_defect.evaluation.redecide import downstream_predictions, redecide
 from cascade_defect.evaluation.report import write_report
-from cascade_defect.evaluation.standins import (CountingOracle, GroundTruthOracle, ReplayOracle, cache_disabled,
+from cascade_defect.oracle.standins import (CountingOracle, GroundTruthOracle, ReplayOracle, cache_disabled,
                                                 describe_oracle, file_sha256)
 from cascade_defect.evaluation.tracks import build_eval_set, load_tracks, parse_tracks, read_track
 from cascade_defect.oracle.pricing import PriceTable, Usage

@@ -26,7 +26,7 @@ def test_imagenet_offline_without_cache_lists_the_three_options(tmp_path, monkey
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("CASCADE_OFFLINE", "1")
     with pytest.raises(WeightsUnavailableError) as info:
-        build_trunk("imagenet", 0)
+        build_trunk("imagenet", 0, offline=True)
     msg = str(info.value)
     for option in ("--backbone imagenet", "--backbone PATH", "--backbone random"):
         assert option in msg
@@ -41,7 +41,7 @@ def test_imagenet_is_read_from_the_torch_home_cache(tmp_path, monkeypatch):
         model = resnet18(weights=None)
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(model.state_dict(), tmp_path / "hub" / "checkpoints" / IMAGENET_FILE)
-    trunk, source = build_trunk("imagenet", 0)
+    trunk, source = build_trunk("imagenet", 0, offline=True)
     assert source == "imagenet"
     model.layer4 = torch.nn.Identity()
     assert trunk_state_digest(trunk) == trunk_state_digest(model)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cascade_defect.errors import ConfigError
+from cascade_defect.cascade.assemble import backend_config, oracle_from_settings
 from cascade_defect.oracle import (BackendConfig, CircuitBreaker, Oracle, OracleRequest, PriceTable,
                                    PromptBuilder, RetryPolicy, make_backend)
 from cascade_defect.oracle.pricing import Usage
@@ -52,7 +53,7 @@ def openai_oracle(server, db, monkeypatch, *, model="gpt-4.1-mini", retry=FAST, 
     cfg = BackendConfig(backend="openai", base_url=server.url, model=model, timeout_s=timeout,
                         output_mode=output_mode)
     kw.setdefault("hash_region", "whole")
-    return Oracle(db, make_backend(cfg), kw.pop("prompt", None) or PromptBuilder(), retry=retry, **kw)
+    return Oracle(db, make_backend(cfg, api_key=KEY), kw.pop("prompt", None) or PromptBuilder(), retry=retry, **kw)
 
 
 def req(seed, domain="severstal", hint=None, image=None):
@@ -101,7 +102,7 @@ def test_azure_deployment_route_with_api_key(server, db, monkeypatch):
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZ_KEY)
     cfg = BackendConfig(backend="azure", azure_endpoint=server.endpoint, deployment="cascade-gpt4o",
                         api_version="2024-10-21", model="gpt-4o")
-    oracle = Oracle(db, make_backend(cfg), retry=FAST)
+    oracle = Oracle(db, make_backend(cfg, api_key=AZ_KEY), retry=FAST)
     server.script(answer("scratch", prompt_tokens=1000, cached_tokens=0, completion_tokens=20))
     [a] = oracle.classify([req(2)])
     [r] = server.requests
@@ -357,7 +358,7 @@ def test_unknown_model_price_is_refused_at_start(server, db, monkeypatch):
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZ_KEY)
     azure = BackendConfig(backend="azure", azure_endpoint=server.endpoint, deployment="prod-vision")
     with pytest.raises(ConfigError, match="CASCADE_ORACLE_MODEL or --model"):
-        Oracle(db, make_backend(azure))
+        Oracle(db, make_backend(azure, api_key=AZ_KEY))
 
 
 # -- secrets -------------------------------------------------------------------------------
@@ -370,7 +371,7 @@ def test_api_keys_never_reach_logs_or_the_database(server, db, monkeypatch, capl
     oracle.classify([req(s) for s in range(80, 85)])
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZ_KEY)
     az = Oracle(db, make_backend(BackendConfig(backend="azure", azure_endpoint=server.endpoint,
-                                               deployment="gpt-4.1-mini")), retry=FAST)
+                                               deployment="gpt-4.1-mini"), api_key=AZ_KEY), retry=FAST)
     server.script(answer(), content("{bad"), status(429, {"retry-after-ms": "10"}), answer())
     az.classify([req(s) for s in range(90, 93)])
     # the keys were really used ...
@@ -388,9 +389,9 @@ def test_api_keys_never_reach_logs_or_the_database(server, db, monkeypatch, capl
 
 # -- defaults and the router ---------------------------------------------------------------
 def test_review_is_the_default_backend(db, monkeypatch):
-    cfg = BackendConfig.from_env()
+    cfg = backend_config()
     assert cfg.backend == "review" and make_backend(cfg) is None
-    oracle = Oracle.from_config(db=db)
+    oracle = oracle_from_settings(db=db)
     [a] = oracle.classify([req(100, hint=(1, 2, 30, 40))])
     assert a.to_review and a.review_reason == "no_backend" and a.error is None
     [item] = ReviewQueue(db).list()
@@ -402,16 +403,16 @@ def test_backend_from_environment(server, db, monkeypatch):
     monkeypatch.setenv("CASCADE_ORACLE_BACKEND", "openai")
     monkeypatch.setenv("CASCADE_ORACLE_BASE_URL", server.url)
     monkeypatch.setenv("CASCADE_ORACLE_MODEL", "gpt-4o")
-    oracle = Oracle.from_config(db=db, retry=FAST)
+    oracle = oracle_from_settings(db=db, retry=FAST)
     [a] = oracle.classify([req(110)])
     assert a.outcome == "answer" and server.requests[0].body["model"] == "gpt-4o"
     assert server.requests[0].headers["authorization"] == "Bearer no-key"  # a local server needs no key
     monkeypatch.delenv("CASCADE_ORACLE_BASE_URL")
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        Oracle.from_config(db=db)
+        oracle_from_settings(db=db)
     monkeypatch.setenv("CASCADE_ORACLE_BACKEND", "azure")
     with pytest.raises(ConfigError, match="endpoint"):
-        Oracle.from_config(db=db)
+        oracle_from_settings(db=db)
 
 
 def test_router_calls_the_oracle_and_routes_review(server, db, monkeypatch):
@@ -477,7 +478,7 @@ def test_a_frame_seen_again_reuses_its_recorded_answer_or_review_item(server, db
 
 
 def test_review_backend_queues_a_frame_once(db):
-    oracle = Oracle.from_config(db=db)
+    oracle = oracle_from_settings(db=db)
     first = oracle.classify([req(150), req(151)])
     again = oracle.classify([req(150), req(151)])
     assert [a.review_id for a in again] == [a.review_id for a in first]
@@ -497,7 +498,7 @@ def test_a_key_echoed_by_the_server_is_redacted_everywhere(server, db, monkeypat
     assert [a.review_reason for a in answers] == ["oracle_error", "oracle_unavailable", "malformed"]
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", hexkey)
     az = Oracle(db, make_backend(BackendConfig(backend="azure", azure_endpoint=server.endpoint,
-                                               deployment="gpt-4.1-mini")), retry=FAST)
+                                               deployment="gpt-4.1-mini"), api_key=hexkey), retry=FAST)
     server.script(status(401, body=echo(hexkey)))
     [a] = az.classify([req(163)])
     assert a.review_reason == "oracle_error" and "***" in a.error
@@ -532,9 +533,9 @@ def test_a_hanging_server_cannot_stall_a_frame_past_its_deadline(server, db, mon
     server.default = slow(20.0)  # hangs far longer than the deadline
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("CASCADE_ORACLE_DEADLINE_S", "1.0")
-    cfg = BackendConfig.from_env(backend="openai", base_url=server.url, model="gpt-4.1-mini", timeout_s=60.0)
+    cfg = backend_config(backend="openai", base_url=server.url, model="gpt-4.1-mini", timeout_s=60.0)
     assert cfg.deadline_s == 1.0
-    oracle = Oracle(db, make_backend(cfg), hash_region="whole", retry=RetryPolicy(max_attempts=4, base_delay_s=0.01))
+    oracle = Oracle(db, make_backend(cfg, api_key=KEY), hash_region="whole", retry=RetryPolicy(max_attempts=4, base_delay_s=0.01))
     t0 = _time.monotonic()
     [a] = oracle.classify([req(170)])
     elapsed = _time.monotonic() - t0
@@ -543,5 +544,5 @@ def test_a_hanging_server_cannot_stall_a_frame_past_its_deadline(server, db, mon
     assert len(server.requests) == 1
     monkeypatch.setenv("CASCADE_ORACLE_DEADLINE_S", "soon")
     with pytest.raises(ConfigError, match="CASCADE_ORACLE_DEADLINE_S"):
-        BackendConfig.from_env()
+        backend_config()
     assert BackendConfig().deadline_s == 30.0

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from cascade_defect.errors import ConfigError
+from cascade_defect.cascade.assemble import price_table
 from cascade_defect.oracle.pricing import ModelPrice, PriceTable, SpendingGuard, Usage, parse_prices
 from cascade_defect.oracle.resilience import (CircuitBreaker, PermanentError, RetriesExhausted, RetryPolicy,
                                               TransientError, call_with_retries, parse_retry_after)
@@ -29,7 +30,7 @@ def test_prices_are_configurable_and_unknown_models_refused(monkeypatch, tmp_pat
         PriceTable().price("gpt-4o-mini")  # not silently priced as gpt-4o
     monkeypatch.setenv("CASCADE_ORACLE_PRICES", '{"qwen2.5-vl": [0, 0, 0], "gpt-4.1-mini": {"input": 0.5, '
                        '"cached_input": 0.2, "output": 2.0}}')
-    table = PriceTable.from_env()
+    table = price_table()
     assert table.price("qwen2.5-vl") == ModelPrice(0, 0, 0)
     assert table.cost("gpt-4.1-mini", Usage(1_000_000, 0, 0)) == pytest.approx(0.5)
     f = tmp_path / "prices.json"

@@ -19,7 +19,7 @@ from cascade_defect.cascade.policy import Policy
 from cascade_defect.contracts import GateScore
 from cascade_defect.evaluation.evaluate import evaluate
 from cascade_defect.evaluation.report import fmt, fmt_ci, fmt_p, render_html, render_markdown, write_report
-from cascade_defect.evaluation.standins import GroundTruthOracle
+from cascade_defect.oracle.standins import GroundTruthOracle
 from layers_for_tests import BrightnessGate, CornerDetector
 from test_evaluate import frame
 

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from cascade_defect.cascade.policy import Policy
+from cascade_defect.cascade.assemble import oracle_from_settings
 from cascade_defect.cascade.router import Router
 from cascade_defect.cascade.runner import CascadeRunner, resolve_inputs
 from cascade_defect.store.db import Database
@@ -127,7 +128,6 @@ def test_resume_keeps_one_current_record_per_input_path(tmp_path):
 
 def test_a_kill_between_the_oracle_and_the_log_doubles_no_review_item_or_call(tmp_path):
     """Killed after the oracle queued frames but before their decisions were logged: the resumed run reuses them."""
-    from cascade_defect.oracle import Oracle
     from cascade_defect.store import OracleCallLog, ReviewQueue
 
     d = tmp_path / "in"
@@ -145,7 +145,7 @@ def test_a_kill_between_the_oracle_and_the_log_doubles_no_review_item_or_call(tm
 
     log = KilledLog(db)
     run = log.start_run({})
-    router = Router(policy, BrightnessGate(), None, Oracle.from_config(db=db))
+    router = Router(policy, BrightnessGate(), None, oracle_from_settings(db=db))
     try:
         CascadeRunner(router, log, batch_size=2).run(resolve_inputs([str(d)]), "severstal", run)
     except KeyboardInterrupt:
@@ -153,7 +153,7 @@ def test_a_kill_between_the_oracle_and_the_log_doubles_no_review_item_or_call(tm
     assert ReviewQueue(db).count() == 4
     resumed = DecisionLog(db)
     assert resumed.start_run({}, resume=True) == run
-    CascadeRunner(Router(policy, BrightnessGate(), None, Oracle.from_config(db=db)), resumed,
+    CascadeRunner(Router(policy, BrightnessGate(), None, oracle_from_settings(db=db)), resumed,
                   jsonl_path=tmp_path / "o.jsonl").run(resolve_inputs([str(d)]), "severstal", run)
     frames = sorted(str(p) for p in d.iterdir())
     assert sorted(i.frame_id for i in ReviewQueue(db).list()) == frames

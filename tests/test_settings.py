@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from cascade_defect.cli import app
 from cascade_defect.errors import ConfigError
+from cascade_defect.cascade.assemble import oracle_from_settings
 from cascade_defect.oracle.oracle import Oracle
 from cascade_defect.settings import Settings
 from cascade_defect.store.db import Database
@@ -90,7 +91,7 @@ def test_paid_answer_limits_come_from_the_settings_and_are_reported(tmp_path, mo
                        "CASCADE_ORACLE_CACHE_RADIUS": "3", "CASCADE_ORACLE_CACHE_VERIFY_MAX": "off",
                        "CASCADE_ORACLE_HASH_REGION": "whole"}.items():
         monkeypatch.setenv(var, value)
-    oracle = Oracle.from_config(db=Database(tmp_path / "c.db"))
+    oracle = oracle_from_settings(db=Database(tmp_path / "c.db"))
     assert oracle.limits() == {"max_usd_per_hour": 5.0, "max_usd_per_day": 7.5, "breaker_failures": 2,
                                "breaker_reset_s": 30.0, "cache": True, "cache_radius": 3, "cache_verify_max": None,
                                "hash_region": {"*": "whole"}}

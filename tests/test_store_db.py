@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from cascade_defect.errors import ConfigError
-from cascade_defect.store.db import MIGRATIONS, Database, Migration, default_db_path, latest_version
+from cascade_defect.settings import default_db_path
+from cascade_defect.store.db import MIGRATIONS, Database, Migration, latest_version
 
 
 def test_new_database_is_wal_and_fully_migrated(tmp_path):

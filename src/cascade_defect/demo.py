@@ -104,7 +104,9 @@ def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: 
                      "pass --backbone imagenet where torchvision's weights are available")
     say(f"layer 1: fitting PatchCore-lite ({backbone} backbone) on {len(normals)} train normals")
     # p99 aggregation: steadier than max with a random backbone (measured on synthetic steel)
-    gate = PatchCoreGate(backbone=backbone, seed=seed, short_side=256, aggregate="p99")
+    from .settings import settings
+
+    gate = PatchCoreGate(backbone=backbone, seed=seed, short_side=256, aggregate="p99", offline=settings().offline)
     return gate.fit(paths, names, domain=domain)
 
 

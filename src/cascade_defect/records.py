@@ -75,20 +75,6 @@ class Sample:
         """Per-class boolean masks, or None when the format has no masks."""
         return None if self.mask_loader is None else self.mask_loader()
 
-    def load_union_mask(self, shape: tuple[int, int] | None = None) -> np.ndarray | None:
-        """Boolean union of all class masks (all False for a defect-free image with masks)."""
-        masks = self.load_masks()
-        if masks is None:
-            return None
-        if not masks:
-            if shape is None:
-                raise ValueError(f"{self.image_path}: defect-free mask needs an explicit shape")
-            return np.zeros(shape, dtype=bool)
-        union = None
-        for m in masks.values():
-            union = m.copy() if union is None else (union | m)
-        return union
-
 
 @dataclass(frozen=True)
 class Detection:

@@ -335,6 +335,10 @@ def _explain(exc: ValidationError) -> str:
     return "invalid setting: " + "; ".join(parts)
 
 
+_cached: tuple[frozenset, Settings] | None = None
+_cache_lock = threading.Lock()
+
+
 SECRET_VARIABLES = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN")
 """Environment variables holding secrets (the last is read by the openai SDK itself); `redact` masks their values."""
 
@@ -343,10 +347,6 @@ def secret_values() -> list[str]:
     """The current values of `SECRET_VARIABLES` (read directly: `redact` runs on hot paths, where
     parsing every setting per message would cost milliseconds)."""
     return [os.environ.get(name, "").strip() for name in SECRET_VARIABLES]
-
-
-_cached: tuple[frozenset, Settings] | None = None
-_cache_lock = threading.Lock()
 
 
 def settings() -> Settings:
@@ -364,6 +364,11 @@ def settings() -> Settings:
     with _cache_lock:
         _cached = (env, Settings.load())
         return _cached[1]
+
+
+def default_db_path() -> Path:
+    """`$CASCADE_DB`, or `cascade.db` in the working directory (the faces' default database)."""
+    return settings().db.expanduser()
 
 
 def reload_settings() -> Settings:

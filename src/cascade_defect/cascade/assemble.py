@@ -59,7 +59,7 @@ def load_policy(bundle: Bundle, domains: Sequence[str] = (), environ=None) -> Po
     A domain with neither τ nor an MSE threshold whose gate is an autoencoder gets the gate's own
     threshold (mean + k·σ of its held-out normals' scores, stored with the gate) as its MSE threshold.
     """
-    from ..gate.store import stored_statistics
+    from ..gate.gate_set import stored_statistics
 
     data = read_calibration(bundle)
     origin = f"{bundle.root}/{CALIBRATION_COMPONENT}/{CALIBRATION_FILE}"
@@ -177,26 +177,44 @@ def load_specialist(bundle: Bundle, engine: str = "torch", device: str | None = 
 
 def load_gate(bundle: Bundle, domains: Sequence[str] | None = None, **overrides):
     """The bundle's Layer-1 gates (all domains by default); `overrides` set runtime parameters."""
-    from ..gate.store import GateSet
+    from ..gate.gate_set import GateSet
 
     return GateSet.load(bundle, domains, **overrides)
 
 
 def load_oracle(bundle: Bundle, db=None, config=None, *, retry_attempts: int | None = None,
                 breaker_failures: int | None = None, breaker_reset_s: float | None = None):
-    """Layer 3 from `config` (default: the environment's backend settings; the review queue when none
-    is configured), with the bundle's exemplars; retry and breaker settings override the defaults."""
-    from ..oracle.oracle import Oracle
+    """Layer 3 from `config` (default: the settings' backend; the review queue when none is configured),
+    with the bundle's exemplars; retry and breaker values override the settings'."""
     from ..oracle.resilience import CircuitBreaker, RetryPolicy
+    from ..settings import settings
 
-    kwargs = {}
+    s = settings()
+    kwargs: dict[str, Any] = {}
     if retry_attempts is not None:
         kwargs["retry"] = RetryPolicy(max_attempts=retry_attempts)
     if breaker_failures is not None or breaker_reset_s is not None:
-        kwargs["breaker"] = CircuitBreaker(failure_threshold=breaker_failures or 5,
-                                           reset_after_s=30.0 if breaker_reset_s is None else breaker_reset_s)
-    return Oracle.from_config(config, db=db, bundle=bundle if bundle.has("oracle") else None,
-                              prompt_options={"taxonomy": oracle_taxonomy()}, **kwargs)
+        kwargs["breaker"] = CircuitBreaker(
+            failure_threshold=s.oracle_breaker_failures if breaker_failures is None else breaker_failures,
+            reset_after_s=s.oracle_breaker_reset_s if breaker_reset_s is None else breaker_reset_s)
+    return oracle_from_settings(config, db=db, bundle=bundle if bundle.has("oracle") else None, **kwargs)
+
+
+# -- the oracle's configuration: read from the settings here, passed to oracle/ as arguments ------------
+def backend_config(**overrides: Any):
+    """The oracle backend (`oracle.clients.BackendConfig`) from the settings; non-None `overrides` win."""
+    from ..oracle.clients import BackendConfig
+    from ..settings import settings
+
+    s = settings()
+    values: dict[str, Any] = {
+        "backend": s.oracle_backend, "model": s.oracle_model, "base_url": s.oracle_base_url,
+        "azure_endpoint": s.azure_openai_endpoint, "api_version": s.azure_openai_api_version,
+        "deployment": s.azure_openai_deployment, "timeout_s": s.oracle_timeout_s,
+        "deadline_s": s.oracle_deadline_s, "output_mode": s.oracle_output_mode,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return BackendConfig(**values)
 
 
 def oracle_taxonomy() -> dict[str, tuple[str, ...]]:
@@ -205,6 +223,40 @@ def oracle_taxonomy() -> dict[str, tuple[str, ...]]:
     from ..settings import settings
 
     return parse_taxonomy(settings().oracle_taxonomy)
+
+
+def price_table():
+    """The oracle's prices: the defaults with the settings' `CASCADE_ORACLE_PRICES` overrides."""
+    from ..oracle.pricing import PriceTable
+    from ..settings import settings
+
+    return PriceTable.with_overrides(settings().oracle_prices)
+
+
+def oracle_from_settings(config=None, *, db, bundle: Bundle | None = None, **overrides: Any):
+    """An `oracle.Oracle` configured from the settings: backend (`config`, default `backend_config()`),
+    its key, taxonomy, prices, spending caps, circuit breaker, cache and hashed region; `overrides`
+    (keyword arguments of `Oracle`) win. `db` is a `Database` or a path."""
+    from ..oracle.oracle import Oracle
+    from ..oracle.resilience import CircuitBreaker
+    from ..settings import settings
+
+    s = settings()
+    config = config or backend_config()
+    key = s.secret("azure_openai_api_key" if config.backend == "azure" else "openai_api_key")
+    kwargs: dict[str, Any] = {
+        "prices": price_table(), "breaker": CircuitBreaker(s.oracle_breaker_failures, s.oracle_breaker_reset_s),
+        "cache": s.oracle_cache, "cache_radius": s.oracle_cache_radius, "cache_verify_max": s.oracle_cache_verify_max,
+        "hash_region": s.oracle_hash_region}
+    if "max_usd_per_hour" not in overrides and "max_usd_per_day" not in overrides:
+        kwargs["max_usd_per_hour"], kwargs["max_usd_per_day"] = s.oracle_max_usd_per_hour, s.oracle_max_usd_per_day
+    kwargs.update(overrides)
+    if db is None:
+        from ..settings import default_db_path
+
+        db = default_db_path()
+    return Oracle.from_config(config, db=db, bundle=bundle, prompt_options={"taxonomy": oracle_taxonomy()},
+                              api_key=key, **kwargs)
 
 
 def bundle_version(bundle: Bundle) -> str:
@@ -357,7 +409,8 @@ def _review_queue(oracle: Any, db) -> ReviewSink:
     if isinstance(own, ReviewQueue):
         return ReviewIntake(own, oracle.prompt.labels)
     if db is None:
-        from ..store.db import Database, default_db_path
+        from ..settings import default_db_path
+        from ..store.db import Database
 
         db = Database(default_db_path())
     return ReviewIntake(ReviewQueue(db), review_labels)

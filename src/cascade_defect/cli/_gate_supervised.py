@@ -20,6 +20,7 @@ def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: 
                     epochs: int, max_defectives: int | None, steps: int, candidates: str,
                     synthetic_kinds: str | None = None) -> None:
     from ..data.selection import select_split
+    from ..settings import settings
     from ..gate import save_gate
     from ..gate.combined import CombinedGate
     from ..evaluation.gate_selection import select_gate
@@ -38,7 +39,8 @@ def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: 
     if short_side is not None:
         sup["short_side"] = short_side or None
     pc = {"backbone": backbone, "aggregate": aggregate, "coreset": coreset, "coreset_fraction": coreset_fraction,
-          "index": index, "short_side": 256 if short_side is None else (short_side or None)}
+          "index": index, "short_side": 256 if short_side is None else (short_side or None),
+          "offline": settings().offline}
     if gate in ("combined", "auto") and backbone == "random":
         err_console.print(f"[yellow]note:[/] random backbone weights (seed {seed}): for tests only", highlight=False)
     paths = [s.image_path for s in normals]

@@ -38,7 +38,7 @@ def print_summary(summary, describe: dict, skipped: int = 0, drift: dict | None 
             t.add_row(f"latency {layer}", f"p50 {lat['p50']:.1f} ms   p95 {lat['p95']:.1f} ms")
     t.add_row("thresholds", escape(f"τ={describe['tau']} ({describe['threshold_source']}), "
                                    f"L2 bar {describe['l2_bar']}"))
-    for domain, dr in (drift or {}).items():  # evaluation.drift: z and escalation vs calibration
+    for domain, dr in (drift or {}).items():  # monitoring.drift: z and escalation vs calibration
         psi = "—" if dr["psi"] is None else f"{dr['psi']:.3f}"
         t.add_row(escape(f"drift {domain}"), f"PSI {psi} over {dr['frames']} frames: "
                   + (f"[bold red]DRIFT[/] {escape(dr['reason'])} → {escape(dr['recommendation'])}" if dr["drift"]
@@ -85,12 +85,13 @@ def run(
         fail(f"--engine must be local or ray, not {engine!r}")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..cascade.assemble import LayerOptions, build_router, read_calibration
+    from ..cascade.assemble import LayerOptions, backend_config, build_router, read_calibration
     from ..cascade.runner import CascadeRunner, items_from_samples, resolve_inputs
     from ..cascade.summary import summarise
-    from ..evaluation.drift import drift_for_decisions
-    from ..oracle.clients import BackendConfig
-    from ..store.db import Database, default_db_path
+    from ..monitoring.drift import drift_for_decisions
+    from ..settings import settings
+    from ..settings import default_db_path
+    from ..store.db import Database
     from ..store.decisions import DecisionLog
     from ..store.locks import lock_output, lock_run
 
@@ -103,7 +104,7 @@ def run(
     # one writer per decisions file and per run: a second concurrent run is refused before any work
     out_lock = held(ctx, run_guarded(lock_output, out) if out else None)
     database = run_guarded(Database, db or default_db_path())
-    config = run_guarded(BackendConfig.from_env, backend=backend, base_url=base_url, model=model)
+    config = run_guarded(backend_config, backend=backend, base_url=base_url, model=model)
     cascade = run_guarded(build_router, bundle, domains=[domain], db=database,
                           options=LayerOptions(specialist_engine=specialist_engine, oracle_config=config))
     log = DecisionLog(database)
@@ -120,7 +121,7 @@ def run(
         if lock is not None:
             lock.release()
     summary = summarise(all_decisions)
-    drift = run_guarded(drift_for_decisions, read_calibration(cascade.bundle), all_decisions)
+    drift = run_guarded(drift_for_decisions, read_calibration(cascade.bundle), all_decisions, settings())
     if parquet:
         log.export_parquet(run_id, parquet)
     if json_out:
@@ -220,17 +221,16 @@ def demo(
 
 def _evaluation_oracle(choice: str, db, bundle):
     """The oracle an evaluation uses: a configured backend, or an explicit stand-in."""
-    from ..evaluation.standins import GroundTruthOracle, ReplayOracle
+    from ..oracle.standins import GroundTruthOracle, ReplayOracle
+
+    from ..cascade.assemble import oracle_from_settings, price_table
 
     if choice == "ground-truth":
-        return GroundTruthOracle()
+        return GroundTruthOracle(prices=price_table())
     if choice.startswith("replay:"):
         return ReplayOracle.from_jsonl(choice.split(":", 1)[1])
     if choice == "configured":
-        from ..oracle.clients import BackendConfig
-        from ..oracle.oracle import Oracle
-
-        return Oracle.from_config(BackendConfig.from_env(), db=db, bundle=bundle if bundle.has("oracle") else None)
+        return oracle_from_settings(db=db, bundle=bundle if bundle.has("oracle") else None)
     fail(f"--oracle must be configured, ground-truth or replay:FILE.jsonl, not {choice!r}")
 
 
@@ -254,7 +254,7 @@ def evaluate(
     from ..evaluation.report import write_report
     from ..evaluation.leakage import detector_overlap, training_source
     from ..evaluation.tracks import build_eval_set, load_tracks
-    from ..gate.store import GateSet
+    from ..gate.gate_set import GateSet
     from ..store.db import Database
 
     specs = run_guarded(load_tracks, tracks)

@@ -92,6 +92,7 @@ def fit(
     _quiet_openmp()
     from ..data.selection import seeded_subset
     from ..gate import AutoencoderGate, PatchCoreGate, save_gate
+    from ..settings import settings
 
     if gate not in GATES:
         fail(f"unknown --gate {gate!r}; choose one of {', '.join(GATES)}")
@@ -125,7 +126,7 @@ def fit(
                               highlight=False)
         model = PatchCoreGate(backbone=backbone, seed=seed, short_side=side, aggregate=aggregate,
                               coreset=coreset, coreset_fraction=coreset_fraction, index=index, normalize=normalize,
-                              holdout_fraction=holdout, min_holdout=min_holdout)
+                              holdout_fraction=holdout, min_holdout=min_holdout, offline=settings().offline)
     else:
         model = AutoencoderGate(seed=seed, short_side=side, epochs=epochs, holdout_fraction=holdout,
                                 min_holdout=min_holdout)

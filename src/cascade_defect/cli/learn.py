@@ -42,7 +42,8 @@ def learn_cmd(
         fail("learn needs --bundle and --out (or a subcommand: simulate)")
     _quiet()
     from ..learning.learn import LearnSettings, learn
-    from ..store import Database, default_db_path
+    from ..settings import default_db_path
+    from ..store import Database
 
     path = db or default_db_path()
     if not path.exists():

@@ -49,13 +49,14 @@ def classify(
     """Classify images with the oracle (cache first); frames it cannot answer go to the review queue."""
     from ..errors import DataError
     from ..imaging import load_image
-    from ..oracle import BackendConfig, Oracle, OracleRequest
+    from ..cascade.assemble import backend_config, oracle_from_settings
+    from ..oracle import OracleRequest
 
     hint = _parse_box(box)
-    config = run_guarded(BackendConfig.from_env, backend=backend, base_url=base_url, model=model,
+    config = run_guarded(backend_config, backend=backend, base_url=base_url, model=model,
                          azure_endpoint=azure_endpoint, deployment=deployment, api_version=api_version,
                          timeout_s=timeout)
-    oracle = run_guarded(Oracle.from_config, config, db=db, bundle=bundle, cache=not no_cache,
+    oracle = run_guarded(oracle_from_settings, config, db=db, bundle=bundle, cache=not no_cache,
                          hash_region=hash_region)
     results: dict[int, dict] = {}
     requests, where = [], []

@@ -59,7 +59,8 @@ def worker(
     from ..distributed.decisions import QueueDecisions
     from ..distributed.queue import connect
     from ..distributed.worker import QueueWorker
-    from ..store.db import Database, default_db_path
+    from ..settings import default_db_path
+    from ..store.db import Database
 
     client = run_guarded(connect, queue)
     database = run_guarded(Database, db or default_db_path())

@@ -15,7 +15,8 @@ app = typer.Typer(help="Human review queue: frames the oracle could not (or was 
 
 
 def _queue(db: Path | None):
-    from ..store import Database, ReviewQueue, default_db_path
+    from ..settings import default_db_path
+    from ..store import Database, ReviewQueue
 
     path = db or default_db_path()
     if not path.exists():

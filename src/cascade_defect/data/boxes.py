@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Mapping
 
 import numpy as np
 
@@ -76,13 +75,3 @@ def rle_to_boxes(
     ]
     boxes.sort(key=lambda b: (b.y1, b.x1, b.x2, b.y2))
     return boxes, int(lengths.sum())
-
-
-def masks_to_boxes(
-    masks: Mapping[str, np.ndarray], *, min_area: int = DEFAULT_MIN_AREA, connectivity: int = 8
-) -> tuple[Box, ...]:
-    """Boxes of every class mask in `masks` ({class: mask}), classes in the mapping's order."""
-    out: list[Box] = []
-    for cls, mask in masks.items():
-        out.extend(mask_to_boxes(mask, cls, min_area=min_area, connectivity=connectivity))
-    return tuple(out)

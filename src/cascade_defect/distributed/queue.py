@@ -11,7 +11,7 @@ frames nobody has decided.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from ..errors import CascadeError, ConfigError
 from .messages import FrameMessage
@@ -90,9 +90,6 @@ class Producer:
                             f"{msg.frame_id} not sent — retry later or add workers")
         return entry.decode() if isinstance(entry, bytes) else str(entry)
 
-    def send_all(self, msgs: Iterable[FrameMessage]) -> list[str]:
-        return [self.send(m) for m in msgs]
-
 
 def backlog(client, stream: str = DEFAULT_STREAM) -> int:
     return int(client.xlen(stream))
@@ -106,9 +103,5 @@ def read_results(client, stream: str = DEFAULT_STREAM) -> list[dict[str, str]]:
     return out
 
 
-def stream_names(stream: str) -> StreamNames:
-    return StreamNames(stream)
-
-
 __all__: Sequence[str] = ["DEFAULT_GROUP", "DEFAULT_MAX_BACKLOG", "DEFAULT_STREAM", "Producer", "QueueFull",
-                          "StreamNames", "backlog", "connect", "ensure_group", "read_results", "stream_names"]
+                          "StreamNames", "backlog", "connect", "ensure_group", "read_results"]

@@ -45,8 +45,8 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     leaving the bundle unchanged.
     """
     from .calibration import calibrate
-    from .drift import drift_reference
-    from ..gate.store import GateSet
+    from ..monitoring.drift import drift_reference
+    from ..gate.gate_set import GateSet
 
     labelled = [s for s in samples if s.defective is not None]
     if len(labelled) < len(samples):
@@ -69,7 +69,7 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
         "defective": int(y.sum()),
         "data": {**(data_info or {}), "sha256": data_fingerprint(labelled)},
         "result": result.as_dict(include_curve=True),
-        "drift": drift_reference(z, float(result.tau)),  # what production z is compared with (evaluation.drift)
+        "drift": drift_reference(z, float(result.tau)),  # what production z is compared with (monitoring.drift)
     }
     write_calibration(bundle, domain, float(result.tau), record, l2_bar=l2_bar)
     return {"domain": domain, "tau": float(result.tau), **record}

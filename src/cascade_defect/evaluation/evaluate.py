@@ -49,7 +49,7 @@ from .frame_records import ask_oracle, CaptureOracle, FrameRecord, record_frames
 from .metrics import auc_by_track, class_confusion, percentiles, roc_by_domain, system_metrics
 from .redecide import baseline, Decided, decided_from_decisions, predicted_defective, redecide
 from .results_io import paths_as_written, finite_or_none, PATHS, ReviewAs, SCHEMA, SYSTEM_TITLES, to_jsonable
-from .standins import cache_disabled, describe_oracle, oracle_has_cache
+from ..oracle.standins import cache_disabled, describe_oracle, oracle_has_cache
 from .stats import mcnemar
 from .sweeps import pareto_sweep
 

@@ -20,7 +20,7 @@ from ..cascade.replay import RecordedLayer
 from ..contracts import call_isolated, GateScore, OracleVerdict, specialist_serves
 from ..errors import DataError
 from ..records import Box, Detection, Frame
-from .standins import cache_disabled
+from ..oracle.standins import cache_disabled
 
 
 @dataclass

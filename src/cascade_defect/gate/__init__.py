@@ -11,7 +11,7 @@ from .autoencoder import AutoencoderGate
 from .base import MIN_HOLDOUT, DomainStats
 from .combined import CombinedGate
 from .patchcore import PatchCoreGate
-from .store import GATE_KINDS, GateSet, save_gate
+from .gate_set import GATE_KINDS, GateSet, save_gate
 from .supervised import LabelledDefective, SupervisedGate, defectives_from_samples
 
 __all__ = ["AutoencoderGate", "CombinedGate", "DomainStats", "GATE_KINDS", "GateSet", "LabelledDefective",

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, WeightsUnavailableError
-from ..settings import settings
 
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 """File name of torchvision's ResNet18 ImageNet weights in its hub cache."""
@@ -66,12 +65,12 @@ def _load_state_file(path: Path) -> dict[str, Any]:
     return obj
 
 
-def _imagenet_state() -> dict[str, Any]:
+def _imagenet_state(offline: bool) -> dict[str, Any]:
     torch = _torch()
     cached = imagenet_cache_path()
     if cached.is_file():
         return _load_state_file(cached)
-    if settings().offline:
+    if offline:
         raise WeightsUnavailableError(
             f"ImageNet weights are not cached at {cached} and CASCADE_OFFLINE is set; {OPTIONS_HINT}"
         )
@@ -88,10 +87,11 @@ def _imagenet_state() -> dict[str, Any]:
         ) from None
 
 
-def build_trunk(weights: str, seed: int | None = None):
+def build_trunk(weights: str, seed: int | None = None, *, offline: bool = False):
     """A frozen, eval-mode ResNet18 (layer4/fc unused) with the chosen weights.
 
-    `weights` is ``"imagenet"``, ``"random"`` (needs `seed`) or a path to a state-dict file.
+    `weights` is ``"imagenet"``, ``"random"`` (needs `seed`) or a path to a state-dict file;
+    `offline` never downloads (ImageNet weights must then be in torchvision's cache).
     Returns ``(model, description)`` where description names the source for the bundle.
     """
     torch = _torch()
@@ -106,7 +106,7 @@ def build_trunk(weights: str, seed: int | None = None):
         source = f"random(seed={int(seed)})"
     else:
         if weights == "imagenet":
-            state, source = _imagenet_state(), "imagenet"
+            state, source = _imagenet_state(offline), "imagenet"
         else:
             path = Path(weights).expanduser()
             if not path.is_file():

@@ -56,8 +56,10 @@ class PatchCoreGate:
                  coreset_fraction: float = 0.1, index: str = "ivf", nprobe: int = 1,
                  rerank: int = 4, holdout_fraction: float = 0.2, min_holdout: int = MIN_HOLDOUT,
                  sigma: float = 4.0, engine: str = "onnx", device: str = "cpu",
-                 batch_size: int = 8, threads: int | None = None, normalize: str = "image"):
+                 batch_size: int = 8, threads: int | None = None, normalize: str = "image",
+                 offline: bool = False):
         self.backbone = backbone
+        self.offline = offline  # never download backbone weights (a runtime setting: not stored with the gate)
         self.seed = seed
         self.short_side = short_side
         self.k = k
@@ -134,7 +136,7 @@ class PatchCoreGate:
         t0 = time.perf_counter()
         fit_idx, hold_idx = split_holdout(len(images), self.holdout_fraction, self.min_holdout,
                                           self.seed, what=domain)
-        trunk, source = build_trunk(self.backbone, self.seed)
+        trunk, source = build_trunk(self.backbone, self.seed, offline=self.offline)
         self.backbone_source_ = source
         self.backbone_digest_ = trunk_state_digest(trunk)
         self.trunk_ = trunk

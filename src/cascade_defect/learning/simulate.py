@@ -41,7 +41,7 @@ from ..data.registry import read_dataset
 from ..data.selection import select_split
 from ..data.yolo_export import export_yolo
 from ..evaluation.bundle_calibration import calibrate_domain
-from ..evaluation.standins import GroundTruthOracle
+from ..oracle.standins import GroundTruthOracle
 from ..records import Frame, NO_DEFECT, Sample
 from ..specialist.datasets import wide_fraction
 from ..specialist.yolo import Specialist
@@ -186,7 +186,7 @@ def build_round0(plan: Plan, s: SimSettings, root: Path, log: Callable[[str], No
 
 
 def _gate_and_policy(bundle: Bundle, plan: Plan, s: SimSettings):
-    from ..gate.store import GateSet
+    from ..gate.gate_set import GateSet
 
     have = set(bundle.info("gate").get("domains", [])) if bundle.has("gate") else set()
     policy = load_policy(bundle, [])
@@ -204,11 +204,11 @@ def _gate_and_policy(bundle: Bundle, plan: Plan, s: SimSettings):
 def stream_round(bundle: Bundle, part: Sequence[Sample], plan: Plan, s: SimSettings, db: Database,
                  run_label: str) -> dict[str, Any]:
     """Route one stream part; oracle answers -> labels; unconfirmed boxes -> reviewer stand-in."""
-    from ..cascade.assemble import LayerOptions, build_router
+    from ..cascade.assemble import LayerOptions, build_router, price_table
     from ..store.review_board import ReviewBoard
 
     gate, policy = _gate_and_policy(bundle, plan, s)
-    oracle = GroundTruthOracle(assumed_prompt_tokens=ASSUMED_PROMPT_TOKENS,
+    oracle = GroundTruthOracle(prices=price_table(), assumed_prompt_tokens=ASSUMED_PROMPT_TOKENS,
                                assumed_completion_tokens=ASSUMED_COMPLETION_TOKENS)
     router = build_router(bundle, policy=policy, gate=gate, oracle=oracle, db=db,
                           options=LayerOptions(device=s.device)).router

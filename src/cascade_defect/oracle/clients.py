@@ -1,8 +1,8 @@
 """Chat-completions backends: Azure OpenAI, OpenAI or any OpenAI-compatible server, or none (review).
 
-`BackendConfig.from_env()` reads the settings (never the secrets: keys are read from the
-environment only when the client is built, passed to the SDK, and kept nowhere else).
-`make_backend(config)` returns a `ChatBackend`, or None for the `review` backend.
+`BackendConfig` says where and how to call the model (the assembly fills it from the settings:
+`cascade.assemble.backend_config`). `make_backend(config, api_key=...)` returns a `ChatBackend`, or
+None for the `review` backend; the key is passed to the SDK and kept nowhere else.
 
 `ChatBackend.complete(messages, schema)` sends one request with the SDK's own retries off (the
 oracle's `resilience` module owns retrying) and returns a validated `ChatResult`. Structured
@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 from ..redact import redact
-from ..settings import settings
 from .pricing import Usage
 from .resilience import PermanentError, TransientError, parse_retry_after
 from .schema import DefectPrediction
@@ -79,19 +78,6 @@ class BackendConfig:
                 raise ConfigError(f"the azure backend needs an endpoint ({ENV['azure_endpoint']} or --azure-endpoint)")
             if not self.deployment:
                 raise ConfigError(f"the azure backend needs a deployment name ({ENV['deployment']} or --deployment)")
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> "BackendConfig":
-        """Settings from the environment; non-None `overrides` win."""
-        s = settings()
-        values: dict[str, Any] = {
-            "backend": s.oracle_backend, "model": s.oracle_model, "base_url": s.oracle_base_url,
-            "azure_endpoint": s.azure_openai_endpoint, "api_version": s.azure_openai_api_version,
-            "deployment": s.azure_openai_deployment, "timeout_s": s.oracle_timeout_s,
-            "deadline_s": s.oracle_deadline_s, "output_mode": s.oracle_output_mode,
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
     @property
     def request_model(self) -> str:
@@ -279,9 +265,11 @@ def _azure_token_provider() -> Callable[[], str]:
     return token
 
 
-def make_backend(config: BackendConfig, *, azure_ad_token_provider: Callable[[], str] | None = None,
+def make_backend(config: BackendConfig, *, api_key: str | None = None,
+                 azure_ad_token_provider: Callable[[], str] | None = None,
                  http_client: Any = None) -> ChatBackend | None:
-    """Build the SDK client for `config` (None for the review backend)."""
+    """Build the SDK client for `config` (None for the review backend); `api_key` is the backend's key
+    (Azure without one signs in with Microsoft Entra ID; a local OpenAI-compatible server needs none)."""
     if config.backend == "review":
         return None
     import openai
@@ -290,7 +278,7 @@ def make_backend(config: BackendConfig, *, azure_ad_token_provider: Callable[[],
     if http_client is not None:
         common["http_client"] = http_client
     if config.backend == "azure":
-        key = settings().secret("azure_openai_api_key")
+        key = api_key
         auth: dict[str, Any]
         if azure_ad_token_provider is not None:
             auth = {"azure_ad_token_provider": azure_ad_token_provider}
@@ -301,7 +289,7 @@ def make_backend(config: BackendConfig, *, azure_ad_token_provider: Callable[[],
         client = openai.AzureOpenAI(azure_endpoint=config.azure_endpoint,
                                     api_version=config.api_version or DEFAULT_AZURE_API_VERSION, **auth, **common)
         return ChatBackend(client, config)
-    key = settings().secret("openai_api_key")
+    key = api_key
     if key is None:
         if not config.base_url:
             raise ConfigError("the openai backend needs OPENAI_API_KEY (or --base-url for a local "

@@ -33,9 +33,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..contracts import OracleVerdict
-from ..settings import settings
 from ..records import Frame, metered_usage
-from ..store.db import Database, default_db_path
+from ..store.db import Database
 from ..store.labels import LabelStore
 from ..store.oracle_calls import OracleCall, OracleCallLog
 from ..store.review import ReviewQueue
@@ -86,7 +85,7 @@ class Oracle:
         self.db = db
         self.backend = backend
         self.prompt = prompt or PromptBuilder()
-        self.prices = prices or PriceTable.from_env()
+        self.prices = prices or PriceTable()
         if backend is not None:
             try:
                 self.prices.price(backend.config.price_model)  # unknown model: ConfigError now, not per call
@@ -111,28 +110,21 @@ class Oracle:
         self.rng = rng or random.Random()
 
     @classmethod
-    def from_config(cls, config: BackendConfig | None = None, *, db: Database | str | Path | None = None,
-                    bundle: Any = None, prompt_options: dict[str, Any] | None = None, **kwargs: Any) -> "Oracle":
-        """An oracle from settings (environment when `config` is None), a database and a bundle.
+    def from_config(cls, config: BackendConfig, *, db: Database | str | Path, bundle: Any = None,
+                    prompt_options: dict[str, Any] | None = None, api_key: str | None = None,
+                    **kwargs: Any) -> "Oracle":
+        """An oracle from a backend configuration, a database and a bundle (its exemplars).
 
-        What decides whether a frame gets a paid answer — spending caps, circuit breaker, cache,
-        its radius and verification, the hashed region — comes from `settings.Settings` unless
-        given in `kwargs`; `limits()` reports the values in force.
+        Everything else — spending caps, circuit breaker, cache, its radius and verification, the
+        hashed region, prices — is a keyword argument of `Oracle` (`kwargs`); the assembly
+        (`cascade.assemble.oracle_from_settings`) passes the settings' values. `api_key` is the
+        backend's key (None: sign in, or a local server that needs none).
         """
-        config = config or BackendConfig.from_env()
         if not isinstance(db, Database):
-            db = Database(db if db is not None else default_db_path())
+            db = Database(db)
         exemplars = load_exemplars(bundle) if bundle is not None else None
         prompt = PromptBuilder(exemplars, **(prompt_options or {}))
-        s = settings()
-        if "max_usd_per_hour" not in kwargs and "max_usd_per_day" not in kwargs:
-            kwargs["max_usd_per_hour"], kwargs["max_usd_per_day"] = s.oracle_max_usd_per_hour, s.oracle_max_usd_per_day
-        kwargs.setdefault("breaker", CircuitBreaker(s.oracle_breaker_failures, s.oracle_breaker_reset_s))
-        kwargs.setdefault("cache", s.oracle_cache)
-        kwargs.setdefault("cache_radius", s.oracle_cache_radius)
-        kwargs.setdefault("cache_verify_max", s.oracle_cache_verify_max)
-        kwargs.setdefault("hash_region", s.oracle_hash_region)
-        return cls(db, make_backend(config), prompt, **kwargs)
+        return cls(db, make_backend(config, api_key=api_key), prompt, **kwargs)
 
     def limits(self) -> dict[str, Any]:
         """The settings in force that decide whether a frame gets a paid answer (for run summaries)."""

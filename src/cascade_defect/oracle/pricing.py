@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import ConfigError
-from ..settings import settings
 
 PRICES_ENV = "CASCADE_ORACLE_PRICES"
 DEFAULT_MAX_PER_HOUR = 5.0
@@ -66,9 +65,9 @@ class PriceTable:
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
 
     @classmethod
-    def from_env(cls, extra: Mapping[str, ModelPrice] | None = None) -> "PriceTable":
+    def with_overrides(cls, raw: str | None, extra: Mapping[str, ModelPrice] | None = None) -> "PriceTable":
+        """The default prices, overridden by `raw` (a `CASCADE_ORACLE_PRICES` value, JSON) and then `extra`."""
         prices = dict(DEFAULT_PRICES)
-        raw = settings().oracle_prices
         if raw:
             prices.update(parse_prices(raw, PRICES_ENV))
         if extra:

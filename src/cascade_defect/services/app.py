@@ -19,7 +19,8 @@ from .engine import EngineHolder, build_engine
 from .frames import FrameStore
 from .http import EdgeMiddleware, install_docs, install_errors, install_probes
 from .layer_api import build_layer_api
-from ..store.db import Database, default_db_path
+from ..settings import default_db_path
+from ..store.db import Database
 from .metrics import ServiceMetrics
 from .router_api import build_router_api
 from .settings import ServiceSettings

@@ -1,4 +1,4 @@
-"""Drift gauges on `/metrics`: each routed batch feeds a per-domain `DriftMonitor` (evaluation.drift)
+"""Drift gauges on `/metrics`: each routed batch feeds a per-domain `DriftMonitor` (monitoring.drift)
 whose references come from the served bundle's calibration (renewed when the bundle is reloaded).
 
 Gauges: `cascade_drift_psi{domain}`, `cascade_drift_ks{domain}`,
@@ -14,7 +14,8 @@ from typing import Any, Iterable
 from prometheus_client import CollectorRegistry, Gauge
 
 from ..cascade.assemble import read_calibration
-from ..evaluation.drift import monitor_from_env, references_from_calibration
+from ..monitoring.drift import drift_monitor, references_from_calibration
+from ..settings import settings
 
 
 class DriftGauges:
@@ -33,7 +34,7 @@ class DriftGauges:
     def _current(self):
         engine = self.holder.current
         if engine.version != self._version:  # a reload brings new references: start a fresh window
-            self.monitor = monitor_from_env(references_from_calibration(read_calibration(engine.bundle)))
+            self.monitor = drift_monitor(references_from_calibration(read_calibration(engine.bundle)), settings())
             self._version = engine.version
         return self.monitor
 

@@ -18,6 +18,7 @@ from ..bundles.bundle import Bundle
 from ..bundles.uri import resolve_bundle_from_env
 from ..cascade.assemble import LayerOptions, LoadedCascade, build_router, load_layers, open_bundle
 from ..errors import ConfigError
+from ..settings import reload_settings
 from ..store.db import Database
 from .remote import RemoteGate, RemoteLayer, RemoteOracle, RemoteSpecialist
 from .settings import ServiceSettings
@@ -115,6 +116,7 @@ class EngineHolder:
         """(old version, new version); raises what the load raised, leaving the current engine in place."""
         with self._reloading:
             try:
+                reload_settings()  # the one explicit re-parse of the settings (reload endpoint, SIGHUP)
                 new = self.factory()
             except Exception:
                 if self.metrics:

@@ -11,7 +11,7 @@ def serve_review(db_path: str | Path | None, bundle: str | None = None, *, host:
                  port: int | None = None, graceful_s: int = 30) -> None:
     import uvicorn
 
-    from ..store.db import default_db_path
+    from ..settings import default_db_path
     from .logs import setup_logging
     from .review_app import create_review_app
     from .settings import ServiceSettings

@@ -61,7 +61,7 @@ def build_router_api(holder: EngineHolder, store: FrameStore, admission: Admissi
                            f"domain {domain!r} is not served (served: {', '.join(engine.domains) or 'none'})")
         return domain
 
-    async def decide(request: Request, domain: str, files: list[UploadFile], ids: list[str],
+    async def decide_uploads(request: Request, domain: str, files: list[UploadFile], ids: list[str],
                      client_ids: bool) -> list[tuple[dict, bool]]:
         """(response object, replayed?) per file, in order."""
         engine = holder.current  # this request finishes on this version even if a reload happens
@@ -140,7 +140,7 @@ def build_router_api(holder: EngineHolder, store: FrameStore, admission: Admissi
                                    "use /v1/frames/batch for several")
                 given = [v for v in form.getlist("frame_id") if isinstance(v, str)]
                 ids, chosen = frame_ids(1, given, idempotency_key)
-                [(obj, replayed)] = await decide(request, domain, files, ids, chosen)
+                [(obj, replayed)] = await decide_uploads(request, domain, files, ids, chosen)
             finally:
                 await form.close()
         return CascadeJSON(obj, headers={"Idempotent-Replayed": "true"} if replayed else None)
@@ -159,7 +159,7 @@ def build_router_api(holder: EngineHolder, store: FrameStore, admission: Admissi
                     raise ApiError(422, "bad_request", "send one or more images in field 'files'")
                 given = [v for v in form.getlist("frame_id") if isinstance(v, str)]
                 ids, chosen = frame_ids(len(files), given, idempotency_key)
-                results = await decide(request, domain, files, ids, chosen)
+                results = await decide_uploads(request, domain, files, ids, chosen)
             finally:
                 await form.close()
         return CascadeJSON({"frames": [obj for obj, _ in results],

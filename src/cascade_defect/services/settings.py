@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from ..settings import Settings
+from ..settings import Settings, settings
 from ..errors import ConfigError
 
 ROLES = ("router", "gate", "specialist", "oracle", "all")
@@ -25,51 +25,38 @@ def _keys(raw) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """Everything a service reads from its environment (no secret is ever printed: see `describe`)."""
+    """The services' view of the one settings object: the values it derives (key lists, layer URLs),
+    and every other setting read through to `settings` itself — no field or default is copied here.
+    No secret is ever printed: keys are kept out of `repr`."""
 
-    api_keys: tuple[str, ...] = ()
-    admin_keys: tuple[str, ...] = ()
-    service_key: str | None = None
+    settings: Settings = field(repr=False)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    admin_keys: tuple[str, ...] = field(default=(), repr=False)
+    service_key: str | None = field(default=None, repr=False)
     layer_urls: Mapping[str, str] = field(default_factory=dict)
-    metrics_public: bool = True
-    docs_public: bool = False
-    max_upload_bytes: int = 32 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    max_batch_files: int = 32
-    max_concurrency: int = 2
-    max_queue: int = 16
-    queue_timeout_s: float = 30.0
-    retry_after_s: float = 1.0
-    layer_timeout_s: float = 30.0
-    layer_connect_timeout_s: float = 1.0
-    layer_cooldown_s: float = 1.0
-    oracle_max_attempts: int | None = None
-    oracle_breaker_failures: int | None = None
-    oracle_breaker_reset_s: float | None = None
-    specialist_engine: str = "torch"
-    log_level: str = "INFO"
+
+    def __getattr__(self, name: str):
+        """Any other setting (`max_upload_bytes`, `layer_timeout_s`, ...) is the settings object's own."""
+        if name == "settings":
+            raise AttributeError(name)
+        return getattr(self.settings, name)
+
+    @property
+    def log_level(self) -> str:
+        return self.settings.log_level.strip().upper() or "INFO"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServiceSettings":
-        """From the settings of `environ` (default: the process environment)."""
-        st = Settings.load(environ)
+        """From the settings of `environ` (default: the process's settings)."""
+        st = Settings.load(environ) if environ is not None else settings()
         urls = {layer: getattr(st, f"{layer}_url").rstrip("/") for layer in LAYER_URL_ENV
                 if getattr(st, f"{layer}_url")}
         for layer, url in urls.items():
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{LAYER_URL_ENV[layer]}={url!r} must be an http:// or https:// URL")
         api = _keys(st.api_keys)
-        return cls(
-            api_keys=api, admin_keys=_keys(st.admin_keys) or api,
-            service_key=(st.secret("service_key") or "").strip() or None, layer_urls=urls,
-            metrics_public=st.metrics_public, docs_public=st.docs_public, max_upload_bytes=st.max_upload_bytes,
-            max_pixels=st.max_pixels, max_batch_files=st.max_batch_files, max_concurrency=st.max_concurrency,
-            max_queue=st.max_queue, queue_timeout_s=st.queue_timeout_s, retry_after_s=st.retry_after_s,
-            layer_timeout_s=st.layer_timeout_s, layer_connect_timeout_s=st.layer_connect_timeout_s,
-            layer_cooldown_s=st.layer_cooldown_s, oracle_max_attempts=st.oracle_max_attempts,
-            oracle_breaker_failures=st.oracle_breaker_failures, oracle_breaker_reset_s=st.oracle_breaker_reset_s,
-            specialist_engine=st.specialist_engine, log_level=st.log_level.strip().upper() or "INFO",
-        )
+        return cls(settings=st, api_keys=api, admin_keys=_keys(st.admin_keys) or api,
+                   service_key=(st.secret("service_key") or "").strip() or None, layer_urls=urls)
 
     def check_for(self, role: str) -> None:
         """Refuse to start a role whose keys are missing (a service never runs open by accident)."""

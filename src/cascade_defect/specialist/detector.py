@@ -79,10 +79,6 @@ class DetectorBase:
         return detection_metrics(detections, truths, self.class_names)
 
 
-def default_tile_policy() -> TilePolicy:
-    return TilePolicy()
-
-
 def check_weights_path(weights: str | Path) -> Path:
     """`weights` as a Path, or `WeightsUnavailableError` when the file is missing."""
     from ..errors import WeightsUnavailableError

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import ConfigError
-from ..settings import settings
 
 DB_ENV = "CASCADE_DB"
 """Environment variable naming the database file; `./cascade.db` when unset."""
@@ -203,11 +202,6 @@ def _check(migrations: Sequence[Migration]) -> None:
         if m.version != want:
             raise ConfigError(f"migration {m.name!r} has version {m.version}, expected {want} "
                               "(versions must be 1, 2, 3, ... in order)")
-
-
-def default_db_path() -> Path:
-    """`$CASCADE_DB`, or `cascade.db` in the working directory."""
-    return settings().db.expanduser()
 
 
 class Database:

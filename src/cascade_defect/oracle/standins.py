@@ -66,7 +66,7 @@ class GroundTruthOracle:
         if self.assumes_cost:
             from ..oracle.pricing import PriceTable, Usage
 
-            table = prices or PriceTable.from_env()
+            table = prices or PriceTable()
             self.cost_per_call = table.cost(price_model, Usage(assumed_prompt_tokens, 0, assumed_completion_tokens))
 
     @property

@@ -165,19 +165,18 @@ def references_from_calibration(calibration: Mapping[str, Any]) -> dict[str, dic
     return out
 
 
-def monitor_from_env(references: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str] | None = None
-                     ) -> DriftMonitor:
-    """A `DriftMonitor` with the settings' `CASCADE_DRIFT_*` overrides of window, PSI bound, rate α and
-    minimum frames (validated by `settings.Settings`: a bad value names its variable)."""
-    from ..settings import Settings
+DRIFT_OPTIONS = ("window", "psi_bound", "rate_alpha", "min_frames")
 
-    st = Settings.load(environ)
-    kwargs = {key: getattr(st, f"drift_{key}") for key in ("window", "psi_bound", "rate_alpha", "min_frames")}
+
+def drift_monitor(references: Mapping[str, Mapping[str, Any]], settings: Any = None) -> DriftMonitor:
+    """A `DriftMonitor`; `settings` (the face's `Settings`) may override window, PSI bound, rate α and
+    minimum frames (`CASCADE_DRIFT_*`); unset ones keep the defaults above."""
+    kwargs = {key: getattr(settings, f"drift_{key}", None) for key in DRIFT_OPTIONS}
     return DriftMonitor(references, **{k: v for k, v in kwargs.items() if v is not None})
 
 
-def drift_for_decisions(calibration: Mapping[str, Any], decisions: Sequence, environ=None) -> dict[str, dict]:
+def drift_for_decisions(calibration: Mapping[str, Any], decisions: Sequence, settings: Any = None) -> dict[str, dict]:
     """Drift per domain over the last window of `decisions` (a run's), as plain dicts."""
-    monitor = monitor_from_env(references_from_calibration(calibration), environ)
+    monitor = drift_monitor(references_from_calibration(calibration), settings)
     monitor.observe_decisions(decisions)
     return {d: r.as_dict() for d, r in monitor.check().items()}
