@@ -18,7 +18,7 @@ from cascade_defect.bundles.bundle import Bundle
 from cascade_defect.data.synthetic import SyntheticGenerator
 from cascade_defect.errors import BundleError, ConfigError
 from cascade_defect.gate import AutoencoderGate, GateSet, PatchCoreGate, save_gate
-from cascade_defect.gate import store as gate_store
+from cascade_defect.gate import gate_set as gate_store
 
 torch.set_num_threads(1)
 

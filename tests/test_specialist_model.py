@@ -258,7 +258,7 @@ def test_bundle_with_onnx_serves_both_router_engines(trained, test_images, tmp_p
     images = [load_image(p) for p in test_images]
     torch_layer = load_specialist(reopened, engine="torch", device="cpu")
     onnx_layer = load_specialist(reopened, engine="onnx")
-    a, b = torch_layer.detect_batch(images), onnx_layer.detect_batch(images)
+    a, b = torch_layer.detect_batch(images, "steel"), onnx_layer.detect_batch(images, "steel")
     assert sum(map(len, a)) > 0 and [[d.cls for d in x] for x in a] == [[d.cls for d in x] for x in b]
     for xa, xb in zip(a, b):
         for da, db in zip(xa, xb):

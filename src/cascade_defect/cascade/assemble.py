@@ -416,6 +416,7 @@ def _review_queue(oracle: Any, db) -> ReviewSink:
     return ReviewIntake(ReviewQueue(db), review_labels)
 
 
-__all__ = ["LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "build_router",
-           "bundle_version", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
-           "open_bundle", "read_calibration", "review_labels", "write_calibration"]
+__all__ = ["LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
+           "build_router", "bundle_version", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
+           "open_bundle", "oracle_from_settings", "oracle_taxonomy", "price_table", "read_calibration", "review_labels",
+           "specialist_domains", "write_calibration"]
