@@ -6,6 +6,7 @@ end as one error record each and are dead-lettered after N deliveries; a full qu
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sqlite3
@@ -56,9 +57,12 @@ def make_worker(bundle, db_path, client, stream, **kw):
     from cascade_defect.distributed.worker import QueueWorker
     from cascade_defect.store.db import Database
 
+    from cascade_defect.distributed.sources import FrameReader, SourcePolicy
+
     db = Database(db_path)
     loaded = load_router(bundle, db)
     records = QueueDecisions(db, stream, "cascade")
+    kw.setdefault("reader", FrameReader(SourcePolicy.parse(["/"])))  # any folder: these tests are not about it
     return QueueWorker(loaded.router, records, client, stream=stream, group="cascade", domains=loaded.domains,
                        **kw), records
 
@@ -97,7 +101,8 @@ def test_redelivered_frames_are_not_decided_twice(setup, redis_server, tmp_path)
     assert len(ghost[0][1]) == 3
     from cascade_defect.serialize import decision_from_dict
 
-    records.record([decision_from_dict(expected[str(frames[0])])])  # logged, never acknowledged
+    digest = hashlib.sha256(frames[0].read_bytes()).hexdigest()
+    records.record([(digest, decision_from_dict(expected[str(frames[0])]))])  # logged, never acknowledged
     time.sleep(0.3)
     stats = worker.run(exit_when_idle_s=0.3)
     assert stats.claimed == 3 and stats.redelivered_already_decided == 1 and stats.decided == 2
@@ -123,7 +128,8 @@ def test_sigkill_mid_stream_then_restart_decides_each_frame_once(setup, redis_se
     client = client_of(redis_server)
     enqueue_paths(client, [str(f) for f in frames], DOMAIN, stream="kill")
     db = tmp_path / "kill.db"
-    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1",
+           "CASCADE_QUEUE_SOURCES": str(frames[0].parents[1])}
     first = subprocess.Popen(_worker_cmd(bundle, redis_server.url, db, "first"), env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
