@@ -37,3 +37,17 @@ def no_oracle_env(monkeypatch):
 
     for var in ORACLE_ENV:
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for one test, the previous count restored after it: no test changes the
+    thread count of the tests that run after it (decisions of later tests would depend on the order)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -20,7 +20,7 @@ from ..errors import BundleError, CascadeError, ConfigError, DataError
 from ..imaging import load_image
 from ..records import Decision, Detection, Frame, LayerResult
 from ..store.db import Database, default_db_path
-from ..store.decisions import DecisionLog, write_jsonl
+from ..store.decisions import DecisionLog, FrameClaims, write_jsonl
 
 
 __all__ = [
