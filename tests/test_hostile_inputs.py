@@ -290,3 +290,45 @@ def _sample(tests: Path) -> Path:
     path = Path(tempfile.mkdtemp()) / "test_sample.py"
     path.write_text("import os, torch\ntorch.set_num_threads(1)\nos.environ['X'] = '1'\n")
     return path
+
+
+# -- 7, 8. the queue worker's reads: allowed sources only, regular files only, bounded size and time ----
+def test_worker_reads_only_allowed_regular_files_within_size_and_time(tmp_path):
+    from cascade_defect.distributed.messages import FrameMessage
+    from cascade_defect.distributed.sources import FrameReader, SourcePolicy, read_uri
+
+    allowed = tmp_path / "frames"
+    allowed.mkdir()
+    (allowed / "ok.png").write_bytes(png(20, 20))
+    os.mkfifo(allowed / "fifo.png")
+    (allowed / "link.png").symlink_to(tmp_path / "outside.png")
+    (tmp_path / "outside.png").write_bytes(png(20, 20))
+    policy = SourcePolicy.parse([str(allowed), "s3://bucket/frames"])
+    reader = FrameReader(policy, max_bytes=10_000, timeout_s=5)
+    assert reader.bytes_of(FrameMessage("a", "d", uri=str(allowed / "ok.png"))) == (allowed / "ok.png").read_bytes()
+    t0 = time.monotonic()
+    for uri, why in [(str(allowed / "fifo.png"), "not a regular file"),  # was: blocked forever, SIGTERM ignored
+                     ("/dev/zero", "source not allowed"), (str(allowed / "link.png"), "source not allowed"),
+                     (str(tmp_path / "outside.png"), "source not allowed"), ("http://127.0.0.1:9/x.png", "not allowed"),
+                     ("s3://bucket/other/x.png", "not allowed"), ("s3://bucket/frames/../secret.png", "not allowed"),
+                     (f"file://{allowed}/../outside.png", "source not allowed")]:
+        with pytest.raises(DataError, match=why) as e:
+            reader.bytes_of(FrameMessage("a", "d", uri=uri))
+        assert e.value.item == uri
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(DataError, match="not a regular file"):  # even where every folder is allowed
+        read_uri("/dev/zero", policy=SourcePolicy.parse(["/"]), max_bytes=1000)  # was: MemoryError
+    (allowed / "big.png").write_bytes(b"\x89PNG" + bytes(20_000))
+    with pytest.raises(DataError, match="above the limit"):
+        reader.bytes_of(FrameMessage("a", "d", uri=str(allowed / "big.png")))
+    with pytest.raises(DataError, match="only inline frames"):
+        FrameReader(SourcePolicy.parse(None)).bytes_of(FrameMessage("a", "d", uri=str(allowed / "ok.png")))
+
+
+def test_a_read_past_its_deadline_is_refused(tmp_path):
+    from cascade_defect.distributed.sources import _with_deadline
+
+    t0 = time.monotonic()
+    with pytest.raises(DataError, match="within 0.2 s"):
+        _with_deadline("s3://b/slow.png", 0.2, time.sleep, 30)
+    assert time.monotonic() - t0 < 2
