@@ -64,6 +64,14 @@ def png_declaring(w: int, h: int) -> bytes:
             + _chunk(b"IDAT", zlib.compress(b"")) + _chunk(b"IEND", b""))
 
 
+def jpeg_cut_with_end_marker(keep: float = 0.25) -> bytes:
+    """A JPEG cut after `keep` of its bytes with its end marker put back (libjpeg fills the rest with grey)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (240, 160), dtype=np.uint8)).save(buf, format="JPEG")
+    data = buf.getvalue()
+    return data[: int(len(data) * keep)].rstrip(b"\xff") + b"\xff\xd9"
+
+
 # -- 1. thin images ------------------------------------------------------------------------------
 @pytest.mark.parametrize("w,h", [(1, 4000), (6000, 1), (30, 900)])
 def test_thin_images_are_refused_before_decoding_in_every_transport(w, h):
@@ -188,8 +196,9 @@ def test_frame_claims_are_seen_by_every_connection_and_expire_with_their_lease(t
 
 
 # -- 10. truncated images are refused ---------------------------------------------------------------
-@pytest.mark.parametrize("data", [png_missing_rows(), png_declaring(6000, 6000), png(200, 100)[:300]],
-                         ids=["rows-missing", "97-byte-6000x6000", "cut"])
+@pytest.mark.parametrize("data", [png_missing_rows(), png_declaring(6000, 6000), png(200, 100)[:300],
+                                  jpeg_cut_with_end_marker()],
+                         ids=["rows-missing", "97-byte-6000x6000", "cut", "jpeg-cut-end-marker"])
 def test_truncated_images_are_corrupt_in_every_transport(data):
     with pytest.raises(ApiError) as e:
         decode_upload(data, "t.png", LIMITS)

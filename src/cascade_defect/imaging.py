@@ -92,16 +92,37 @@ def _png_expected_bytes(width: int, height: int, depth: int, color: int, interla
     return sum(rows((width - xs + dx - 1) // dx, (height - ys + dy - 1) // dy) for xs, ys, dx, dy in _ADAM7)
 
 
-def _check_complete(img: Image.Image, source: Path | bytes, name: str) -> None:
-    """Refuse a PNG whose pixel data ends early although its chunks are well formed.
+_JPEG_PROBE = bytes((i * 73 + 41) % 255 for i in range(256))
+"""Entropy-coded filler (no 0xFF byte, so no marker) put before a JPEG's end marker to see whether it is read."""
 
-    Pillow fills the missing rows silently when the compressed stream ends before the last row (a
-    frame with three quarters of its rows cut away, or a 97-byte PNG declaring 6000x6000), so the
-    inflated size is checked against the size the header declares, chunk by chunk, in bounded memory.
+
+def _check_complete(img: Image.Image, source: Path | bytes, name: str) -> None:
+    """Refuse a PNG or JPEG whose pixel data ends early although the file is well formed.
+
+    The decoders fill what is missing silently: a PNG whose compressed stream ends before the last
+    row (a frame with three quarters of its rows cut away, or a 97-byte PNG declaring 6000x6000), a
+    JPEG cut short with its end marker put back (libjpeg decodes the missing blocks as flat grey).
+    PNG: the inflated size is checked against the size the header declares, chunk by chunk, in
+    bounded memory. JPEG: the image is decoded again with filler bytes before its end marker; a
+    complete scan never reads them (same pixels), a truncated one does (other pixels).
     """
-    if img.format != "PNG":
+    if img.format not in ("PNG", "JPEG"):
         return
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if img.format == "JPEG":
+        end = data.rfind(b"\xff\xd9")
+        if end < 0:
+            return
+        try:
+            with Image.open(io.BytesIO(data[:end] + _JPEG_PROBE + data[end:])) as probe:
+                probe.load()
+                moved = probe.tobytes() != img.tobytes()
+        except Exception:  # noqa: BLE001 - the probe failing says nothing about the original
+            return
+        if moved:
+            raise DataError(name, "corrupt or truncated image: the JPEG's scan data ends before its last "
+                                  "block (the end marker was reached early)")
+        return
     if not data.startswith(_PNG_SIG):
         return
     pos, header, inflater, got = len(_PNG_SIG), None, zlib.decompressobj(), 0
