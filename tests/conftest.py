@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
+from cascade_defect.settings import DATA_ROOT_ENV, data_root
 
-from cascade_defect.settings import DATA_ROOT_ENV, data_root  # noqa: E402
+
+def pytest_configure(config):
+    """Session configuration, before any test module is imported: Ultralytics offline in this process and the
+    processes tests start (the same value `cascade_defect.specialist.offline` sets; no test module sets it)."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

@@ -288,7 +288,7 @@ def _module_level_state_changes(path: Path) -> list[str]:
 
 def test_no_test_module_changes_process_wide_state_at_import():
     tests = Path(__file__).parent
-    found = [f for p in sorted(tests.glob("test_*.py")) for f in _module_level_state_changes(p)]
+    found = [f for p in sorted(tests.glob("*.py")) for f in _module_level_state_changes(p)]  # helpers and conftest too
     assert found == [], "module-level changes of threads, seeds or the environment:\n" + "\n".join(found)
     assert _module_level_state_changes(_sample(tests)) != []  # the check sees such a line
 
