@@ -160,13 +160,24 @@ class QueueWorker:
                 conflicts.append((mid, _fields_of(msg), msg.frame_id,
                                   f"frame_id_conflict: frame {msg.frame_id} was already decided for other image "
                                   f"bytes (sha256 {st.digest[:12]}...); the new image is not decided"))
-        # claim in the database: another worker (or process) deciding an id now leaves its message pending
+        # claim in the database: another worker (or process) deciding an id now leaves its message pending;
+        # then look again, for ids another process decided between the first look and the claim
         wanted = list(dict.fromkeys(m.frame_id for _, m, _, _ in fresh))
         taken = set(self.decisions.claims.claim(wanted, all_or_none=False))
+        mine = [w for w in wanted if w not in taken]
+        late = self.decisions.decided(mine)
         frames, frame_ids, keys, claimed = [], [], [], set()
         for mid, msg, data, digest in fresh:
             if msg.frame_id in taken or msg.frame_id in claimed:  # decided elsewhere, or twice in this batch
                 self.stats.retried_later += 1
+                continue
+            if (st := late.get(msg.frame_id)) is not None:
+                if st.digest in (None, digest):
+                    replays.append((mid, st.record))
+                else:
+                    conflicts.append((mid, _fields_of(msg), msg.frame_id,
+                                      f"frame_id_conflict: frame {msg.frame_id} was already decided for other "
+                                      "image bytes; the new image is not decided"))
                 continue
             try:
                 frames.append(self.reader.frame(msg, data))
@@ -195,7 +206,7 @@ class QueueWorker:
             if new:  # durable before anything is published or acknowledged; releases the claims
                 self.decisions.record(list(zip(keys, decided)) + [(None, d) for _, d, _ in final_errors])
         finally:
-            self.decisions.claims.release(sorted(claimed))
+            self.decisions.claims.release(mine)
         pipe = self.client.pipeline(transaction=False)
         for d in new:
             pipe.xadd(self.names.results, _result_fields(decision_to_dict(d)), maxlen=RESULTS_MAXLEN,
