@@ -41,8 +41,9 @@ def oracle_labels(domain: str) -> tuple[str, ...]:
 
 
 __all__ = [
-    "MANIFEST", "MAX_ASPECT_RATIO", "Bundle", "BundleError", "CascadeError", "ConfigError", "DataError", "Database", "Decision",
-    "DecisionLog", "Detection", "FrameClaims", "ImageStore", "image_store_path", "review_image_root", "Frame", "GateScore", "LayerResult", "OracleVerdict", "ReviewIntake", "ReviewQueue", "Router",
+    "MANIFEST", "MAX_ASPECT_RATIO", "Bundle", "BundleError", "CascadeError", "ConfigError", "DataError", "Database",
+    "Decision", "DecisionLog", "Detection", "FrameClaims", "ImageStore", "image_store_path", "review_image_root",
+    "Frame", "GateScore", "LayerResult", "OracleVerdict", "ReviewIntake", "ReviewQueue", "Router",
     "decision_from_dict", "decision_to_dict", "default_db_path", "load_gate", "load_image", "load_oracle",
     "load_policy", "load_specialist", "open_bundle", "oracle_labels", "resolve_bundle_from_env",
 ]

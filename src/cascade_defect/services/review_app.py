@@ -247,7 +247,8 @@ def create_review_app(db_path: str | Path, *, bundle: str | None = None, image_r
     install_errors(app, metrics)
     install_probes(app, metrics, lambda: (True, {"role": "review", "pending": board_count(db)}), lambda _r: None)
     root = image_root if image_root is not None else review_image_root()
-    app.include_router(build_review_api(db, reviewers, taus=lambda: taus, images=ImageStore(image_store_path(db_path)),
+    app.include_router(build_review_api(db, reviewers, taus=lambda: taus,
+                                        images=ImageStore(image_store_path(db_path)),
                                         image_root=Path(root).expanduser() if root else None))
     app.add_middleware(EdgeMiddleware, max_body=MAX_LABEL_BODY, metrics=metrics, role="review")
     app.state.db = db

@@ -2,8 +2,9 @@
 
 Every way an upload can be wrong is a 4xx `ApiError` naming the file and the problem: empty
 (400), too many bytes or pixels (413), not an image this service reads (415), corrupt or
-truncated (422 `corrupt_image`, decoded in full), a strip too thin to decide (422 `bad_aspect_ratio`). The pixel count is read from the header before any pixel is decoded, so a
-decompression bomb is refused without allocating it. Nothing here touches the file system.
+truncated (422 `corrupt_image`, decoded in full), a strip too thin to decide (422
+`bad_aspect_ratio`). The pixel count and the aspect ratio are read from the header before any
+pixel is decoded, so a decompression bomb is refused without allocating it. Nothing here touches the file system.
 """
 
 from __future__ import annotations

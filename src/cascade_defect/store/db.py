@@ -2,10 +2,11 @@
 
 The database runs in WAL mode (readers never block the writer, a crash never leaves a
 half-written row) with ``synchronous=FULL`` (a committed transaction is on disk when the commit
-returns, so an answered decision survives a crash of the process or of the machine) and carries its schema version in ``PRAGMA user_version``. The schema is an
-ordered list of `Migration`s; opening a database applies the ones it has not seen yet, each in
-its own transaction together with the new ``user_version``, so a crash mid-migration leaves the
-previous version intact.
+returns, so an answered decision survives a crash of the process or of the machine), and
+carries its schema version in ``PRAGMA user_version``. The schema is an ordered list of
+`Migration`s; opening a database applies the ones it has not seen yet, each in its own
+transaction together with the new ``user_version``, so a crash mid-migration leaves the previous
+version intact.
 
 Adding a table is one step: append a `Migration` with the next
 number to `MIGRATIONS` below. Never edit or reorder a migration that has shipped; write a new
