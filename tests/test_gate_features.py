@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from cascade_defect.errors import DataError
 from cascade_defect.gate.backbone import build_trunk

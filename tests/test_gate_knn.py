@@ -5,7 +5,6 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
-import torch
 
 from cascade_defect.gate.coreset import coreset_size, greedy_coreset, random_coreset
 from cascade_defect.gate.knn import BoundedExactSearch, CertifiedMaxSearch, ExactSearch, FaissSearch

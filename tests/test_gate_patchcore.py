@@ -11,7 +11,6 @@ import io
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cascade_defect.errors import ConfigError, DataError

@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from cascade_defect.bundles.bundle import Bundle
 from cascade_defect.data.synthetic import SyntheticGenerator

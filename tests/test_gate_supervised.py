@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from cascade_defect.data.synthetic import SyntheticGenerator
 from cascade_defect.errors import ConfigError

@@ -10,7 +10,6 @@ import json
 import math
 import os
 import struct
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -26,7 +25,6 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from cascade_defect.errors import DataError  # noqa: E402
 from cascade_defect.imaging import load_image  # noqa: E402
-from cascade_defect.records import Decision  # noqa: E402
 from cascade_defect.services.errors import ApiError  # noqa: E402
 from cascade_defect.services.frames import check_frame_id  # noqa: E402
 from cascade_defect.services.http import CascadeJSON, EdgeMiddleware, install_errors  # noqa: E402
