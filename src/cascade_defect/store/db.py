@@ -173,7 +173,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             ts REAL NOT NULL,
             PRIMARY KEY (scope, frame_id)
         )""",
-        "CREATE INDEX IF NOT EXISTS decisions_run_frame ON decisions(run_id, frame_id)",
+        "CREATE INDEX IF NOT EXISTS decisions_frame ON decisions(frame_id)",  # router and queue look frames up by id
     )),
 )
 
