@@ -57,7 +57,8 @@ class QueueDecisions:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             rows = self.db.query(
-                f"SELECT frame_id, frame_key, record FROM decisions WHERE run_id = ? AND frame_id IN "
+                f"SELECT frame_id, frame_key, record FROM decisions INDEXED BY decisions_frame "
+                f"WHERE run_id = ? AND frame_id IN "
                 f"({','.join('?' * len(chunk))}) ORDER BY id", (self.run_id, *chunk))
             out.update({r["frame_id"]: StoredDecision(json.loads(r["record"]), _digest_of(r["frame_key"]))
                         for r in rows})
