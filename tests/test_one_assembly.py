@@ -94,7 +94,7 @@ def world(tmp_path_factory):
     env = {"CASCADE_ORACLE_BACKEND": "openai", "CASCADE_ORACLE_BASE_URL": chat.url,
            "CASCADE_ORACLE_MODEL": "gpt-4o", "CASCADE_ORACLE_TAXONOMY": json.dumps({ANSWERS: CLASSES}),
            "CASCADE_ORACLE_CACHE": "0", "CASCADE_API_KEYS": API_KEY, "CASCADE_SERVICE_KEY": SERVICE_KEY,
-           "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+           "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CASCADE_QUEUE_SOURCES": str(root / "frames")}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     from cascade_defect.settings import reload_settings

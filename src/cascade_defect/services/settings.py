@@ -8,6 +8,7 @@ docs/configuration.md and explained in docs/services.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 from ..settings import Settings, settings
@@ -16,6 +17,18 @@ from ..errors import ConfigError
 ROLES = ("router", "gate", "specialist", "oracle", "all")
 LAYER_URL_ENV = {"gate": "CASCADE_GATE_URL", "specialist": "CASCADE_SPECIALIST_URL",
                  "oracle": "CASCADE_ORACLE_URL"}
+
+
+def image_store_path(db_path: str | Path) -> Path:
+    """`CASCADE_IMAGE_STORE`, or `images/` beside the database (so `serve review --db` finds `serve all`'s)."""
+    configured = settings().image_store
+    return configured.expanduser() if configured is not None else Path(db_path).expanduser().parent / "images"
+
+
+def review_image_root():
+    """`CASCADE_REVIEW_IMAGE_ROOT` (the only folder whose files review items that name a file may show), or None."""
+    root = settings().review_image_root
+    return root.expanduser() if root is not None else None
 
 
 def _keys(raw) -> tuple[str, ...]:
