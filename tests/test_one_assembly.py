@@ -17,6 +17,7 @@ on a shared 2-core machine, most of it process start-up.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -75,12 +76,14 @@ def world(tmp_path_factory):
     images = [probe.texture(100 + i) for i in range(N // 2)] + \
         [probe.frame(200 + i, c).image for i, c in enumerate(("scratch", "pitting", "inclusion"))]
     frames = {d: [] for d in DOMAINS}
+    names_by_digest = {}
     for d in DOMAINS:
         for i, img in enumerate(images):
             path = root / "frames" / d / f"{d[0]}{i}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(path)
             frames[d].append(path)
+            names_by_digest[(d, hashlib.sha256(path.read_bytes()).hexdigest())] = path.name
     # thresholds far from every score, so no engine's float noise can flip a decision
     z = [s.z for s in GateSet.load(Bundle.open(bundle), [ANSWERS]).score_batch(images, ANSWERS)]
     tau = _split(z)
@@ -101,7 +104,7 @@ def world(tmp_path_factory):
 
     reload_settings()
     try:
-        yield {"root": root, "bundle": bundle, "frames": frames, "chat": chat}
+        yield {"root": root, "bundle": bundle, "frames": frames, "chat": chat, "names_by_digest": names_by_digest}
     finally:
         chat.stop()
         for k, v in old.items():
@@ -140,12 +143,19 @@ def by_name(records) -> dict[str, dict]:
     return {Path(r["image"]).name: essence(r) for r in records}
 
 
-def review_items(db: Path) -> dict[str, dict]:
+def _image_name(ref: str, domain: str, w) -> str:
+    """The frame file a review item shows: its path, or (HTTP uploads, kept in the image store) its content hash."""
+    if ref.startswith("sha256:"):
+        return w["names_by_digest"][(domain, ref.removeprefix("sha256:"))]
+    return Path(ref).name
+
+
+def review_items(db: Path, w) -> dict[str, dict]:
     con = sqlite3.connect(db)
     con.row_factory = sqlite3.Row
     rows = con.execute("SELECT image_ref, domain, reason, detail, classes, hint_box FROM review_queue").fetchall()
     con.close()
-    return {Path(r["image_ref"]).name: {"domain": r["domain"], "reason": r["reason"],
+    return {_image_name(r["image_ref"], r["domain"], w): {"domain": r["domain"], "reason": r["reason"],
                                         "classes": json.loads(r["classes"]),
                                         "hint": _round(json.loads(r["hint_box"]) if r["hint_box"] else None),
                                         "unknown domain in detail": "unknown domain" in (r["detail"] or "")}
@@ -166,7 +176,7 @@ def run_in_process(w) -> tuple[dict, dict]:
                                        "--out", str(out / f"{d}.jsonl"), "--db", str(db), "--json"])
         assert res.exit_code == 0, res.output
         records += [json.loads(line) for line in (out / f"{d}.jsonl").read_text().splitlines()]
-    return by_name(records), review_items(db)
+    return by_name(records), review_items(db, w)
 
 
 def run_http(w) -> tuple[dict, dict]:
@@ -195,7 +205,7 @@ def run_http(w) -> tuple[dict, dict]:
         for s in [router, *layers]:
             if s is not None:
                 s.stop()
-    return by_name(records), review_items(db)
+    return by_name(records), review_items(db, w)
 
 
 def run_worker(w) -> tuple[dict, dict]:
@@ -219,7 +229,7 @@ def run_worker(w) -> tuple[dict, dict]:
         records = [json.loads(r["record"]) for r in read_results(client, "frames")]
     finally:
         redis.stop()
-    return by_name(records), review_items(db)
+    return by_name(records), review_items(db, w)
 
 
 def run_ray_data(w) -> tuple[dict, dict]:
@@ -231,7 +241,7 @@ def run_ray_data(w) -> tuple[dict, dict]:
         run_batch([str(p) for p in w["frames"][d]], str(w["bundle"]), d, out,
                   RayBatchConfig(batch_size=4, gate_cpus=0.5, specialist_cpus=0.5))
         records += [json.loads(line) for line in (out / "decisions.jsonl").read_text().splitlines()]
-        reviews.update(review_items(out / "cascade.db"))
+        reviews.update(review_items(out / "cascade.db", w))
     return by_name(records), reviews
 
 
@@ -258,7 +268,7 @@ def run_ray_serve(w) -> tuple[dict, dict]:
             records += resp.json()["frames"]
     finally:
         serve.shutdown()
-    return by_name(records), review_items(db)
+    return by_name(records), review_items(db, w)
 
 
 def test_every_transport_decides_and_reviews_identically(world):
