@@ -34,6 +34,7 @@ def learn_cmd(
     holdout_limit: Optional[int] = typer.Option(None, "--holdout-limit", min=1,
                                                 help="Compare on a seeded subset of the hold-out (faster)."),
     no_recalibrate: bool = typer.Option(False, "--no-recalibrate", help="Keep τ as it is."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result record as one JSON object."),
 ) -> None:
     """Fine-tune Layer 2 on the queue + original training data, re-calibrate τ, compare, publish if not worse."""
     if ctx.invoked_subcommand is not None:
@@ -51,7 +52,29 @@ def learn_cmd(
                              holdout_limit=holdout_limit, recalibrate=not no_recalibrate)
     result = run_guarded(learn, bundle, run_guarded(Database, path), out, settings=settings,
                          log=lambda m: err_console.print(m, highlight=False))
-    emit_json(result)
+    if json_out:
+        emit_json(result)
+    else:
+        typer.echo(learn_summary(result))
+
+
+def learn_summary(result: dict) -> str:
+    """One human line per fact of a `learn` result."""
+    status = result.get("status")
+    queue = result.get("queue") or {}
+    lines = [f"learn: {status} ({queue.get('pending', 0)} labelled frame(s) pending"
+             + (f", {queue['drained']} drained)" if "drained" in queue else ")")]
+    if status == "nothing_to_learn":
+        lines.append("nothing written: no labelled frames wait in the retrain queue "
+                     "(reviewers' and the oracle's labels fill it)")
+    cmp_ = result.get("comparison") or {}
+    if cmp_:
+        d = cmp_.get("map50_diff") or {}
+        lines.append(f"hold-out mAP50: current {cmp_['current']['estimate']:.3f}, candidate "
+                     f"{cmp_['candidate']['estimate']:.3f} (difference {d.get('estimate', 0):+.3f})")
+    if result.get("written"):
+        lines.append(f"new bundle version: {result.get('out') or result.get('bundle')}")
+    return "\n".join(lines)
 
 
 @app.command("simulate")

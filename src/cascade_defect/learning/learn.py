@@ -145,6 +145,10 @@ def learn(bundle_ref: str | Path, db: Database, out: str | Path, *, settings: Le
     if not in_place and out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: exists and is not empty; choose a new folder for the new bundle version "
                           "(or the bundle itself to update it in place)")
+    if not bundle.has("specialist"):
+        raise ConfigError(f"{bundle_ref}: the bundle has no Layer-2 detector, and `learn` fine-tunes the detector "
+                          "on the labelled frames; add one first (`cascade-defect specialist train --format ... "
+                          "--bundle ...` on data with boxes, or `specialist export-onnx --weights ... --bundle ...`)")
     current = Specialist.from_bundle(bundle, device=s.device)
     split = RecordedSplit.from_fit_info(getattr(current, "fit_info_", None))
     keys = split.evaluation_keys()
