@@ -155,3 +155,30 @@ def test_strict_exits_1_when_an_input_is_an_error_and_bracket_paths_are_paths(bu
     strict = runner.invoke(app, bad + ["--strict"])
     assert strict.exit_code == 1 and "1 input(s) ended as error records" in strict.output
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 3  # every record written all the same
+
+
+def test_run_on_a_folder_leaves_masks_out_with_a_count(built, tmp_path):
+    root, data, bundle, _ = built
+    out = tmp_path / "d.jsonl"
+    res = invoke("run", data, "--bundle", bundle, "--domain", DOMAIN, "--out", out, "--db", tmp_path / "l.db",
+                 "--exclude", "*/good/*", "--json")
+    masks = list(data.glob("*/masks/*.png"))
+    frames = [p for p in data.glob("*/*.png") if p.parent.name != "good"]
+    assert masks and frames
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(x["image"] for x in lines) == sorted(map(str, frames))  # no mask decided, good/ excluded
+    n_good = len(list((data / "good").glob("*.png")))
+    assert f"left out {len(masks) + n_good} non-frame file(s)" in res.stderr
+
+
+@pytest.mark.realdata
+def test_run_on_a_kolektor_item_folder_decides_images_not_label_masks(built, real_data, tmp_path):
+    _, _, bundle, _ = built
+    item = real_data / "ksdd1" / "kos01"
+    if not item.is_dir():
+        pytest.skip(f"{item} missing: real-data test skipped")
+    out = tmp_path / "d.jsonl"
+    res = invoke("run", item, "--bundle", bundle, "--domain", DOMAIN, "--out", out, "--db", tmp_path / "l.db")
+    images = sorted(str(p) for p in item.iterdir() if not p.stem.endswith("_label"))
+    assert sorted(json.loads(x)["image"] for x in out.read_text().splitlines()) == images
+    assert f"left out {len(list(item.iterdir())) - len(images)} non-frame file(s)" in res.stderr

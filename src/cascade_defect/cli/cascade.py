@@ -70,6 +70,10 @@ def run(
                                              "path is a path; only one that names nothing is a pattern)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any input ended as an error record."),
     engine: str = typer.Option("local", "--engine", help="local, or ray (Ray Data; --out is then a folder)."),
+    exclude: Optional[List[str]] = typer.Option(None, "--exclude", metavar="GLOB",
+                                                help="Leave out inputs whose path or name matches GLOB (repeatable). "
+                                                     "Masks (*_label, *_GT, *_mask, masks/) found in folders "
+                                                     "or by patterns are always left out."),
 ) -> None:
     """Run the cascade on frames: one logged decision (or error) per input frame.
 
@@ -98,8 +102,12 @@ def run(
         fail("give either PATH... or --format with --root")
     if fmt and root is None:
         fail("--format needs --root")
+    left_out: list[str] = []
     items = (items_from_samples(_read_samples(fmt, root, domain, split, seed)) if fmt
-             else resolve_inputs(paths, glob=glob))
+             else resolve_inputs(paths, glob=glob, exclude=exclude or (), skipped=left_out))
+    if left_out:
+        err_console.print(escape(f"left out {len(left_out)} non-frame file(s) (masks or --exclude matches), "
+                                 f"e.g. {left_out[0]}"), highlight=False)
     # one writer per decisions file and per run: a second concurrent run is refused before any work
     out_lock = held(ctx, run_guarded(lock_output, out) if out else None)
     database = run_guarded(Database, db or default_db_path())
