@@ -182,3 +182,14 @@ def test_run_on_a_kolektor_item_folder_decides_images_not_label_masks(built, rea
     images = sorted(str(p) for p in item.iterdir() if not p.stem.endswith("_label"))
     assert sorted(json.loads(x)["image"] for x in out.read_text().splitlines()) == images
     assert f"left out {len(list(item.iterdir())) - len(images)} non-frame file(s)" in res.stderr
+
+
+def test_run_with_format_prints_its_summary_and_accuracy_on_stdout(built, tmp_path):
+    root, data, bundle, _ = built
+    res = invoke("run", "--format", "folder", "--root", data, "--split", "test", "--bundle", bundle,
+                 "--domain", DOMAIN, "--db", tmp_path / "l.db")
+    assert "decided by" in res.stdout and "vs ground truth (" in res.stdout
+    res = invoke("run", "--format", "folder", "--root", data, "--split", "test", "--bundle", bundle,
+                 "--domain", DOMAIN, "--db", tmp_path / "l2.db", "--json")
+    a = json.loads(res.stdout.strip().splitlines()[-1])["accuracy_vs_truth"]
+    assert a["labelled"] + a["to_review"] == a["tp"] + a["fp"] + a["fn"] + a["tn"] + a["to_review"] > 0

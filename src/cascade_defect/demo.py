@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from .errors import ConfigError
 from .records import Sample
-from .cascade.summary import RunSummary
+from .cascade.summary import RunSummary, accuracy_vs_truth
 
 SYNTH_DOMAIN = "steel-synthetic"
 DEMO_TARGET_RECALL = 0.85
@@ -56,28 +56,6 @@ def _real(data_root: Path) -> tuple[str, list[Sample], list[Sample]]:
 
     samples = read_ksdd1(data_root / "ksdd1", domain="ksdd1", skip_invalid=False).samples
     return "ksdd1", samples, samples
-
-
-def _accuracy(decisions, samples_by_image: dict[str, Sample]) -> dict[str, Any]:
-    """Binary agreement with ground truth over the frames the cascade labelled (review excluded)."""
-    tp = fp = fn = tn = review = 0
-    for d in decisions:
-        truth = samples_by_image.get(d.image)
-        if truth is None or truth.defective is None or d.error:
-            continue
-        if d.layer == "review":
-            review += 1
-            continue
-        pred = d.label != "no_defect"
-        tp += pred and truth.defective
-        fp += pred and not truth.defective
-        fn += (not pred) and truth.defective
-        tn += (not pred) and not truth.defective
-    labelled = tp + fp + fn + tn
-    return {"labelled": labelled, "to_review": review, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-            "accuracy": (tp + tn) / labelled if labelled else None,
-            "recall": tp / (tp + fn) if tp + fn else None,
-            "precision": tp / (tp + fp) if tp + fp else None}
 
 
 DEMO_SUPERVISED_STEPS = 150
@@ -189,7 +167,7 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
     CascadeRunner(cascade.router, log, jsonl_path=decisions_path).run(items_from_samples(test), domain, run_id)
     decisions = log.decisions(run_id)
     summary = summarise(decisions)
-    accuracy = _accuracy(decisions, {str(s.image_path): s for s in test})
+    accuracy = accuracy_vs_truth(decisions, {str(s.image_path): s for s in test})
     (out / "summary.json").write_text(json.dumps(
         {"domain": domain, "summary": summary.to_dict(), "accuracy_vs_truth": accuracy, "notes": notes,
          "cascade": cascade.describe()}, indent=2, default=float))

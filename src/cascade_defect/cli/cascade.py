@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import emit_json, err_console, escape, fail, held, read_format, run_guarded
+from .common import emit_json, err_console, escape, fail, held, out_console, read_format, run_guarded
 
 
 def _read_samples(fmt: str, root: Path, domain: str, split: str, seed: int):
@@ -18,7 +18,7 @@ def _read_samples(fmt: str, root: Path, domain: str, split: str, seed: int):
 
 
 def print_summary(summary, describe: dict, skipped: int = 0, drift: dict | None = None) -> None:
-    """The closing summary as a table on stderr."""
+    """The closing summary as a table on stdout."""
     from rich.table import Table
 
     d = summary.to_dict()
@@ -43,7 +43,14 @@ def print_summary(summary, describe: dict, skipped: int = 0, drift: dict | None 
         t.add_row(escape(f"drift {domain}"), f"PSI {psi} over {dr['frames']} frames: "
                   + (f"[bold red]DRIFT[/] {escape(dr['reason'])} → {escape(dr['recommendation'])}" if dr["drift"]
                      else escape(dr["reason"])))
-    err_console.print(t)
+    out_console.print(t)
+
+
+def accuracy_line(a: dict) -> str:
+    """The closing line against ground truth (`cascade.summary.accuracy_vs_truth`)."""
+    r = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+    return (f"vs ground truth ({a['labelled']} labelled, {a['to_review']} to review): accuracy {r(a['accuracy'])}, "
+            f"recall {r(a['recall'])}, precision {r(a['precision'])}")
 
 
 def run(
@@ -103,7 +110,8 @@ def run(
     if fmt and root is None:
         fail("--format needs --root")
     left_out: list[str] = []
-    items = (items_from_samples(_read_samples(fmt, root, domain, split, seed)) if fmt
+    truth = _read_samples(fmt, root, domain, split, seed) if fmt else []
+    items = (items_from_samples(truth) if fmt
              else resolve_inputs(paths, glob=glob, exclude=exclude or (), skipped=left_out))
     if left_out:
         err_console.print(escape(f"left out {len(left_out)} non-frame file(s) (masks or --exclude matches), "
@@ -128,14 +136,19 @@ def run(
         if lock is not None:
             lock.release()
     summary = summarise(all_decisions)
+    from ..cascade.summary import accuracy_vs_truth
+
+    accuracy = accuracy_vs_truth(all_decisions, {str(s.image_path): s for s in truth}) if truth else None
     drift = run_guarded(drift_for_decisions, read_calibration(cascade.bundle), all_decisions)
     if parquet:
         log.export_parquet(run_id, parquet)
     if json_out:
         emit_json({"run_id": run_id, **cascade.describe(), **summary.to_dict(), "skipped": skipped,
-                   "out": str(out) if out else None, "drift": drift})
+                   "out": str(out) if out else None, "drift": drift, "accuracy_vs_truth": accuracy})
     else:
         print_summary(summary, cascade.describe(), skipped, drift)
+        if accuracy and accuracy["labelled"]:
+            typer.echo(accuracy_line(accuracy))
     if out:
         err_console.print(escape(f"decisions: {out} ({len(all_decisions)} lines), log: {database.path} run {run_id}"),
                           highlight=False)
@@ -212,12 +225,8 @@ def demo(
                    **result.summary.to_dict(), "accuracy_vs_truth": result.accuracy, "notes": result.notes})
         return
     print_summary(result.summary, result.describe)
-    a = result.accuracy
-    if a["labelled"]:
-        err_console.print(f"vs ground truth ({a['labelled']} labelled, {a['to_review']} to review): "
-                          f"accuracy {a['accuracy']:.2f}, recall {a['recall'] if a['recall'] is None else round(a['recall'], 2)}, "
-                          f"precision {a['precision'] if a['precision'] is None else round(a['precision'], 2)}",
-                          highlight=False)
+    if result.accuracy["labelled"]:
+        typer.echo(accuracy_line(result.accuracy))
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     typer.echo(f"bundle: {result.bundle}  (domain '{result.domain}')")

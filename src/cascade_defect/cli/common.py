@@ -16,6 +16,8 @@ from ..errors import CascadeError
 T = TypeVar("T")
 
 err_console = Console(stderr=True)
+out_console = Console()
+"""Human summaries go to stdout (machines ask for --json); progress, notes and errors to stderr."""
 
 
 def emit_json(obj: Any) -> None:
@@ -24,7 +26,7 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-__all__ = ["emit_json", "err_console", "escape", "fail", "held", "print_skipped", "progress", "read_format",
+__all__ = ["emit_json", "err_console", "out_console", "escape", "fail", "held", "print_skipped", "progress", "read_format",
            "run_guarded"]
 
 
