@@ -76,7 +76,7 @@ def test_run_decides_every_frame_and_reports(built, tmp_path):
     assert len(lines) == n_good + 2 == summary["frames"]
     errors = [x for x in lines if "error" in x]
     assert {os.path.basename(x["image"]) for x in errors} == {"broken.png", "missing.png"}
-    assert all(x["layer"] in (1, 2, 3, "review") for x in lines if "error" not in x)
+    assert all(x["layer"] in ("1", "2", "3", "review") for x in lines if "error" not in x)
     assert summary["decided_by"]["1"] + summary["decided_by"]["review"] == n_good  # no detector, no LLM
     assert summary["oracle"] == "review" and summary["cost_usd"] == 0.0
     assert (tmp_path / "d.parquet").stat().st_size > 0

@@ -111,6 +111,13 @@ class Bundle:
     def has(self, name: str) -> bool:
         return name in self.components
 
+    @property
+    def version(self) -> str:
+        """Short SHA-256 of the manifest (it lists every file's checksum): the bundle's identity."""
+        import hashlib
+
+        return hashlib.sha256((self.root / MANIFEST).read_bytes()).hexdigest()[:16]
+
     def path(self, name: str) -> Path:
         """Folder of a component; `BundleError` when the bundle lacks it."""
         if name not in self.components:

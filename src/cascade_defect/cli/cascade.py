@@ -60,7 +60,8 @@ def run(
     domain: str = typer.Option(..., "--domain", help="Domain of the frames (selects τ and the gate)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write one JSON line per frame here."),
     parquet: Optional[Path] = typer.Option(None, "--parquet", help="Also export the run's decisions as Parquet."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Decision log / oracle store (default $CASCADE_DB or ./cascade.db)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Decision log / oracle store (default: $CASCADE_DB, else "
+                                                         "cascade.db beside --out, else ./cascade.db)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Read a dataset with ground truth instead of PATHs."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset root for --format."),
     split: str = typer.Option("all", "--split", help="With --format: train, val, test or all."),
@@ -118,7 +119,7 @@ def run(
                                  f"e.g. {left_out[0]}"), highlight=False)
     # one writer per decisions file and per run: a second concurrent run is refused before any work
     out_lock = held(ctx, run_guarded(lock_output, out) if out else None)
-    database = run_guarded(Database, db or default_db_path())
+    database = run_guarded(Database, db or default_db_path(beside=out))
     config = run_guarded(BackendConfig.from_env, backend=backend, base_url=base_url, model=model)
     cascade = run_guarded(build_cascade, bundle, domain, oracle_config=config, db=database,
                           specialist_engine=specialist_engine)

@@ -170,11 +170,14 @@ class OracleStage:
         self.oracle = RateLimitedOracle(load_oracle(bundle, Database(db_path)), max_calls_per_s)
         self.domain = domain
         self.has_specialist = has_specialist
+        self.bundle_version = bundle.version
 
     def __call__(self, batch: dict) -> dict:
         idx, frames, errors = _frames(batch, self.domain)
         decided = run_final_stage(self.policy, self.oracle, frames, [_s(batch["gate"][i]) for i in idx],
                                   [_s(batch["specialist"][i]) for i in idx], self.has_specialist) if frames else []
+        for d in decided:
+            d.bundle_version = self.bundle_version
         records = _spread(idx, [json.dumps(decision_to_dict(d), default=float) for d in decided], len(errors))
         for i, err in enumerate(errors):
             if not records[i]:

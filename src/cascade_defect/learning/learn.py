@@ -64,7 +64,7 @@ class LearnSettings:
 
 
 def bundle_version(bundle: Bundle) -> str:
-    return hashlib.sha256((bundle.root / MANIFEST).read_bytes()).hexdigest()[:16]
+    return bundle.version
 
 
 def _recalibrate(bundle: Bundle, split: RecordedSplit, production: list, keys: set[str],

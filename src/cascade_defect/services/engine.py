@@ -24,8 +24,8 @@ log = logging.getLogger("cascade_defect.services")
 
 
 def bundle_version(bundle: Bundle) -> str:
-    """Short SHA-256 of the bundle's manifest (it lists every file's checksum): the bundle's identity."""
-    return hashlib.sha256((bundle.root / MANIFEST).read_bytes()).hexdigest()[:16]
+    """The bundle's identity (`Bundle.version`: short SHA-256 of its manifest)."""
+    return bundle.version
 
 
 class Locked:
@@ -121,7 +121,7 @@ def build_engine(role: str, bundle_ref: str | None, settings: ServiceSettings, d
             served = [d for d in served if d in engine.domains]
         engine.domains = served
         review = ReviewIntake(ReviewQueue(db), oracle_labels) if db is not None else None
-        engine.router = Router(policy, engine.gate, engine.specialist, engine.oracle, review)
+        engine.router = Router(policy, engine.gate, engine.specialist, engine.oracle, review, bundle_version=version)
     return engine
 
 
