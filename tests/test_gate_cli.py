@@ -63,6 +63,8 @@ def test_imagenet_offline_fails_clearly_and_writes_nothing(root, tmp_path, monke
                               "--out", str(out), "--short-side", "64"])
     assert res.exit_code == 2
     assert "--backbone random" in res.output and "--backbone PATH" in res.output
+    text = " ".join(res.output.split())
+    assert "--gate supervised" in text and text.index("--gate supervised") < text.index("--backbone")  # named first
     assert not out.exists()
 
 
