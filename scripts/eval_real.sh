@@ -15,8 +15,8 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 
 # Steel: tiles of the Severstal frames give defect-free steel to fit the gate on.
 $CLI data tile --format severstal --root "$CASCADE_DATA_ROOT/severstal" --out "$OUT/severstal-tiles" --tile 256
-$CLI gate fit --format folder --root "$OUT/severstal-tiles" --domain steel --out "$OUT/bundle" --gate "$GATE" --backbone "$BACKBONE" --seed 0 --max-normals "$MAX_NORMALS"
-$CLI gate fit --format ksdd1 --root "$CASCADE_DATA_ROOT/ksdd1" --domain ksdd1 --out "$OUT/bundle" --gate "$GATE" --backbone "$BACKBONE" --seed 0 --max-normals "$MAX_NORMALS"
+$CLI gate fit --format folder --root "$OUT/severstal-tiles" --domain steel --bundle "$OUT/bundle" --gate "$GATE" --backbone "$BACKBONE" --seed 0 --max-normals "$MAX_NORMALS"
+$CLI gate fit --format ksdd1 --root "$CASCADE_DATA_ROOT/ksdd1" --domain ksdd1 --bundle "$OUT/bundle" --gate "$GATE" --backbone "$BACKBONE" --seed 0 --max-normals "$MAX_NORMALS"
 $CLI specialist export-onnx --weights "$SPECIALIST" --bundle "$OUT/bundle"
 $CLI calibrate --bundle "$OUT/bundle" --format folder --root "$OUT/severstal-tiles" --domain steel --mode knee
 $CLI calibrate --bundle "$OUT/bundle" --format ksdd1 --root "$CASCADE_DATA_ROOT/ksdd1" --domain ksdd1 --mode knee

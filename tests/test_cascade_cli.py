@@ -33,7 +33,7 @@ def built(tmp_path_factory):
     data = root / "data"
     invoke("data", "synth", "--out", data, "--n", 90, "--size", "128x128", "--contrast", 5, "--seed", 7)
     bundle = root / "bundle"
-    invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--out", bundle,
+    invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--bundle", bundle,
            "--backbone", "random", "--seed", 0, "--short-side", 128, "--min-holdout", 5)
     shutil.copytree(bundle, root / "uncalibrated")
     res = invoke("calibrate", "--bundle", bundle, "--format", "folder", "--root", data, "--domain", DOMAIN,
@@ -112,7 +112,7 @@ def test_evaluate_writes_report_naming_the_stand_in(built, tmp_path):
     tracks.write_text(f"tracks:\n  - name: synth\n    kind: A\n    format: folder\n    root: {data}\n"
                       f"    domain: {DOMAIN}\n    split: test\n")
     res = invoke("evaluate", "--bundle", bundle, "--tracks", tracks, "--out", tmp_path / "ev",
-                 "--oracle", "ground-truth", "--resamples", 200, "--no-images")
+                 "--oracle", "ground-truth", "--resamples", 200, "--no-images", "--json")
     head = json.loads(res.stdout.strip().splitlines()[-1])
     assert head["oracle"].startswith("ground-truth stand-in")
     results = json.loads((tmp_path / "ev" / "results.json").read_text())

@@ -45,7 +45,7 @@ def test_learn_works_on_a_bundle_with_the_shipped_detector(tmp_path, monkeypatch
     bundle = tmp_path / "bundle"
     Specialist.load(SYNTH_DETECTOR, device="cpu").to_bundle(Bundle.create(bundle))
     Database(tmp_path / "cascade.db")
-    res = runner.invoke(app, ["learn", "--bundle", str(bundle), "--db", str(tmp_path / "cascade.db"),
+    res = runner.invoke(app, ["learn", "run", "--bundle", str(bundle), "--db", str(tmp_path / "cascade.db"),
                               "--out", str(tmp_path / "bundle2"), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.strip().splitlines()[-1])["status"] == "nothing_to_learn"
@@ -57,7 +57,7 @@ def test_learn_on_a_bundle_without_a_detector_says_what_it_needs(tmp_path):
     bundle = tmp_path / "gate-only"
     Bundle.create(bundle)
     Database(tmp_path / "cascade.db")
-    res = runner.invoke(app, ["learn", "--bundle", str(bundle), "--db", str(tmp_path / "cascade.db"),
+    res = runner.invoke(app, ["learn", "run", "--bundle", str(bundle), "--db", str(tmp_path / "cascade.db"),
                               "--out", str(tmp_path / "b2")])
     assert res.exit_code == 2
     assert "no Layer-2 detector" in res.output and "specialist train" in res.output

@@ -37,7 +37,7 @@ def test_run_records_timestamp_and_bundle_version_in_jsonl_and_sqlite_and_logs_b
     data = tmp_path / "data"
     invoke("data", "synth", "--out", data, "--n", 90, "--size", "96x96", "--contrast", 5, "--seed", 3)
     bundle = tmp_path / "bundle"
-    invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--out", bundle,
+    invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--bundle", bundle,
            "--backbone", "random", "--short-side", 96, "--min-holdout", 3)
     invoke("calibrate", "--bundle", bundle, "--format", "folder", "--root", data, "--domain", DOMAIN)
     out = tmp_path / "runs" / "a" / "decisions.jsonl"

@@ -11,8 +11,12 @@ import typer
 from . import cascade, config, data, gate, learn, oracle, queue, review, serve, specialist
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="cascade-defect",
-    help="Cost-aware defect-detection cascade for metal surfaces.",
+    help="Cost-aware defect-detection cascade for metal surfaces.\n\n"
+         "Every command prints a summary for people on stdout and, with --json, JSON for machines; progress, notes "
+         "and errors go to stderr. --bundle always names a model bundle, --out where a command writes its results, "
+         "--batch-size the frames per batch.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -33,8 +37,19 @@ app.command("enqueue")(queue.enqueue)
 app.command("worker")(queue.worker)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"cascade-defect {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _validate_settings() -> None:
+def _validate_settings(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the package version and exit."),
+) -> None:
     """Validate the settings once at start-up: a bad variable ends the command, naming it."""
     from ..settings import Settings
     from .common import run_guarded

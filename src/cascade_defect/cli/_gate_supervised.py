@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .common import emit_json, err_console, fail, run_guarded
+from .common import err_console, fail, run_guarded
 
 
 def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: str, domain: str, out: Path,
                     seed: int, short_side: int | None, holdout: float, min_holdout: int, backbone: str,
                     aggregate: str, coreset: str, coreset_fraction: float, index: str, normalize: str,
                     epochs: int, max_defectives: int | None, steps: int, candidates: str,
-                    synthetic_kinds: str | None = None) -> None:
+                    synthetic_kinds: str | None = None, json_out: bool = False) -> None:
     from ..data.selection import select_split
     from ..gate import save_gate
     from ..gate.combined import CombinedGate
@@ -72,6 +72,8 @@ def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: 
     summary = model.summary()
     if getattr(model, "selection_", None):
         summary["selection"] = model.selection_
-    emit_json({"bundle": str(out), "domain": domain, "gate": gate, **extra, "normals": len(normals),
-               "normals_available": available, "defectives_available": len(defectives), "split": used_split,
-               "seconds": round(seconds, 2), **summary})
+    from .gate import report_fit
+
+    report_fit({"bundle": str(out), "domain": domain, "gate": gate, **extra, "normals": len(normals),
+                "normals_available": available, "defectives_available": len(defectives), "split": used_split,
+                "seconds": round(seconds, 2), **summary}, json_out)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
-from .common import emit_json, err_console, escape, fail, held, out_console, read_format, run_guarded
+from .common import Format, emit_json, err_console, escape, fail, held, out_console, read_format, run_guarded
 
 
 def _read_samples(fmt: str, root: Path, domain: str, split: str, seed: int):
@@ -62,22 +62,25 @@ def run(
     parquet: Optional[Path] = typer.Option(None, "--parquet", help="Also export the run's decisions as Parquet."),
     db: Optional[Path] = typer.Option(None, "--db", help="Decision log / oracle store (default: $CASCADE_DB, else "
                                                          "cascade.db beside --out, else ./cascade.db)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Read a dataset with ground truth instead of PATHs."),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="Read a dataset with ground truth instead of PATHs."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset root for --format."),
     split: str = typer.Option("all", "--split", help="With --format: train, val, test or all."),
     seed: int = typer.Option(0, "--seed", help="Seed of the group-aware split (with --split)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest run, skipping decided frames."),
     batch_size: int = typer.Option(16, "--batch-size", help="Frames per batch through the layers."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="Oracle backend: azure, openai or review."),
+    backend: Optional[Literal["azure", "openai", "review"]] = typer.Option(
+        None, "--backend", help="Oracle backend (default: $CASCADE_ORACLE_BACKEND, else review)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
     model: Optional[str] = typer.Option(None, "--model", help="Oracle model name."),
-    specialist_engine: str = typer.Option("torch", "--specialist-engine", help="torch, onnx or none."),
+    specialist_engine: Literal["torch", "onnx", "none"] = typer.Option(
+        "torch", "--specialist-engine", help="How Layer 2 runs (none: without a detector)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
     glob: Optional[bool] = typer.Option(None, "--glob/--no-glob",
                                         help="Read every PATH as a glob pattern / never (default: an existing "
                                              "path is a path; only one that names nothing is a pattern)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any input ended as an error record."),
-    engine: str = typer.Option("local", "--engine", help="local, or ray (Ray Data; --out is then a folder)."),
+    engine: Literal["local", "ray"] = typer.Option(
+        "local", "--engine", help="local (--out is a JSONL file), or ray (Ray Data; --out is a folder)."),
     exclude: Optional[List[str]] = typer.Option(None, "--exclude", metavar="GLOB",
                                                 help="Leave out inputs whose path or name matches GLOB (repeatable). "
                                                      "Masks (*_label, *_GT, *_mask, masks/) found in folders "
@@ -93,8 +96,6 @@ def run(
         from .scale import run_on_ray
 
         return run_on_ray(paths, bundle, domain, out, batch_size, specialist_engine, json_out)
-    if engine != "local":
-        fail(f"--engine must be local or ray, not {engine!r}")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..cascade.assemble import build_cascade, read_calibration
@@ -160,10 +161,11 @@ def run(
 
 def calibrate(
     bundle: Path = typer.Option(..., "--bundle", help="Local bundle folder to write the calibration into."),
-    fmt: str = typer.Option(..., "--format", help="Dataset format of the validation data."),
+    fmt: Format = typer.Option(..., "--format", help="Dataset format of the validation data."),
     root: Path = typer.Option(..., "--root", help="Dataset root."),
     domain: str = typer.Option(..., "--domain", help="Domain to calibrate."),
-    mode: str = typer.Option("knee", "--mode", help="knee (of escalation rate vs F1) or recall."),
+    mode: Literal["knee", "recall"] = typer.Option("knee", "--mode",
+                                                   help="knee (of escalation rate vs F1) or recall."),
     target_recall: float = typer.Option(0.99, "--target-recall", help="Recall target for --mode recall."),
     confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the recall lower bound."),
     split: str = typer.Option("val", "--split", help="Slice to calibrate on (default: the held-out val split)."),
@@ -176,8 +178,6 @@ def calibrate(
     from ..evaluation.bundle_calibration import calibrate_domain
     from ..settings import path_as_written
 
-    if mode not in ("knee", "recall"):
-        fail(f"--mode must be knee or recall, not {mode!r}")
     b = run_guarded(Bundle.open, bundle)
     samples = _read_samples(fmt, root, domain, split, seed)
     with err_console.status(escape(f"scoring {len(samples)} {split} images of '{domain}'"), spinner="dots"):
@@ -201,7 +201,7 @@ def demo(
     backbone: str = typer.Option("random", "--backbone",
                                  help="Gate backbone: random (seeded, offline) or imagenet / a weights file."),
     real: bool = typer.Option(False, "--real", help="Use KolektorSDD under $CASCADE_DATA_ROOT instead."),
-    gate: str = typer.Option("auto", "--gate",
+    gate: Literal["auto", "supervised", "patchcore"] = typer.Option("auto", "--gate",
                              help="Layer 1: auto (supervised when the train split has labelled defectives, "
                                   "else patchcore), supervised or patchcore."),
     steps: int = typer.Option(150, "--steps", help="Training steps of the supervised gate."),
@@ -217,8 +217,6 @@ def demo(
     root = data_root() if real else None
     if real and root is None:
         fail("--real needs CASCADE_DATA_ROOT set to the folder holding ksdd1/")
-    if gate not in ("auto", "supervised", "patchcore"):
-        fail(f"unknown --gate {gate!r}; choose auto, supervised or patchcore")
     result = run_guarded(run_demo, out, frames=frames, seed=seed, backbone=backbone, real=real,
                          data_root=root, gate_kind=gate, supervised_steps=steps, say=say)
     if json_out:
@@ -263,8 +261,10 @@ def evaluate(
                                     "ground-truth (upper-bound stand-in) or replay:FILE.jsonl."),
     db: Optional[Path] = typer.Option(None, "--db", help="Oracle store for a configured backend (default OUT/cascade.db)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
-    specialist_engine: str = typer.Option("torch", "--specialist-engine", help="torch, onnx or none."),
+    specialist_engine: Literal["torch", "onnx", "none"] = typer.Option(
+        "torch", "--specialist-engine", help="How Layer 2 runs (none: without a detector)."),
     images: bool = typer.Option(True, "--images/--no-images", help="Embed example frames in report.html."),
+    json_out: bool = typer.Option(False, "--json", help="Print the headline numbers and paths as one JSON object."),
 ) -> None:
     """Evaluate the cascade and its baselines on tracks; write an HTML/Markdown/JSON report."""
     from ..cascade.assemble import load_policy, load_specialist, open_bundle
@@ -302,6 +302,15 @@ def evaluate(
     ev.results["notes"].extend(o.note for o in overlaps)
     paths = write_report(ev, out, include_images=images)
     cascade_overall = ev.results["metrics"]["overall"]["cascade"]
-    emit_json({"out": str(out), **{k: str(v) for k, v in paths.items()},
-               "oracle": ev.results["oracle"]["name"],
-               **{m: cascade_overall[m] for m in ("f1", "precision", "recall", "accuracy") if m in cascade_overall}})
+    head = {"out": str(out), **{k: str(v) for k, v in paths.items()}, "oracle": ev.results["oracle"]["name"],
+            **{m: cascade_overall[m] for m in ("f1", "precision", "recall", "accuracy") if m in cascade_overall}}
+    if json_out:
+        emit_json(head)
+        return
+    from ..evaluation.report_format import fmt_ci
+
+    typer.echo(f"evaluated {cascade_overall['n']} frames on {len(specs)} track(s); oracle: {head['oracle']}")
+    typer.echo("cascade: " + ", ".join(f"{m} {fmt_ci(cascade_overall[m])}" for m in ("f1", "precision", "recall",
+                                                                                    "accuracy") if m in cascade_overall))
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Iterable, Iterator, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,8 +26,30 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-__all__ = ["emit_json", "err_console", "out_console", "escape", "fail", "held", "print_skipped", "progress", "read_format",
+__all__ = ["DEVICE_HELP", "Format", "deprecated", "prefer", "emit_json", "err_console", "out_console", "escape", "fail", "held", "print_skipped", "progress", "read_format",
            "run_guarded"]
+
+
+Format = Literal["severstal", "ksdd2", "ksdd1", "neu", "folder"]
+"""The dataset formats (`data.registry.FORMATS`), so --format lists them and refuses others."""
+
+DEVICE_HELP = "Where the network runs: cpu, or a CUDA GPU by index (0, 1, ...) or name (cuda:0)."
+"""The one description of --device (every command that takes it)."""
+
+
+def deprecated(old: str, new: str) -> None:
+    """Note on stderr that an old option spelling still works but will go."""
+    err_console.print(f"[yellow]deprecated:[/] {escape(old)} is now {escape(new)} (the old spelling still works "
+                      "for now)", highlight=False)
+
+
+def prefer(new, old, old_name: str, new_name: str):
+    """The value of an option that also has a hidden old spelling: the old one when it was given
+    (with a deprecation note on stderr), else the new one."""
+    if old is None:
+        return new
+    deprecated(old_name, new_name)
+    return old
 
 
 def held(ctx: typer.Context, lock):

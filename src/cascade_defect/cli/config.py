@@ -6,7 +6,7 @@ import typer
 
 from .common import emit_json, run_guarded
 
-app = typer.Typer(help="The settings the environment gives (docs/configuration.md).", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="The settings the environment gives (docs/configuration.md).", no_args_is_help=True)
 
 
 @app.command("show")

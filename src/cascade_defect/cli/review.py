@@ -10,7 +10,7 @@ import typer
 
 from .common import emit_json, fail, run_guarded
 
-app = typer.Typer(help="Human review queue: frames the oracle could not (or was not allowed to) label.",
+app = typer.Typer(rich_markup_mode=None, help="Human review queue: frames the oracle could not (or was not allowed to) label.",
                   no_args_is_help=True)
 
 
