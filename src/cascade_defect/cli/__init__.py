@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cascade, config, data, gate, learn, oracle, queue, review, serve, specialist
+from . import cascade, config, data, gate, learn, models, oracle, queue, review, serve, specialist
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -28,6 +28,7 @@ app.add_typer(oracle.app, name="oracle")
 app.add_typer(review.app, name="review")
 app.add_typer(config.app, name="config")
 app.add_typer(learn.app, name="learn")
+app.add_typer(models.app, name="models")
 app.command("run")(cascade.run)
 app.command("calibrate")(cascade.calibrate)
 app.command("demo")(cascade.demo)
