@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .common import err_console, fail, run_guarded
+from .common import StepProgress, err_console, fail, run_guarded
 
 
 def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: str, domain: str, out: Path,
@@ -45,28 +45,31 @@ def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: 
     names = [str(p) for p in paths]
     t0 = time.perf_counter()
     extra: dict = {}
-    with err_console.status(f"fitting {gate} gate for '{domain}' on {len(normals)} normals and "
-                            f"{len(defectives) if max_defectives is None else min(max_defectives, len(defectives))} "
-                            "labelled defectives", spinner="dots"):
-        if gate == "supervised":
-            model = SupervisedGate(seed=seed, holdout_fraction=holdout, min_holdout=min_holdout, **sup)
-            run_guarded(model.fit, paths, names, domain=domain, defectives=defectives)
-        elif gate == "combined":
-            model = CombinedGate(unsupervised="patchcore", unsupervised_params={**pc, "normalize": normalize},
-                                 supervised_params=sup, seed=seed, holdout_fraction=holdout, min_holdout=min_holdout)
-            run_guarded(model.fit, paths, names, domain=domain, defectives=defectives)
-        else:
-            wanted = [c.strip() for c in candidates.split(",") if c.strip()]
-            val = select_split(samples, "val", seed=seed)
-            val = [s for s in val if s.defective is not None]
-            if not val:
-                fail(f"--gate auto needs labelled validation images (split 'val' of {len(samples)} samples is empty)")
-            model = run_guarded(
-                select_gate, paths, [s.image_path for s in val], [bool(s.defective) for s in val], domain=domain,
-                defectives=defectives, candidates=wanted, seed=seed, patchcore_params=pc, supervised_params=sup,
-                autoencoder_params={"epochs": epochs, "short_side": pc["short_side"]}, holdout_fraction=holdout,
-                min_holdout=min_holdout, say=lambda m: err_console.print(m, highlight=False))
-            extra = {"chosen": model.selection_["chosen"]}
+    what = (f"fitting {gate} gate for '{domain}' on {len(normals)} normals and "
+            f"{len(defectives) if max_defectives is None else min(max_defectives, len(defectives))} labelled defectives")
+    if gate == "supervised":  # the long one: a bar with step, loss and ETA (log lines when not on a terminal)
+        err_console.print(what, highlight=False)
+        model = SupervisedGate(seed=seed, holdout_fraction=holdout, min_holdout=min_holdout, **sup)
+        with StepProgress(f"supervised gate '{domain}'") as on_step:
+            run_guarded(model.fit, paths, names, domain=domain, defectives=defectives, on_step=on_step)
+    else:
+        with err_console.status(what, spinner="dots"):
+            if gate == "combined":
+                model = CombinedGate(unsupervised="patchcore", unsupervised_params={**pc, "normalize": normalize},
+                                     supervised_params=sup, seed=seed, holdout_fraction=holdout, min_holdout=min_holdout)
+                run_guarded(model.fit, paths, names, domain=domain, defectives=defectives)
+            else:
+                wanted = [c.strip() for c in candidates.split(",") if c.strip()]
+                val = select_split(samples, "val", seed=seed)
+                val = [s for s in val if s.defective is not None]
+                if not val:
+                    fail(f"--gate auto needs labelled validation images (split 'val' of {len(samples)} samples is empty)")
+                model = run_guarded(
+                    select_gate, paths, [s.image_path for s in val], [bool(s.defective) for s in val], domain=domain,
+                    defectives=defectives, candidates=wanted, seed=seed, patchcore_params=pc, supervised_params=sup,
+                    autoencoder_params={"epochs": epochs, "short_side": pc["short_side"]}, holdout_fraction=holdout,
+                    min_holdout=min_holdout, say=lambda m: err_console.print(m, highlight=False))
+                extra = {"chosen": model.selection_["chosen"]}
     seconds = time.perf_counter() - t0
     run_guarded(save_gate, out, domain, model)
     summary = model.summary()

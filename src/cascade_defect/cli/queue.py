@@ -77,6 +77,13 @@ def worker(
     w = QueueWorker(loaded.router, records, client, stream=stream, group=group, consumer=consumer,
                     domains=loaded.domains, batch_size=batch_size, claim_idle_ms=int(claim_idle_s * 1000),
                     max_deliveries=max_deliveries)
+    import logging
+
+    handler = logging.StreamHandler()  # stderr: one line per batch, so a long backfill shows it is moving
+    handler.setFormatter(logging.Formatter("%(asctime)s worker %(message)s", "%H:%M:%S"))
+    worker_log = logging.getLogger("cascade_defect.distributed")
+    worker_log.addHandler(handler)
+    worker_log.setLevel(min(worker_log.level or logging.INFO, logging.INFO))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # finish the batch in hand, then exit
     signal.signal(signal.SIGINT, lambda *_: stop.set())
