@@ -6,6 +6,9 @@ inside its commands, so `cascade-defect --help` stays fast.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 from . import cascade, config, data, gate, learn, models, oracle, queue, review, serve, specialist
@@ -50,10 +53,16 @@ def _print_version(value: bool) -> None:
 def _validate_settings(
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                  help="Print the package version and exit."),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE",
+                                          help="A YAML settings file (the variables' names; the environment wins). "
+                                               "Same as CASCADE_CONFIG=FILE."),
 ) -> None:
     """Validate the settings once at start-up: a bad variable ends the command, naming it."""
-    from ..settings import Settings
+    from ..settings import Settings, use_settings_file
     from .common import run_guarded
+
+    if config is not None:  # for this process and what it starts (services, Ray workers)
+        use_settings_file(config)
 
     run_guarded(Settings.load)
 
