@@ -107,13 +107,14 @@ class DecisionLog:
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> int:
     """Write records to `path` atomically (temp file + rename); returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    n = 0
-    with open(tmp, "w") as fh:
+    from ..atomic import atomic_write
+
+    count = [0]
+
+    def write(fh) -> None:
         for r in records:
             fh.write(json.dumps(r, default=float) + "\n")
-            n += 1
-    tmp.replace(path)
-    return n
+            count[0] += 1
+
+    atomic_write(path, write)
+    return count[0]
