@@ -63,7 +63,7 @@ DEMO_SUPERVISED_STEPS = 150
 
 
 def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: str, notes: list, say,
-                   steps: int = DEMO_SUPERVISED_STEPS):
+                   steps: int = DEMO_SUPERVISED_STEPS, on_step=None):
     """The supervised gate when the train split has labelled defectives (`kind` "auto" or
     "supervised"), else PatchCore-lite."""
     from .gate import PatchCoreGate, SupervisedGate, defectives_from_samples
@@ -76,7 +76,7 @@ def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: 
         notes.append("Layer 1 is the supervised gate (segmentation + decision CNN trained from scratch on the "
                      "train split's labelled defectives; no downloaded weights)")
         return SupervisedGate(seed=seed, steps=steps).fit(
-            paths, names, domain=domain, defectives=defectives_from_samples(labelled))
+            paths, names, domain=domain, defectives=defectives_from_samples(labelled), on_step=on_step)
     if backbone == "random":
         notes.append("Layer 1 uses a seeded RANDOM ResNet18 backbone (no ImageNet weights offline); "
                      "pass --backbone imagenet where torchvision's weights are available")
@@ -89,8 +89,10 @@ def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: 
 def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str = "random",
              contrast: float = 5.0, real: bool = False, data_root: Path | None = None,
              gate_kind: str = "auto", supervised_steps: int = DEMO_SUPERVISED_STEPS,
-             say: Callable[[str], None] = print) -> DemoResult:
-    """Build `out/bundle`, calibrate, run on held-back frames; returns what was printed, as data."""
+             say: Callable[[str], None] = print,
+             on_step: Callable[[int, int, float], None] | None = None) -> DemoResult:
+    """Build `out/bundle`, calibrate, run on held-back frames; returns what was printed, as data.
+    `on_step(step, steps, loss)` follows the supervised gate's training (progress for people)."""
     from .data.selection import select_split
     from .gate import save_gate
     from .oracle.prompt import build_exemplar_set, save_exemplars
@@ -124,7 +126,8 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
         shutil.rmtree(bundle_dir)
     bundle = Bundle.create(bundle_dir)
     normals = [s for s in train if s.defective is False]
-    gate = _fit_demo_gate(gate_kind, train, normals, domain, seed, backbone, notes, say, supervised_steps)
+    gate = _fit_demo_gate(gate_kind, train, normals, domain, seed, backbone, notes, say, supervised_steps,
+                          on_step=on_step)
     save_gate(bundle, domain, gate)
 
     if not real and (SYNTH_DETECTOR / "weights.pt").is_file():

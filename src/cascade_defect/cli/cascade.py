@@ -217,8 +217,11 @@ def demo(
     root = data_root() if real else None
     if real and root is None:
         fail("--real needs CASCADE_DATA_ROOT set to the folder holding ksdd1/")
-    result = run_guarded(run_demo, out, frames=frames, seed=seed, backbone=backbone, real=real,
-                         data_root=root, gate_kind=gate, supervised_steps=steps, say=say)
+    from .common import StepProgress
+
+    with StepProgress("demo: supervised gate") as on_step:
+        result = run_guarded(run_demo, out, frames=frames, seed=seed, backbone=backbone, real=real,
+                             data_root=root, gate_kind=gate, supervised_steps=steps, say=say, on_step=on_step)
     if json_out:
         emit_json({"domain": result.domain, "bundle": str(result.bundle), "decisions": str(result.decisions),
                    **result.summary.to_dict(), "accuracy_vs_truth": result.accuracy, "notes": result.notes})
