@@ -260,7 +260,7 @@ def test_hostile_messages_are_dead_lettered_with_the_reason_and_a_changed_image_
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1",
            "CASCADE_QUEUE_SOURCES": str(allowed)}
     cmd = [sys.executable, "-m", "cascade_defect", "worker", "--bundle", str(bundle), "--queue", redis_server.url,
-           "--stream", "term", "--db", str(tmp_path / "t.db"), "--max-deliveries", "1"]
+           "--stream", "term", "--db", str(tmp_path / "t.db"), "--max-deliveries", "1", "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
