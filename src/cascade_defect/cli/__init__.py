@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cascade, config, data, gate, learn, oracle, queue, review, serve, specialist
+from . import cascade, config, data, gate, ingest, learn, oracle, queue, review, serve, specialist
 
 app = typer.Typer(
     name="cascade-defect",
@@ -31,6 +31,7 @@ app.command("evaluate")(cascade.evaluate)
 app.command("serve")(serve.serve)
 app.command("enqueue")(queue.enqueue)
 app.command("worker")(queue.worker)
+app.command("ingest")(ingest.ingest)
 
 
 @app.callback()
