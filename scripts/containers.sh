@@ -2,7 +2,8 @@
 # The service images and the line as one pod, with podman (docs/deploy.md).
 #
 #   scripts/containers.sh build [ROLE...]   build the images (router oracle gate specialist worker by default)
-#   scripts/containers.sh up BUNDLE         play deploy/k8s/secret.yaml + pod.yaml (router on 127.0.0.1:$CASCADE_ROUTER_PORT)
+#   scripts/containers.sh up BUNDLE [--port P]  play deploy/k8s/secret.yaml (keys from CASCADE_API_KEYS, a fresh
+#                                           service key) + pod.yaml with BUNDLE mounted; router on 127.0.0.1:P (18080)
 #   scripts/containers.sh smoke             build (or reuse), up with a small bundle, >= 10 real frames through the
 #                                           router vs `run` on the same frames, down; last line one JSON object
 #   scripts/containers.sh down              stop and remove the pod and its secret
@@ -13,10 +14,9 @@
 # CASCADE_DATA_ROOT (smoke: real frames, read in place), SMOKE_FRAMES (default 12).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROLES_ALL="router oracle gate specialist worker"
+ROLES_ALL="router oracle redis gate specialist worker"
 TAG=${TAG:-dev}
 CACHE=${CASCADE_CONTAINER_CACHE:-$HOME/.cache/cascade-defect/containers}
-POD=cascade-line
 mkdir -p "$CACHE"
 
 say() { echo "containers: $*" >&2; }
@@ -90,42 +90,22 @@ build() {
     [ -f "deploy/containers/$role.Containerfile" ] || { say "no deploy/containers/$role.Containerfile"; exit 2; }
     t0=$(date +%s)
     say "building localhost/cascade-$role:$TAG from $BASE"
-    nice -n 10 podman build --quiet --layers --network host --build-arg "BASE=$BASE" "${BUILD_MOUNTS[@]}" \
-      -f "deploy/containers/$role.Containerfile" -t "localhost/cascade-$role:$TAG" . >/dev/null
+    nice -n 10 podman build --quiet --layers --format docker --network host --build-arg "BASE=$BASE" "${BUILD_MOUNTS[@]}" \
+      -f "deploy/containers/$role.Containerfile" -t "localhost/cascade-$role:$TAG" . >/dev/null 2>"$CACHE/build-$role.log" \
+      || { tail -30 "$CACHE/build-$role.log" >&2; say "building $role failed (log: $CACHE/build-$role.log)"; exit 1; }
     say "built localhost/cascade-$role:$TAG in $(( $(date +%s) - t0 )) s, $(image_mb "$role") MB"
   done
 }
 
 image_mb() { podman image inspect --format '{{.Size}}' "localhost/cascade-$1:$TAG" | awk '{printf "%d", $1/1000000}'; }
 
-up() {  # up BUNDLE_DIR [ROUTER_PORT]
-  local bundle=${1:?usage: up BUNDLE_DIR} port=${2:-${CASCADE_ROUTER_PORT:-18080}}
-  [ -n "${CASCADE_API_KEYS:-}" ] || { say "set CASCADE_API_KEYS (the client keys)"; exit 2; }
-  down >/dev/null 2>&1 || true
-  local work="$CACHE/play" svc
-  mkdir -p "$work"
-  svc=${CASCADE_SERVICE_KEY:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
-  # the Secret from the environment (never written into the repository), the pod with this bundle, port and tag
-  PYTHONPATH= "${PYTHON:-python3}" scripts/k8s_local.py --secret deploy/k8s/secret.yaml --pod deploy/k8s/pod.yaml \
-    --bundle "$(cd "$bundle" && pwd)" --port "$port" --tag "$TAG" --service-key-env SVC --out "$work" \
-    SVC="$svc" >/dev/null
-  chmod 600 "$work/secret.yaml"
-  podman kube play --quiet "$work/secret.yaml" >/dev/null
-  rm -f "$work/secret.yaml"
-  podman kube play --quiet "$work/pod.yaml" >/dev/null
-  say "pod $POD up; router on http://127.0.0.1:$port"
-}
-
-down() {
-  podman pod rm --force --time 20 "$POD" >/dev/null 2>&1 || true
-  podman secret rm cascade-keys >/dev/null 2>&1 || true
-}
+SMOKE=(env PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" "${PYTHON:-.venv/bin/python}" scripts/container_smoke.py)
 
 case "${1:-}" in
   build) shift; build "$@" ;;
-  up) shift; up "$@" ;;
-  down) down ;;
-  smoke) shift; t_start=$(date +%s); build; export CONTAINERS_CONF BASE TAG
-         exec "${PYTHON:-.venv/bin/python}" scripts/container_smoke.py --tag "$TAG" --started "$t_start" "$@" ;;
-  *) echo "usage: $0 build [ROLE...] | up BUNDLE_DIR [PORT] | smoke | down" >&2; exit 2 ;;
+  up) shift; exec "${SMOKE[@]}" up --tag "$TAG" "$@" ;;
+  down) exec "${SMOKE[@]}" down ;;
+  smoke) shift; t_start=$(date +%s); build; export CONTAINERS_CONF
+         exec "${SMOKE[@]}" smoke --tag "$TAG" --started "$t_start" "$@" ;;
+  *) echo "usage: $0 build [ROLE...] | up BUNDLE_DIR [--port P] | smoke [--frames N] | down" >&2; exit 2 ;;
 esac

@@ -26,6 +26,7 @@ def ingest(
     rtsp_transport: str = typer.Option("udp", "--rtsp-transport", help="udp or tcp."),
     give_up_s: float = typer.Option(300.0, "--give-up-s", help="Stop when a live stream stays unreachable this long."),
     idle_exit_s: Optional[float] = typer.Option(None, "--idle-exit-s", help="Folder: stop after this long with no new image."),
+    out: Optional[Path] = typer.Option(None, "--out", help="With --to: append each decision the router answers as one JSON line."),
     metrics_file: Optional[Path] = typer.Option(None, "--metrics-file", help="Write the counts in Prometheus text format here on exit."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON line instead of text."),
 ) -> None:
@@ -52,7 +53,10 @@ def ingest(
             spool.mkdir(parents=True, exist_ok=True)
         sink = QueueSink(run_guarded(connect, queue), domain, stream=stream, max_backlog=max_backlog, spool=spool)
     name = camera or default_camera_name(source)
-    ingestor = run_guarded(Ingestor, src, sink, name, every=every, max_frames=max_frames, buffer=buffer)
+    if out is not None and to is None:
+        fail("--out goes with --to (queue decisions are on the results stream)")
+    ingestor = run_guarded(Ingestor, src, sink, name, every=every, max_frames=max_frames, buffer=buffer,
+                           answers=out)
     signal.signal(signal.SIGTERM, lambda *_: ingestor.stop.set())  # stop reading, send what is buffered
     signal.signal(signal.SIGINT, lambda *_: ingestor.stop.set())
     err_console.print(f"ingest {source} as camera {name} -> {to or queue}", highlight=False)

@@ -27,6 +27,7 @@ class CameraFrame:
     data: bytes
     name: str
     read_at: float
+    path: Path | None = None  # a file the frame was read from (folder sources)
 
 
 class StreamLost(DataError):
@@ -70,6 +71,7 @@ class VideoSource:
         import av
 
         index = 0
+        opened = False
         lost_since: float | None = None
         delay = self.backoff_s[0]
         while not stop.is_set():
@@ -86,9 +88,9 @@ class VideoSource:
                 stop.wait(delay)
                 delay = min(delay * 2, self.backoff_s[1])
                 continue
-            if lost_since is not None:
-                self.reconnects += 1
-                lost_since = None
+            if opened and lost_since is not None:
+                self.reconnects += 1  # a stream that had been read is back (a first connection is not counted)
+            opened, lost_since = True, None
             delay = self.backoff_s[0]
             try:
                 for frame in container.decode(video=0):
@@ -140,7 +142,7 @@ class FolderSource:
                     continue
                 seen.add(path.name)
                 found = True
-                yield CameraFrame(path.read_bytes(), path.name, time.time())
+                yield CameraFrame(path.read_bytes(), path.name, time.time(), path)
                 if stop.is_set():
                     return
             if found:

@@ -12,6 +12,7 @@ Every frame read ends in exactly one count: read = skipped + sent + failed + dro
 
 from __future__ import annotations
 
+import json
 import logging
 import queue as queue_mod
 import re
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from .camera import CameraFrame
 from .library import CascadeError, ConfigError
-from .messages import INLINE_LIMIT_BYTES, FrameMessage
+from .messages import INLINE_LIMIT_BYTES, FrameMessage, message_for_path
 
 log = logging.getLogger("cascade_defect.ingest")
 
@@ -93,7 +94,8 @@ class HttpSink:
 
 
 class QueueSink:
-    """One `FrameMessage` per frame on a Redis stream: inline bytes when small, else a file in `spool`."""
+    """One `FrameMessage` per frame on a Redis stream, as `enqueue` sends them: a file from a watched folder as
+    its path (workers read it where it is); a decoded video frame inline when small, else as a file in `spool`."""
 
     def __init__(self, client, domain: str, *, stream: str = "frames", max_backlog: int = 10_000,
                  spool: Path | None = None):
@@ -106,7 +108,9 @@ class QueueSink:
     def send(self, fid: str, frame: CameraFrame) -> dict:
         from .queue import QueueFull
 
-        if len(frame.data) <= INLINE_LIMIT_BYTES:
+        if frame.path is not None:
+            msg = message_for_path(str(frame.path), self.domain, frame_id=fid)
+        elif len(frame.data) <= INLINE_LIMIT_BYTES:
             msg = FrameMessage(fid, self.domain, data=frame.data)
         elif self.spool is not None:
             path = self.spool / f"{fid}{Path(frame.name).suffix or '.png'}"
@@ -145,13 +149,14 @@ class Ingestor:
     """Reads a source in a thread into a bounded buffer; sends from the calling thread with backpressure."""
 
     def __init__(self, source, sink, camera: str, *, every: int = 1, max_frames: int | None = None,
-                 buffer: int = 64, drain_s: float = 10.0):
+                 buffer: int = 64, drain_s: float = 10.0, answers: Path | None = None):
         if not CAMERA_RE.match(camera):
             raise ConfigError(f"--camera {camera!r}: 1-40 letters, digits or _")
         if every < 1:
             raise ConfigError("--every must be at least 1")
         self.source, self.sink, self.camera = source, sink, camera
         self.every, self.max_frames, self.drain_s = every, max_frames, drain_s
+        self.answers = answers
         self.buffer: queue_mod.Queue = queue_mod.Queue(maxsize=max(1, buffer))
         self.stats = IngestStats()
         self.stop = threading.Event()
@@ -252,6 +257,9 @@ class Ingestor:
                 log.warning("not sent: %s", exc)
                 return
             self.stats.sent += 1
+            if self.answers is not None and answer:
+                with self.answers.open("a") as f:
+                    f.write(json.dumps(answer) + "\n")
             label = answer.get("label") or ("error" if answer.get("error") else None)
             if label:
                 self.stats.labels[label] = self.stats.labels.get(label, 0) + 1
