@@ -74,15 +74,44 @@ def down() -> None:
     podman("secret", "rm", "cascade-keys", check=False)
 
 
+def podman_version() -> tuple[int, int]:
+    v = podman("version", "--format", "{{.Client.Version}}").strip().split(".")
+    return int(v[0]), int(v[1])
+
+
+def play_secret(s_path: Path, keys: dict[str, str], work: Path) -> None:
+    """The Secret into podman. Podman 4.4+ plays the manifest; 4.3 (Debian bookworm) plays a Secret manifest into
+    a podman secret its own secretKeyRef cannot read, and wants the secret as a flat JSON map of base64 values."""
+    if podman_version() >= (4, 4):
+        podman("kube", "play", "--quiet", str(s_path))
+        return
+    import base64
+
+    flat = work / "secret.json"
+    fd = os.open(flat, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({k: base64.b64encode(v.encode()).decode() for k, v in keys.items()}, f)
+    podman("secret", "create", "cascade-keys", str(flat))
+
+
 def up(bundle: Path, port: int, tag: str, keys: dict[str, str]) -> None:
     down()
     work = Path(tempfile.mkdtemp(prefix="cascade-play-"))
     try:
         s_path, p_path = render(bundle, port, tag, keys, work)
-        podman("kube", "play", "--quiet", str(s_path))
+        play_secret(s_path, keys, work)
         podman("kube", "play", "--quiet", str(p_path))
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the rendered secret never outlives the play
+
+
+def health(tag_containers=("router", "gate", "specialist", "oracle", "redis")) -> dict[str, str]:
+    """Each container's health check run once now (podman schedules them with systemd timers, absent here)."""
+    out = {}
+    for c in tag_containers:
+        r = subprocess.run(["podman", "healthcheck", "run", f"{POD}-{c}"], capture_output=True, text=True, timeout=60)
+        out[c] = "healthy" if r.returncode == 0 else (r.stdout.strip() or f"rc {r.returncode}")
+    return out
 
 
 def wait_ready(url: str, timeout_s: float = 600) -> float:
@@ -196,7 +225,8 @@ def smoke(args) -> int:
         up(bundle, port, args.tag, keys)
         url = f"http://127.0.0.1:{port}"
         ready_s = wait_ready(url)
-        say(f"pod ready in {ready_s:.0f} s; ingest -> {url}")
+        healthy = health()
+        say(f"pod ready in {ready_s:.0f} s, health checks {healthy}; ingest -> {url}")
         t_send = time.monotonic()
         answers = work / "answers.jsonl"
         r = cli("ingest", inbox, "--domain", DOMAIN, "--to", url, "--camera", "smoke", "--idle-exit-s", 2,
@@ -220,14 +250,15 @@ def smoke(args) -> int:
         result = {"frames": summary["sent"], "same_as_run": not bad and len(got) == len(want) == len(frames),
                   "images": image_sizes(args.tag), "seconds": round(time.time() - t0),
                   "pod_ready_s": round(ready_s), "send_s": round(send_s, 1), "pod_s": round(time.monotonic() - t_up),
-                  "deciding_layers": layers, "ingest": {k: summary[k] for k in ("read", "sent", "refused", "failed")}}
+                  "deciding_layers": layers, "health": healthy, "ingest": {k: summary[k] for k in ("read", "sent", "refused", "failed")}}
         if bad:
             result["differs"] = bad[:5]
     finally:
         down()
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result), flush=True)
-    return 0 if result["same_as_run"] and result["frames"] >= 10 else 1
+    ok = result["same_as_run"] and result["frames"] >= 10 and set(result.get("health", {}).values()) == {"healthy"}
+    return 0 if ok else 1
 
 
 def main() -> int:

@@ -98,7 +98,17 @@ def _docs(path: Path) -> list[dict]:
 
 
 def _probe_paths(c: dict) -> dict[str, str]:
-    return {k: c[k]["httpGet"]["path"] for k in ("livenessProbe", "readinessProbe") if "httpGet" in c.get(k, {})}
+    """probe -> the path it asks: an httpGet probe's path, or the URL path an exec probe's python3 opens."""
+    out = {}
+    for k in ("livenessProbe", "readinessProbe"):
+        probe = c.get(k, {})
+        if "httpGet" in probe:
+            out[k] = probe["httpGet"]["path"]
+        elif "exec" in probe:
+            m = re.search(r"urlopen\('http://127\.0\.0\.1:\d+(/\w+)'", " ".join(probe["exec"]["command"]))
+            if m:
+                out[k] = m.group(1)
+    return out
 
 
 def test_cluster_manifests_probe_request_and_take_keys_from_the_secret():
