@@ -4,7 +4,7 @@
 #   scripts/containers.sh build [ROLE...]   build the images (router oracle gate specialist worker by default)
 #   scripts/containers.sh up BUNDLE [--port P]  play deploy/k8s/secret.yaml (keys from CASCADE_API_KEYS, a fresh
 #                                           service key) + pod.yaml with BUNDLE mounted; router on 127.0.0.1:P (18080)
-#   scripts/containers.sh smoke             build (or reuse), up with a small bundle, >= 10 real frames through the
+#   scripts/containers.sh smoke             build (or reuse) the pod's images, up with a small bundle, >= 10 real frames through the
 #                                           router vs `run` on the same frames, down; last line one JSON object
 #   scripts/containers.sh down              stop and remove the pod and its secret
 #
@@ -105,7 +105,7 @@ case "${1:-}" in
   build) shift; build "$@" ;;
   up) shift; exec "${SMOKE[@]}" up --tag "$TAG" "$@" ;;
   down) exec "${SMOKE[@]}" down ;;
-  smoke) shift; t_start=$(date +%s); build; export CONTAINERS_CONF
+  smoke) shift; t_start=$(date +%s); build router oracle redis gate specialist; export CONTAINERS_CONF
          exec "${SMOKE[@]}" smoke --tag "$TAG" --started "$t_start" "$@" ;;
   *) echo "usage: $0 build [ROLE...] | up BUNDLE_DIR [--port P] | smoke [--frames N] | down" >&2; exit 2 ;;
 esac
