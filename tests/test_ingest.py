@@ -261,11 +261,14 @@ def test_video_file_every_k_and_max_frames(real_data, tmp_path):
     clip = make_clip(ksdd_frames(real_data, 10), tmp_path)
     redis_server = RedisServer()
     try:
+        metrics = tmp_path / "ingest.prom"
         code, summary, err = ingest(clip, "--domain", "steel", "--queue", redis_server.url, "--every", "3",
-                                    "--spool", tmp_path / "spool")
+                                    "--spool", tmp_path / "spool", "--metrics-file", metrics)
         assert code == 0, err
         # 10 frames in the clip: frames 1, 4, 7, 10 are sent, the other 6 counted as skipped
         assert (summary["read"], summary["sent"], summary["skipped"], summary["reconnects"]) == (10, 4, 6, 0)
+        assert 'cascade_ingest_sent_total{camera="clip"} 4' in metrics.read_text()
+        assert 'cascade_ingest_skipped_total{camera="clip"} 6' in metrics.read_text()
         code, summary, err = ingest(clip, "--domain", "steel", "--queue", redis_server.url, "--max-frames", "2",
                                     "--spool", tmp_path / "spool")
         assert code == 0 and summary["sent"] == 2, err

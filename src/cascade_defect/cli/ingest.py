@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
@@ -17,13 +17,13 @@ def ingest(
     to: Optional[str] = typer.Option(None, "--to", help="The router: http://HOST:PORT (client key in $CASCADE_API_KEY)."),
     queue: Optional[str] = typer.Option(None, "--queue", help="Or a Redis queue: redis://HOST:PORT/DB."),
     every: int = typer.Option(1, "--every", help="Send every K-th frame read (the others are counted as skipped)."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after sending this many frames."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after taking this many frames to send (counted after --every)."),
     camera: Optional[str] = typer.Option(None, "--camera", help="Camera name in frame ids (default: from SOURCE)."),
     stream: str = typer.Option("frames", "--stream", help="With --queue: the stream name."),
     max_backlog: int = typer.Option(10_000, "--max-backlog", help="With --queue: refused while this many wait."),
     spool: Optional[Path] = typer.Option(None, "--spool", help="With --queue: folder for frames too big to send inline."),
     buffer: int = typer.Option(64, "--buffer", help="Frames held while the router/queue refuses (live streams drop and count beyond it)."),
-    rtsp_transport: str = typer.Option("udp", "--rtsp-transport", help="udp or tcp."),
+    rtsp_transport: Literal["udp", "tcp"] = typer.Option("udp", "--rtsp-transport", help="How RTP travels from the camera."),
     give_up_s: float = typer.Option(300.0, "--give-up-s", help="Stop when a live stream stays unreachable this long."),
     idle_exit_s: Optional[float] = typer.Option(None, "--idle-exit-s", help="Folder: stop after this long with no new image."),
     out: Optional[Path] = typer.Option(None, "--out", help="With --to: append each decision the router answers as one JSON line."),
@@ -38,8 +38,6 @@ def ingest(
 
     if (to is None) == (queue is None):
         fail("give exactly one of --to http://ROUTER or --queue redis://HOST:PORT/DB")
-    if rtsp_transport not in ("udp", "tcp"):
-        fail(f"--rtsp-transport must be udp or tcp, not {rtsp_transport!r}")
     if spool is not None and queue is None:
         fail("--spool goes with --queue")
     src = run_guarded(open_source, source, rtsp_transport=rtsp_transport, give_up_s=give_up_s,
