@@ -274,6 +274,9 @@ def main() -> int:
     u.add_argument("--tag", default=os.environ.get("TAG", "dev"))
     sub.add_parser("down")
     args = ap.parse_args()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped smoke still removes its pod (finally)
     if args.cmd == "smoke":
         return smoke(args)
     if args.cmd == "up":
