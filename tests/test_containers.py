@@ -104,10 +104,9 @@ def _probe_paths(c: dict) -> dict[str, str]:
         probe = c.get(k, {})
         if "httpGet" in probe:
             out[k] = probe["httpGet"]["path"]
-        elif "exec" in probe:
-            m = re.search(r"urlopen\('http://127\.0\.0\.1:\d+(/\w+)'", " ".join(probe["exec"]["command"]))
-            if m:
-                out[k] = m.group(1)
+        elif "exec" in probe and probe["exec"]["command"][:3] == ["python3", "-m", "cascade_defect.probe"]:
+            assert all(" " not in a for a in probe["exec"]["command"])  # podman 4.3 splits arguments on spaces
+            out[k] = re.sub(r"^http://127\.0\.0\.1:\d+", "", probe["exec"]["command"][3])
     return out
 
 
