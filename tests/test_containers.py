@@ -159,3 +159,43 @@ def test_local_pod_runs_the_four_services_and_redis_with_probes_and_keys_from_th
     router_env = {e["name"]: e.get("value") for e in containers["router"]["env"]}
     assert router_env["CASCADE_GATE_URL"].endswith(":8081") and router_env["CASCADE_ORACLE_URL"].endswith(":8083")
     assert [p["hostIP"] for p in containers["router"]["ports"]] == ["127.0.0.1"]  # published on loopback only
+
+
+def _requirement_names(project: dict, extras_: set[str]) -> set[str]:
+    optional = project["optional-dependencies"]
+    names: set[str] = set()
+    todo = list(project["dependencies"]) + [r for e in extras_ for r in optional[e]]
+    while todo:
+        r = todo.pop()
+        m = re.match(r"cascade-defect\[(.+)\]", r)
+        if m:
+            todo += [x for e in m.group(1).split(",") for x in optional[e]]
+            continue
+        names.add(re.split(r"[<>=!\[; ]", r, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+@pytest.mark.parametrize("package, extra", [("gate", "gate"), ("oracle", "oracle"), ("services", "serve")])
+def test_every_library_a_role_imports_is_in_its_extra(package, extra):
+    """The role's image installs core + its extra only: each third-party module its package imports must come from
+    one of those distributions (the gate image once lacked onnxruntime, which the gate's ONNX backbone needs)."""
+    import ast
+    import importlib.metadata as md
+    import sys
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    allowed = _requirement_names(project, {extra}) | {"starlette"}  # starlette comes with fastapi
+    dists = md.packages_distributions()
+    missing = {}
+    for f in (ROOT / "src" / "cascade_defect" / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "cascade_defect":
+                    continue
+                from_dists = {d.lower().replace("_", "-") for d in dists.get(top, [top])}
+                if not from_dists & allowed:
+                    missing[top] = f.name
+    assert not missing, f"imported by cascade_defect.{package} but not in core + [{extra}]: {missing}"
