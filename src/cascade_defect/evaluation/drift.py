@@ -15,6 +15,10 @@ explicitly for ties), the escalation rate z > τ, and the frame count. In produc
 A domain drifts when PSI exceeds `psi_bound` (default 0.25) or the escalation rate differs with
 p < `rate_alpha` (default 0.001); the recommendation then is to re-calibrate τ (and to check the
 camera and lighting). Nothing is judged below `min_frames` window frames.
+
+`hold(domain)` latches a detected drift: the router asks it after each batch and, once it has
+fired, lets no cheap layer of that domain decide (Layer 1 escalates everything, Layer 2 decides
+nothing) until a recalibrated bundle brings a new monitor.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class DriftMonitor:
     rate_alpha: float = DEFAULT_RATE_ALPHA
     min_frames: int = DEFAULT_MIN_FRAMES
     _z: dict[str, deque] = field(default_factory=dict, repr=False)
+    _held: dict[str, str] = field(default_factory=dict, repr=False)
 
     def observe(self, domain: str, z: float | None) -> None:
         if z is None or not math.isfinite(z):
@@ -149,6 +154,22 @@ class DriftMonitor:
                if drift else None)
         return DomainDrift(domain, int(z.size), value, ks, rate, ref_rate, p, drift,
                            "; ".join(reasons) or "within bounds", rec)
+
+    def hold(self, domain: str) -> str | None:
+        """Why the domain's cheap layers must not decide (None: no drift detected so far).
+
+        Latched: once a check finds drift the domain stays held for this monitor's life — until
+        recalibration brings a new reference (a new run, or a service's bundle reload).
+        """
+        if domain not in self._held:
+            r = self.check_domain(domain)
+            if r.drift:
+                self._held[domain] = r.reason
+        return self._held.get(domain)
+
+    def held(self) -> dict[str, str]:
+        """Every domain held so far, with the reason."""
+        return dict(self._held)
 
     def check(self) -> dict[str, DomainDrift]:
         return {d: self.check_domain(d) for d in sorted(set(self._z) | set(self.references))
