@@ -10,7 +10,6 @@ it (amortised), which is what a frame costs at that batch size.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import replace
 from typing import Any, Sequence
@@ -44,7 +43,6 @@ class Router:
         self.oracle = oracle
         self.review = review
         self.drift = drift
-        self._drift_lock = threading.Lock()
 
     def route(self, frames: Sequence[Frame]) -> list[Decision]:
         """One decision per frame, in input order."""
@@ -120,11 +118,10 @@ class Router:
         """Feed this batch's z to the drift watch; why the domain is held (None: it is not)."""
         if self.drift is None:
             return None
-        with self._drift_lock:
-            for res in results:
-                if not isinstance(res, Exception):
-                    self.drift.observe(domain, res.z)
-            return self.drift.hold(domain)
+        for res in results:
+            if not isinstance(res, Exception):
+                self.drift.observe(domain, res.z)
+        return self.drift.hold(domain)
 
     def _run_specialist(self, frames, flagged, traces, step) -> None:
         if not flagged:

@@ -24,6 +24,7 @@ nothing) until a recalibrated bundle brings a new monitor.
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -113,11 +114,13 @@ class DriftMonitor:
     min_frames: int = DEFAULT_MIN_FRAMES
     _z: dict[str, deque] = field(default_factory=dict, repr=False)
     _held: dict[str, str] = field(default_factory=dict, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def observe(self, domain: str, z: float | None) -> None:
         if z is None or not math.isfinite(z):
             return
-        self._z.setdefault(domain, deque(maxlen=self.window)).append(float(z))
+        with self._lock:  # a service's router and its /metrics read the same monitor from several threads
+            self._z.setdefault(domain, deque(maxlen=self.window)).append(float(z))
 
     def observe_decisions(self, decisions: Iterable) -> None:
         """Feed the gate z of each decision's trace."""
@@ -127,7 +130,8 @@ class DriftMonitor:
                     self.observe(d.domain, r.z)
 
     def check_domain(self, domain: str) -> DomainDrift:
-        z = np.asarray(self._z.get(domain, ()), dtype=float)
+        with self._lock:
+            z = np.asarray(self._z.get(domain, ()), dtype=float)
         ref = self.references.get(domain)
         if ref is None:
             return DomainDrift(domain, int(z.size), None, None, None, None, None, False,
@@ -161,19 +165,22 @@ class DriftMonitor:
         Latched: once a check finds drift the domain stays held for this monitor's life — until
         recalibration brings a new reference (a new run, or a service's bundle reload).
         """
-        if domain not in self._held:
-            r = self.check_domain(domain)
-            if r.drift:
-                self._held[domain] = r.reason
-        return self._held.get(domain)
+        with self._lock:
+            if domain not in self._held:
+                r = self.check_domain(domain)
+                if r.drift:
+                    self._held[domain] = r.reason
+            return self._held.get(domain)
 
     def held(self) -> dict[str, str]:
         """Every domain held so far, with the reason."""
-        return dict(self._held)
+        with self._lock:
+            return dict(self._held)
 
     def check(self) -> dict[str, DomainDrift]:
-        return {d: self.check_domain(d) for d in sorted(set(self._z) | set(self.references))
-                if d in self._z}
+        with self._lock:
+            return {d: self.check_domain(d) for d in sorted(set(self._z) | set(self.references))
+                    if d in self._z}
 
 
 def references_from_calibration(calibration: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
