@@ -54,7 +54,8 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
 
     Runs the bundle's detector (or `specialist`, anything with the router's `detect_batch`) and
     chooses the bars with `l2_bars.choose_class_bars`. Returns the record part `layer2`, whose
-    `bars` ({class: bar}) go into the policy. Without a detector no class gets a bar.
+    `bars` ({class: bar}) replace the domain's bars in the policy; a class without a bar is never
+    decided by Layer 2 there. Without a detector `bars` is None (the policy is left as it is).
     """
     from ..cascade.assemble import load_specialist
     from ..imaging import load_image
@@ -65,10 +66,11 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     base = {"target_precision": target_precision, "confidence": confidence, "frames": len(samples)}
     if specialist is None:
         specialist = load_specialist(bundle)
-    if specialist is None:
-        return {**base, "detector": None, "bars": {}, "classes": {}, "decided": 0, "coverage": 0.0 if samples else None,
+    if specialist is None:  # bars stay as they are: calibrate again once a detector is in the bundle
+        return {**base, "detector": None, "bars": None, "classes": {}, "decided": 0, "coverage": None,
                 "precision": None, "certified_precision": None,
-                "warnings": [f"the bundle has no detector: Layer 2 never decides in '{domain}'"]}
+                "warnings": [f"the bundle has no detector: no Layer-2 bars were set for '{domain}' (calibrate "
+                             "again after adding one)"]}
     detections: list = []
     for start in range(0, len(samples), batch_size):
         part = samples[start:start + batch_size]
