@@ -113,3 +113,16 @@ def test_out_of_fold_evidence_is_a_separate_source_that_also_binds_tau():
     assert d["sources"]["out_of_fold"]["normal"] == 20 and d["defectives"] == 7 and d["found"] == 7
     assert d["certified_recall"] == pytest.approx(clopper_pearson_lower(7, 7))
     assert d["primary"] == "validation" and both.sweep.n_frames == 33  # escalation is the validation slice's
+
+
+def test_out_of_fold_folds_keep_each_physical_item_on_one_side_and_every_fold_has_defectives():
+    from cascade_defect.gate.out_of_fold import assign_folds
+
+    rng = np.random.default_rng(5)
+    groups = [f"item{int(g)}" for g in rng.integers(0, 30, 200)]
+    defective = [g in {"item1", "item4", "item7", "item9", "item20"} for g in groups]
+    fold = assign_folds(groups, defective, 3, seed=0)
+    for g in set(groups):
+        assert len({f for f, h in zip(fold, groups) if h == g}) == 1  # never on two sides
+    assert {f for f, d in zip(fold, defective) if d} == {0, 1, 2}
+    assert (assign_folds(groups, defective, 3, seed=0) == fold).all()
