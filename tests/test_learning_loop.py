@@ -198,3 +198,82 @@ def test_learn_command_updates_a_bundle_in_place_for_a_reload(loop, tmp_path):
         res = runner.invoke(app, ["learn", "--bundle", str(bundle), "--db", str(db_path), "--out", str(tmp_path / "x")])
         assert res.exit_code == 0 and json.loads(res.stdout.strip().splitlines()[-1])["status"] == "nothing_to_learn"
         assert not (tmp_path / "x").exists()
+
+
+# -- `learn simulate --from-bundle` with per-class Layer-2 bars ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def from_bundle(loop):
+    """A bundle holding only the tiny loop's round-0 detector (no gate: every frame reaches Layer 2, as
+    NEU-DET's): one learned round from it, then a measured final round."""
+    from cascade_defect.bundles.bundle import Bundle
+
+    root, _ = loop
+    Specialist.load(root / "run" / "bundle-0" / "specialist", device="cpu").to_bundle(Bundle.create(root / "det-only"))
+    res = runner.invoke(app, ["learn", "simulate", "--from-bundle", str(root / "det-only"),
+                              "--out", str(root / "from-bundle"), "--json", "--rounds", "1", "--measure-final",
+                              "--per-round", "8", "--epochs", "1", "--batch", "8", "--holdout-limit", "12",
+                              "--l2-precision", "0.9"])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    return root, [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+def test_from_bundle_starts_from_the_bundles_detector(from_bundle):
+    import hashlib
+
+    root, rows = from_bundle
+    source = (root / "det-only" / "specialist" / "weights.pt").read_bytes()
+    copied = (root / "from-bundle" / "bundle-0" / "specialist" / "weights.pt").read_bytes()
+    assert copied == source  # round 0 serves the bundle's weights, byte for byte, before any fine-tune
+    assert rows[0]["detector_sha256"] == hashlib.sha256(source).hexdigest()[:16]
+    assert rows[0]["round0_train_seconds"] is not None and rows[0]["from_bundle"].endswith("det-only")
+    # the recorded split fixes the stream: frames the detector did not train on come first
+    assert rows[0]["stream_seen_by_round0"] == 0 and all(r["holdout_streamed"] == 0 for r in rows)
+    assert [r["round"] for r in rows] == [0, 1] and rows[1]["learn"] is None  # the final round is only measured
+    learned = rows[0]["learn"]["status"] == "accepted"
+    assert (rows[1]["detector_sha256"] != rows[0]["detector_sha256"]) == learned
+
+
+def test_from_bundle_records_per_class_bars_and_coverage_each_round(from_bundle):
+    root, rows = from_bundle
+    names = Specialist.load(root / "run" / "bundle-0" / "specialist", device="cpu").class_names
+    for r in rows:
+        bars = r["l2_bars"]
+        assert bars["target_precision"] == 0.9 and bars["frames"] > 0
+        assert set(bars["classes"]) >= set(names)
+        for cls, b in bars["classes"].items():
+            assert {"bar", "precision", "certified", "decided", "support", "coverage"} <= set(b)
+            if b["bar"] is None:
+                assert b["decided"] == 0 and cls not in r["l2_bar_per_class"]
+            else:
+                assert r["l2_bar_per_class"][cls] == pytest.approx(b["bar"], abs=1e-4) and b["precision"] >= 0.9
+        assert bars["decided"] == sum(b["decided"] for b in bars["classes"].values())
+        assert r["l2_bar"] is None  # no single bar: per class only
+        for part, n, by in ((r["l2"], r["frames"], r["decided_by"]),
+                            (r["holdout_routed"]["l2"], r["holdout_frames"], r["holdout_routed"]["decided_by"])):
+            assert part["reached"] == n and by["1"] == 0  # no gate in the bundle: every frame reaches Layer 2
+            assert part["decided"] == by["2"] and sum(v["decided"] for v in part["by_class"].values()) == by["2"]
+        assert r["l2"]["coverage"] == pytest.approx(r["decided_by"]["2"] / r["frames"], abs=1e-4)
+        assert list(r["gates"].values()) == ["none in the bundle: every frame goes to Layer 2"]
+        held = r["holdout_routed"]
+        assert sum(held["decided_by"].values()) == held["frames"] == r["holdout_frames"] == 12
+        assert held["to_oracle"] == pytest.approx(held["decided_by"]["3"] / 12, abs=1e-4)
+
+
+def test_the_loops_policy_decides_a_class_only_at_or_above_its_bar():
+    from cascade_defect.cascade.decide import accepted_detection
+    from cascade_defect.cascade.policy import Policy
+    from cascade_defect.evaluation.l2_bars import choose_class_bars
+    from cascade_defect.learning.round_bars import policy_with_bars
+
+    # "a": right at >= 0.6 only; "b": never right (no bar)
+    bars = choose_class_bars([0.9, 0.7, 0.6, 0.4, 0.95], ["a", "a", "a", "a", "b"],
+                             [True, True, True, False, False], target_precision=0.95)
+    assert bars["a"].bar == pytest.approx(0.6) and bars["b"].bar is None
+    policy = policy_with_bars(Policy(l2_bar=0.1), bars)
+    box = (0, 0, 5, 5)
+    assert accepted_detection(policy, [Detection("a", 0.6, box)]) is not None
+    assert accepted_detection(policy, [Detection("a", 0.59, box)]) is None
+    assert accepted_detection(policy, [Detection("b", 1.0, box)]) is None  # no bar: never decided
+    assert accepted_detection(policy, [Detection("c", 1.0, box)]) is None  # a class without a record: never

@@ -20,9 +20,8 @@ import dataclasses
 import math
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
-from .library import NO_DEFECT, Decision, Policy, Sample, SpecialistLayer, clopper_pearson_lower, top_detection
+from .library import (NO_DEFECT, ClassBar, Decision, Policy, Sample, SpecialistLayer, choose_class_bars,
+                      clopper_pearson_lower, frame_outcomes, layer2_summary)
 
 NEVER = math.inf
 """The bar of a class Layer 2 must never decide (no confidence reaches it)."""
@@ -35,45 +34,44 @@ def true_classes(sample: Sample) -> set[str]:
     return {b.cls for b in sample.boxes} if sample.boxes else ({NO_DEFECT} if sample.defective is False else set())
 
 
-def top_detections(detector: Any, samples: Sequence[Sample], batch: int = 16) -> list[Any]:
-    """Per frame the top detection through the router's detector adapter (None: no detection)."""
+def detections(detector: Any, samples: Sequence[Sample], batch: int = 16) -> list[list[Any]]:
+    """Per frame the detections through the router's detector adapter (at the detector's floor)."""
     from ..imaging import load_image
 
     layer, out = SpecialistLayer(detector), []
     for start in range(0, len(samples), batch):
         chunk = samples[start:start + batch]
-        out += [top_detection(d) for d in layer.detect_batch([load_image(s.image_path) for s in chunk])]
+        out += layer.detect_batch([load_image(s.image_path) for s in chunk])
     return out
 
 
 def class_bars(detector: Any, val: Sequence[Sample], *, target_precision: float,
-               confidence_level: float = 0.95) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(bars per class, record) for `detector` on its validation frames `val`."""
-    from ..evaluation.l2_bars import choose_class_bars
-
-    tops = top_detections(detector, val)
-    hit = [(t, s) for t, s in zip(tops, val) if t is not None]
-    confidence = np.array([t.confidence for t, _ in hit], dtype=float)
-    predicted = [t.cls for t, _ in hit]
-    correct = np.array([t.cls in true_classes(s) for t, s in hit], dtype=bool)
+               confidence_level: float = 0.95) -> tuple[dict[str, ClassBar], dict[str, Any]]:
+    """(bars per class, record) for `detector` on its validation frames `val` (every one reaches
+    Layer 2 in the record's coverage: a frame without a detection counts, undecided)."""
+    dets = detections(detector, val)
+    confidence, predicted, correct = frame_outcomes(dets, [bool(s.defective) for s in val],
+                                                    [sorted(true_classes(s)) for s in val])
     bars = choose_class_bars(confidence, predicted, correct, target_precision=target_precision,
-                             confidence_level=confidence_level)
-    decided = sum(int(getattr(b, "decided", 0) or 0) for b in bars.values())
+                             confidence_level=confidence_level, classes=getattr(detector, "class_names", ()))
+    summary = layer2_summary(bars, len(val), confidence_level)
     record = {"target_precision": target_precision, "confidence_level": confidence_level,
-              "data": "the detector's recorded val split", "frames": len(val), "with_detection": len(hit),
-              "coverage": round(decided / len(val), 4) if len(val) else None,
-              "classes": {c: _plain(b) for c, b in sorted(bars.items())}}
+              "data": "the detector's recorded val split", "frames": len(val),
+              "with_detection": int(sum(p is not None for p in predicted)),
+              **{k: _round(v) for k, v in summary.items() if k not in ("frames", "confidence_level")},
+              "classes": {c: {k: _round(v) for k, v in b.as_dict().items()
+                              if k not in ("cls", "target_precision", "confidence_level")}
+                          for c, b in sorted(bars.items())}}
     return bars, record
 
 
-def _plain(bar: Any) -> dict[str, Any]:
-    data = dataclasses.asdict(bar) if dataclasses.is_dataclass(bar) else dict(vars(bar))
-    return {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v) for k, v in data.items()}
+def _round(v: Any) -> Any:
+    return round(v, 4) if isinstance(v, float) and math.isfinite(v) else v
 
 
-def policy_with_bars(policy: Policy, bars: Mapping[str, Any]) -> Policy:
+def policy_with_bars(policy: Policy, bars: Mapping[str, ClassBar]) -> Policy:
     """`policy` deciding at Layer 2 only where a class has a bar (every other class: never)."""
-    per_class = {c: float(b.bar) for c, b in bars.items() if getattr(b, "bar", None) is not None}
+    per_class = {c: float(b.bar) for c, b in bars.items() if b.bar is not None}
     return dataclasses.replace(policy, l2_bar=NEVER, l2_bar_per_class=per_class)
 
 
