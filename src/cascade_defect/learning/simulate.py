@@ -238,12 +238,11 @@ def route_holdout(router: Router, holdout: Sequence[Sample], s: SimSettings) -> 
             "l2": layer2_outcome(decisions, holdout, s.l2_confidence)}
 
 
-def stream_round(bundle: Bundle, det: Specialist, part: Sequence[Sample], plan: Plan, s: SimSettings, db: Database,
-                 run_label: str, bars: dict | None = None) -> dict[str, Any]:
+def stream_round(router: Router, part: Sequence[Sample], plan: Plan, s: SimSettings, db: Database,
+                 run_label: str) -> dict[str, Any]:
     """Route one stream part; oracle answers -> labels; unconfirmed boxes -> reviewer stand-in."""
     from ..store.review_board import ReviewBoard
 
-    router, policy = _router(bundle, det, plan, s, bars)
     log, labels, review = DecisionLog(db), LabelStore(db), ReviewQueue(db)
     board = ReviewBoard(db)
     run_id = log.start_run({"simulate": run_label})
@@ -285,9 +284,7 @@ def stream_round(bundle: Bundle, det: Specialist, part: Sequence[Sample], plan: 
             "cost_usd": cost, "cost_per_100k": cost / n * 100_000 if n else 0.0,
             "l2_precision": l2_right / layers["2"] if layers["2"] else None, "oracle_labels": oracle_labels,
             "reviewer_labels": reviewer_labels, "l2": layer2_outcome(routed, part, s.l2_confidence),
-            "route_seconds": round(time.perf_counter() - t0, 1),
-            "l2_bar": None if bars is not None else policy.l2_bar, "l2_bar_per_class": dict(policy.l2_bar_per_class),
-            "tau": {d: th.tau for d, th in policy.domains.items()}, "router": router}
+            "route_seconds": round(time.perf_counter() - t0, 1)}
 
 
 def start_from_bundle(sources: Sequence[tuple[str, str]], s: SimSettings, root: Path,
@@ -350,8 +347,9 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
             if s.l2_precision is not None:
                 bars, bars_record = class_bars(det, plan.val, target_precision=s.l2_precision,
                                                confidence_level=s.l2_confidence)
-            streamed = stream_round(bundle, det, part, plan, s, db, f"round{k}", bars)
-            held = route_holdout(streamed.pop("router"), plan.holdout, s)
+            router, policy = _router(bundle, det, plan, s, bars)
+            streamed = stream_round(router, part, plan, s, db, f"round{k}")
+            held = route_holdout(router, plan.holdout, s)
             log(f"round {k}: to_oracle {streamed['to_oracle']:.3f} (hold-out {held['to_oracle']:.3f}), "
                 f"hold-out mAP50 {map50:.3f}" + ("" if k < s.rounds else "; final round: measured, not learned"))
             row = {"round": k, "frames": streamed["frames"], "to_oracle": round(streamed["to_oracle"], 4),
@@ -364,9 +362,10 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
                    "decided_by": streamed["decided_by"], "l2_precision": streamed["l2_precision"],
                    "l2": streamed["l2"], "l2_bars": bars_record, "holdout_routed": held,
                    "oracle_labels": streamed["oracle_labels"],
-                   "reviewer_labels": streamed["reviewer_labels"], "l2_bar": streamed["l2_bar"],
-                   "l2_bar_per_class": streamed["l2_bar_per_class"],
-                   "tau": streamed["tau"], "gates": gates, "bundle_version": bundle_version(bundle),
+                   "reviewer_labels": streamed["reviewer_labels"],
+                   "l2_bar": None if bars is not None else policy.l2_bar,
+                   "l2_bar_per_class": dict(policy.l2_bar_per_class),
+                   "tau": {d: th.tau for d, th in policy.domains.items()}, "gates": gates, "bundle_version": bundle_version(bundle),
                    "detector_sha256": _weights_digest(bundle), "from_bundle": s.from_bundle,
                    "stream_seen_by_round0": sum(x.id in plan.seen_by_round0 for x in part),
                    "holdout_frames": len(plan.holdout), "learn": None, "pending_after": len(RetrainQueue(db).pending()),
