@@ -46,8 +46,8 @@ def test_ties_are_decided_together_as_the_policy_does():
     # two frames at 0.9, one right one wrong: a bar of 0.9 decides both (confidence >= bar)
     bars = choose_class_bars([0.95, 0.9, 0.9], ["a", "a", "a"], [True, True, False], target_precision=0.9)
     assert bars["a"].bar == 0.95 and bars["a"].decided == 1
-    policy = Policy(l2_bar_per_class={"a": bars["a"].bar}, l2_bar=1.0)
-    decided = [accepted_detection(policy, [Detection("a", c, (0, 0, 1, 1))]) is not None for c in (0.95, 0.9)]
+    policy = Policy().with_l2_bars("d", {"a": bars["a"].bar})
+    decided = [accepted_detection(policy, [Detection("a", c, (0, 0, 1, 1))], "d") is not None for c in (0.95, 0.9)]
     assert decided == [True, False]
 
 

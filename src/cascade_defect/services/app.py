@@ -45,9 +45,10 @@ def create_app(role: str, bundle: str | None = None, *, settings: ServiceSetting
     db = Database(db_path or default_db_path()) if needs_db else None
     holder = EngineHolder(lambda: build_engine(role, bundle, settings, db, metrics), metrics)
     if role in ("router", "all"):  # issue 15 hook: drift of gate z per domain on /metrics
-        from .drift_metrics import DriftGauges
+        from .drift_metrics import CalibrationCollector, DriftGauges
 
         metrics.drift = DriftGauges(metrics.registry, holder)
+        metrics.registry.register(CalibrationCollector(holder))
     limits = UploadLimits(settings.max_upload_bytes, settings.max_pixels, settings.max_batch_files)
     clients = KeyRing(settings.api_keys)
     admins = KeyRing(settings.admin_keys)
