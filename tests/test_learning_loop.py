@@ -239,17 +239,18 @@ def test_from_bundle_records_per_class_bars_and_coverage_each_round(from_bundle)
     root, rows = from_bundle
     names = Specialist.load(root / "run" / "bundle-0" / "specialist", device="cpu").class_names
     for r in rows:
-        bars = r["l2_bars"]
-        assert bars["target_precision"] == 0.9 and bars["frames"] > 0
-        assert set(bars["classes"]) >= set(names)
+        (domain, bars), = r["l2_bars"].items()  # one domain, bars set on its val frames this round
+        assert bars["target_precision"] == 0.9 and bars["frames"] > 0 and bars["detector"] == "bundle specialist"
         for cls, b in bars["classes"].items():
             assert {"bar", "precision", "certified", "decided", "support", "coverage"} <= set(b)
             if b["bar"] is None:
-                assert b["decided"] == 0 and cls not in r["l2_bar_per_class"]
+                assert b["decided"] == 0 and cls not in r["l2_bars_applied"][domain]
             else:
-                assert r["l2_bar_per_class"][cls] == pytest.approx(b["bar"], abs=1e-4) and b["precision"] >= 0.9
-        assert bars["decided"] == sum(b["decided"] for b in bars["classes"].values())
-        assert r["l2_bar"] is None  # no single bar: per class only
+                assert cls in names and b["precision"] >= 0.9
+                assert r["l2_bars_applied"][domain][cls] == pytest.approx(b["bar"])
+        assert bars["decided"] == sum(b["decided"] for b in bars["classes"].values() if b["bar"] is not None)
+        assert set(r["l2_bars_applied"][domain]) == {c for c, b in bars["classes"].items() if b["bar"] is not None}
+        assert r["l2_bar"] is None  # no single bar: per (domain, class) only
         for part, n, by in ((r["l2"], r["frames"], r["decided_by"]),
                             (r["holdout_routed"]["l2"], r["holdout_frames"], r["holdout_routed"]["decided_by"])):
             assert part["reached"] == n and by["1"] == 0  # no gate in the bundle: every frame reaches Layer 2
@@ -268,12 +269,14 @@ def test_the_loops_policy_decides_a_class_only_at_or_above_its_bar():
     from cascade_defect.learning.round_bars import policy_with_bars
 
     # "a": right at >= 0.6 only; "b": never right (no bar)
-    bars = choose_class_bars([0.9, 0.7, 0.6, 0.4, 0.95], ["a", "a", "a", "a", "b"],
-                             [True, True, True, False, False], target_precision=0.95)
-    assert bars["a"].bar == pytest.approx(0.6) and bars["b"].bar is None
-    policy = policy_with_bars(Policy(l2_bar=0.1), bars)
+    chosen = choose_class_bars([0.9, 0.7, 0.6, 0.4, 0.95], ["a", "a", "a", "a", "b"],
+                               [True, True, True, False, False], target_precision=0.95)
+    assert chosen["a"].bar == pytest.approx(0.6) and chosen["b"].bar is None
+    record = {"bars": {c: b.bar for c, b in chosen.items() if b.bar is not None}}
+    policy = policy_with_bars(Policy(l2_bar=0.1), {"steel": record})
     box = (0, 0, 5, 5)
-    assert accepted_detection(policy, [Detection("a", 0.6, box)]) is not None
-    assert accepted_detection(policy, [Detection("a", 0.59, box)]) is None
-    assert accepted_detection(policy, [Detection("b", 1.0, box)]) is None  # no bar: never decided
-    assert accepted_detection(policy, [Detection("c", 1.0, box)]) is None  # a class without a record: never
+    assert accepted_detection(policy, [Detection("a", 0.6, box)], "steel") is not None
+    assert accepted_detection(policy, [Detection("a", 0.59, box)], "steel") is None
+    assert accepted_detection(policy, [Detection("b", 1.0, box)], "steel") is None  # no bar: never decided
+    assert accepted_detection(policy, [Detection("c", 1.0, box)], "steel") is None  # a class without a record
+    assert accepted_detection(policy, [Detection("a", 1.0, box)], "ksdd1") is None  # a domain without bars

@@ -12,9 +12,8 @@ from ..data.registry import read_dataset
 from ..data.selection import seeded_subset, select_split
 from ..data.yolo_export import export_yolo
 from ..errors import CascadeError, ConfigError, DataError
-from ..evaluation.bundle_calibration import calibrate_domain
+from ..evaluation.bundle_calibration import calibrate_domain, calibrate_layer2
 from ..evaluation.calibration import clopper_pearson_lower
-from ..evaluation.l2_bars import ClassBar, choose_class_bars, frame_outcomes, layer2_summary
 from ..evaluation.standins import GroundTruthOracle
 from ..oracle.pricing import PriceTable
 from ..records import NO_DEFECT, Decision, Frame, Sample
@@ -25,8 +24,8 @@ from ..store.decisions import DecisionLog
 from ..store.labels import LabelStore, RetrainQueue
 from ..store.review import ReviewQueue
 
-__all__ = ["MANIFEST", "Bundle", "CascadeError", "ClassBar", "choose_class_bars", "frame_outcomes", "layer2_summary", "ConfigError", "DataError", "Database", "Decision", "DecisionLog",
+__all__ = ["MANIFEST", "Bundle", "CascadeError", "ConfigError", "DataError", "Database", "Decision", "DecisionLog",
            "Frame", "GateScore", "GroundTruthOracle", "LabelStore", "NO_DEFECT", "Policy", "PriceTable", "RetrainQueue",
-           "ReviewQueue", "Router", "Sample", "Specialist", "SpecialistLayer", "calibrate_domain",
+           "ReviewQueue", "Router", "Sample", "Specialist", "SpecialistLayer", "calibrate_domain", "calibrate_layer2",
            "clopper_pearson_lower", "export_yolo", "load_policy", "open_bundle", "read_calibration", "read_dataset",
            "read_format", "seeded_subset", "select_split", "wide_fraction"]

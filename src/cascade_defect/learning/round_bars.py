@@ -1,78 +1,56 @@
 """Layer-2 bars for one round of the loop, and what they did.
 
-Each round the serving detector's per-class bars are set for a stated precision on its validation
-frames (the detector's recorded val split: never streamed, never trained on, and not the fixed
-hold-out) with `evaluation.l2_bars.choose_class_bars`. "Correct" is the project's rule: the top
-detection's class is one of the frame's image-level classes (NEU-DET: the file-name class). The
-detections come through the same `SpecialistLayer` the router calls, at the detector's own floor,
-so a bar means on validation what it means in routing. A class whose bar cannot be certified gets
-no bar and is never decided by Layer 2.
+Each round the serving detector's bars are set per (domain, class) for a stated precision with
+the function `calibrate --l2-precision` uses (`evaluation.bundle_calibration.calibrate_layer2`), on
+the detector's validation frames (its recorded val split: never streamed, never trained on, not the
+fixed hold-out) that Layer 1 escalates under the round's policy. "Correct" is the project's rule:
+the top detection's class is one of the frame's image-level classes (NEU-DET: the file-name class).
+The detections come through the router's own detector adapter at the detector's floor, so a bar
+means on validation what it means in routing. A class whose precision cannot reach the target gets
+no bar and is never decided by Layer 2 in that domain.
 
-`policy_with_bars` is the loop's one place that turns bars into routing (re-point it to the
-policy's per-(domain, class) bars when they land). `layer2_outcome` counts, over routed frames,
-Layer 2's coverage (decided / frames that reached it) and per-class precision with its certified
-(Clopper–Pearson) lower bound.
+`policy_with_bars` is the loop's one place that turns bars into routing. `layer2_outcome` counts,
+over routed frames, Layer 2's coverage (decided / frames that reached it) and per-class precision
+with its certified (Clopper–Pearson) lower bound.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Any, Mapping, Sequence
 
-from .library import (NO_DEFECT, ClassBar, Decision, Policy, Sample, SpecialistLayer, choose_class_bars,
-                      clopper_pearson_lower, frame_outcomes, layer2_summary)
-
-NEVER = math.inf
-"""The bar of a class Layer 2 must never decide (no confidence reaches it)."""
+from .library import Decision, Policy, Sample, SpecialistLayer, calibrate_layer2, clopper_pearson_lower
 
 
-def true_classes(sample: Sample) -> set[str]:
-    """The frame's image-level classes (its box classes when the format names none)."""
-    if sample.classes:
-        return set(sample.classes)
-    return {b.cls for b in sample.boxes} if sample.boxes else ({NO_DEFECT} if sample.defective is False else set())
-
-
-def detections(detector: Any, samples: Sequence[Sample], batch: int = 16) -> list[list[Any]]:
-    """Per frame the detections through the router's detector adapter (at the detector's floor)."""
+def escalated(gate: Any, policy: Policy, samples: Sequence[Sample], domain: str, batch: int = 16) -> list[Sample]:
+    """The frames of `domain` that Layer 1 passes on under `policy` (all of them without a gate)."""
     from ..imaging import load_image
 
-    layer, out = SpecialistLayer(detector), []
+    out: list[Sample] = []
     for start in range(0, len(samples), batch):
         chunk = samples[start:start + batch]
-        out += layer.detect_batch([load_image(s.image_path) for s in chunk])
+        scores = gate.score_batch([load_image(s.image_path) for s in chunk], domain)
+        out += [s for s, g in zip(chunk, scores) if policy.escalate_from_gate(domain, g.z, g.score)]
     return out
 
 
-def class_bars(detector: Any, val: Sequence[Sample], *, target_precision: float,
-               confidence_level: float = 0.95) -> tuple[dict[str, ClassBar], dict[str, Any]]:
-    """(bars per class, record) for `detector` on its validation frames `val` (every one reaches
-    Layer 2 in the record's coverage: a frame without a detection counts, undecided)."""
-    dets = detections(detector, val)
-    confidence, predicted, correct = frame_outcomes(dets, [bool(s.defective) for s in val],
-                                                    [sorted(true_classes(s)) for s in val])
-    bars = choose_class_bars(confidence, predicted, correct, target_precision=target_precision,
-                             confidence_level=confidence_level, classes=getattr(detector, "class_names", ()))
-    summary = layer2_summary(bars, len(val), confidence_level)
-    record = {"target_precision": target_precision, "confidence_level": confidence_level,
-              "data": "the detector's recorded val split", "frames": len(val),
-              "with_detection": int(sum(p is not None for p in predicted)),
-              **{k: _round(v) for k, v in summary.items() if k not in ("frames", "confidence_level")},
-              "classes": {c: {k: _round(v) for k, v in b.as_dict().items()
-                              if k not in ("cls", "target_precision", "confidence_level")}
-                          for c, b in sorted(bars.items())}}
-    return bars, record
+def domain_bars(detector: Any, val: Sequence[Sample], gate: Any, policy: Policy, domains: Sequence[str], *,
+                target_precision: float, confidence_level: float = 0.95) -> dict[str, dict[str, Any]]:
+    """{domain: the `layer2` calibration record} of `detector` on its escalated validation frames."""
+    layer = SpecialistLayer(detector)
+    out = {}
+    for domain in domains:
+        frames = escalated(gate, policy, [s for s in val if s.domain == domain], domain)
+        record = calibrate_layer2(None, domain, frames, target_precision=target_precision,
+                                  confidence=confidence_level, specialist=layer)
+        out[domain] = {**record, "data": "the detector's recorded val split, frames Layer 1 escalates"}
+    return out
 
 
-def _round(v: Any) -> Any:
-    return round(v, 4) if isinstance(v, float) and math.isfinite(v) else v
-
-
-def policy_with_bars(policy: Policy, bars: Mapping[str, ClassBar]) -> Policy:
-    """`policy` deciding at Layer 2 only where a class has a bar (every other class: never)."""
-    per_class = {c: float(b.bar) for c, b in bars.items() if b.bar is not None}
-    return dataclasses.replace(policy, l2_bar=NEVER, l2_bar_per_class=per_class)
+def policy_with_bars(policy: Policy, bars: Mapping[str, Mapping[str, Any]]) -> Policy:
+    """`policy` with each domain's bars from `domain_bars` (a class without a bar: never decided)."""
+    for domain, record in bars.items():
+        policy = policy.with_l2_bars(domain, record.get("bars") or {})
+    return policy
 
 
 def layer2_outcome(decisions: Sequence[Decision], samples: Sequence[Sample],
@@ -89,7 +67,7 @@ def layer2_outcome(decisions: Sequence[Decision], samples: Sequence[Sample],
         decided += 1
         counts = per.setdefault(str(d.label), [0, 0])
         counts[0] += 1
-        counts[1] += d.label in true_classes(s)
+        counts[1] += bool(s.defective) and d.label in s.classes
     by_class = {c: {"decided": n, "correct": k, "precision": round(k / n, 4),
                     "certified_bound": round(clopper_pearson_lower(k, n, confidence_level), 4)}
                 for c, (n, k) in sorted(per.items())}

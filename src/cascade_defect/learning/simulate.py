@@ -46,7 +46,7 @@ from .learn import LearnSettings, bundle_version, learn
 from .library import (NO_DEFECT, Bundle, Database, DecisionLog, Frame, GateScore, GroundTruthOracle, LabelStore,
                       RetrainQueue, ReviewQueue, Router, Sample, Specialist, SpecialistLayer, calibrate_domain,
                       export_yolo, load_policy, open_bundle, read_dataset, seeded_subset, select_split, wide_fraction)
-from .round_bars import class_bars, layer2_outcome, policy_with_bars
+from .round_bars import domain_bars, layer2_outcome, policy_with_bars
 from ..specialist.datasets import canonical_class_names, held_out_samples, usable_samples
 from ..specialist.metrics import detection_metrics
 
@@ -187,7 +187,7 @@ def build_round0(plan: Plan, s: SimSettings, root: Path, log: Callable[[str], No
     return bundle_dir, gated
 
 
-def _gate_and_policy(bundle: Bundle, plan: Plan, s: SimSettings, bars: dict | None = None):
+def _gate_and_policy(bundle: Bundle, plan: Plan, s: SimSettings):
     from ..gate.store import GateSet
 
     have = set(bundle.info("gate").get("domains", [])) if bundle.has("gate") else set()
@@ -199,19 +199,23 @@ def _gate_and_policy(bundle: Bundle, plan: Plan, s: SimSettings, bars: dict | No
         from dataclasses import replace as dc_replace
 
         policy = dc_replace(policy, l2_bar=s.l2_bar)
-    if bars is not None:
-        policy = policy_with_bars(policy, bars)
     gates = GateSet.load(bundle, sorted(have)) if have else None
     return SimGate(gates, have), policy
 
 
-def _router(bundle: Bundle, det: Specialist, plan: Plan, s: SimSettings, bars: dict | None):
-    """The round's cascade: the bundle's gates and policy (with the round's bars), its detector, the
-    ground-truth stand-in oracle at assumed tokens per call."""
-    gate, policy = _gate_and_policy(bundle, plan, s, bars)
+def _round_cascade(bundle: Bundle, det: Specialist, plan: Plan, s: SimSettings):
+    """(router, policy, bars) of one round: the bundle's gates and policy, with per-(domain, class)
+    Layer-2 bars set on the val split for `s.l2_precision` (None: the bundle's / `--l2-bar`), its
+    detector, and the ground-truth stand-in oracle at assumed tokens per call."""
+    gate, policy = _gate_and_policy(bundle, plan, s)
+    bars = None
+    if s.l2_precision is not None:
+        bars = domain_bars(det, plan.val, gate, policy, [d["domain"] for d in plan.datasets],
+                           target_precision=s.l2_precision, confidence_level=s.l2_confidence)
+        policy = policy_with_bars(policy, bars)
     oracle = GroundTruthOracle(assumed_prompt_tokens=ASSUMED_PROMPT_TOKENS,
                                assumed_completion_tokens=ASSUMED_COMPLETION_TOKENS)
-    return Router(policy, gate, SpecialistLayer(det), oracle), policy
+    return Router(policy, gate, SpecialistLayer(det), oracle), policy, bars
 
 
 def _route(router: Router, samples: Sequence[Sample], s: SimSettings):
@@ -343,11 +347,7 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
             bundle = open_bundle(bundle_dir)
             det = Specialist.from_bundle(bundle, device=s.device)
             map50 = _holdout_map(det, plan.holdout, plan.class_names)
-            bars, bars_record = (None, None)
-            if s.l2_precision is not None:
-                bars, bars_record = class_bars(det, plan.val, target_precision=s.l2_precision,
-                                               confidence_level=s.l2_confidence)
-            router, policy = _router(bundle, det, plan, s, bars)
+            router, policy, bars = _round_cascade(bundle, det, plan, s)
             streamed = stream_round(router, part, plan, s, db, f"round{k}")
             held = route_holdout(router, plan.holdout, s)
             log(f"round {k}: to_oracle {streamed['to_oracle']:.3f} (hold-out {held['to_oracle']:.3f}), "
@@ -360,11 +360,11 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
                    "to_oracle_by_domain": streamed["to_oracle_by_domain"],
                    "gate_recall_by_domain": streamed["gate_recall_by_domain"],
                    "decided_by": streamed["decided_by"], "l2_precision": streamed["l2_precision"],
-                   "l2": streamed["l2"], "l2_bars": bars_record, "holdout_routed": held,
+                   "l2": streamed["l2"], "l2_bars": bars, "holdout_routed": held,
                    "oracle_labels": streamed["oracle_labels"],
                    "reviewer_labels": streamed["reviewer_labels"],
-                   "l2_bar": None if bars is not None else policy.l2_bar,
-                   "l2_bar_per_class": dict(policy.l2_bar_per_class),
+                   "l2_bar": None if policy.l2_bars is not None else policy.l2_bar,
+                   "l2_bars_applied": policy.l2_bars and {d: dict(b) for d, b in policy.l2_bars.items()},
                    "tau": {d: th.tau for d, th in policy.domains.items()}, "gates": gates, "bundle_version": bundle_version(bundle),
                    "detector_sha256": _weights_digest(bundle), "from_bundle": s.from_bundle,
                    "stream_seen_by_round0": sum(x.id in plan.seen_by_round0 for x in part),
