@@ -34,6 +34,9 @@ def learn_cmd(
     holdout_limit: Optional[int] = typer.Option(None, "--holdout-limit", min=1,
                                                 help="Compare on a seeded subset of the hold-out (faster)."),
     no_recalibrate: bool = typer.Option(False, "--no-recalibrate", help="Keep τ as it is."),
+    lr0: Optional[float] = typer.Option(None, "--lr0", min=0.0, help="Fine-tuning learning rate (default 0.002)."),
+    mosaic: Optional[float] = typer.Option(None, "--mosaic", min=0.0, max=1.0,
+                                           help="Share of mosaic-augmented batches (default 0.5)."),
 ) -> None:
     """Fine-tune Layer 2 on the queue + original training data, re-calibrate τ, compare, publish if not worse."""
     if ctx.invoked_subcommand is not None:
@@ -41,14 +44,15 @@ def learn_cmd(
     if not bundle or not out:
         fail("learn needs --bundle and --out (or a subcommand: simulate)")
     _quiet()
-    from ..learning.learn import LearnSettings, learn
+    from ..learning.learn import LearnSettings, finetune_args, learn
     from ..store import Database, default_db_path
 
     path = db or default_db_path()
     if not path.exists():
         fail(f"{path}: no database (nothing was labelled); pass --db or set CASCADE_DB")
     settings = LearnSettings(epochs=epochs, imgsz=imgsz, batch=batch, device=device, alpha=alpha,
-                             holdout_limit=holdout_limit, recalibrate=not no_recalibrate)
+                             holdout_limit=holdout_limit, recalibrate=not no_recalibrate,
+                             train_args=finetune_args(lr0, mosaic))
     result = run_guarded(learn, bundle, run_guarded(Database, path), out, settings=settings,
                          log=lambda m: err_console.print(m, highlight=False))
     emit_json(result)
@@ -70,6 +74,9 @@ def simulate_cmd(
                                         "the detector's own)."),
     epochs0: int = typer.Option(30, "--epochs0", min=1, help="Round-0 epochs (from yolov8n.yaml)."),
     epochs: int = typer.Option(8, "--epochs", min=1, help="Fine-tuning epochs per round."),
+    lr0: Optional[float] = typer.Option(None, "--lr0", min=0.0, help="Fine-tuning learning rate (default 0.002)."),
+    mosaic: Optional[float] = typer.Option(None, "--mosaic", min=0.0, max=1.0,
+                                           help="Fine-tuning share of mosaic batches (default 0.5)."),
     batch: int = typer.Option(16, "--batch", min=1),
     l2_bar: Optional[float] = typer.Option(None, "--l2-bar", help="Layer-2 confidence bar (default: the policy's)."),
     l2_precision: Optional[float] = typer.Option(None, "--l2-precision", min=0.0, max=1.0,
@@ -98,7 +105,7 @@ def simulate_cmd(
                     imgsz=imgsz if imgsz is not None else (None if from_bundle else 224), epochs0=epochs0,
                     epochs=epochs, batch=batch, l2_bar=l2_bar, seed=seed, device=device, gate_epochs=gate_epochs,
                     from_bundle=from_bundle, l2_precision=l2_precision, l2_confidence=l2_confidence,
-                    measure_final=measure_final)
+                    measure_final=measure_final, lr0=lr0, mosaic=mosaic)
 
     def emit(row):
         if json_out:

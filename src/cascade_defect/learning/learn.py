@@ -63,6 +63,12 @@ class LearnSettings:
     train_args: dict[str, Any] = field(default_factory=lambda: dict(FINETUNE_ARGS))
 
 
+def finetune_args(lr0: float | None = None, mosaic: float | None = None) -> dict[str, Any]:
+    """`FINETUNE_ARGS` with the learning rate and mosaic share replaced where given (a converged detector
+    may need a gentler schedule than the default)."""
+    return {**FINETUNE_ARGS, **({} if lr0 is None else {"lr0": lr0}), **({} if mosaic is None else {"mosaic": mosaic})}
+
+
 def bundle_version(bundle: Bundle) -> str:
     return hashlib.sha256((bundle.root / MANIFEST).read_bytes()).hexdigest()[:16]
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from .compare import predict_holdout
 from .from_bundle import copy_bundle, recorded_plan
-from .learn import LearnSettings, bundle_version, learn
+from .learn import LearnSettings, bundle_version, finetune_args, learn
 from .library import (NO_DEFECT, Bundle, Database, DecisionLog, Frame, GateScore, GroundTruthOracle, LabelStore,
                       RetrainQueue, ReviewQueue, Router, Sample, Specialist, SpecialistLayer, calibrate_domain,
                       export_yolo, load_policy, open_bundle, read_dataset, seeded_subset, select_split, wide_fraction)
@@ -82,6 +82,9 @@ class SimSettings:
     l2_precision: float | None = None
     l2_confidence: float = 0.95
     measure_final: bool = False
+    lr0: float | None = None
+    """Fine-tuning learning rate (None: `learn`'s default); `mosaic` likewise."""
+    mosaic: float | None = None
     train_args0: dict[str, Any] = field(default_factory=lambda: {
         "optimizer": "SGD", "lr0": 0.01, "val": False, "mosaic": 1.0, "close_mosaic": 0, "flipud": 0.5, "hsv_h": 0.0, "hsv_s": 0.0})
 
@@ -389,7 +392,8 @@ def _learn_round(bundle_dir: Path, db: Database, root: Path, k: int, s: SimSetti
     t1 = time.perf_counter()
     result = learn(bundle_dir, db, root / f"bundle-{k + 1}", settings=LearnSettings(
         epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=s.device, seed=s.seed,
-        n_resamples=s.n_resamples, holdout_limit=s.holdout_limit), work_dir=root / "work" / f"learn-{k}", log=log)
+        n_resamples=s.n_resamples, holdout_limit=s.holdout_limit, train_args=finetune_args(s.lr0, s.mosaic)),
+        work_dir=root / "work" / f"learn-{k}", log=log)
     comp = result.get("comparison") or {}
     return {"learn": {"status": result["status"], "written": result["written"],
                       "queue_drained": (result.get("queue") or {}).get("drained", 0),
