@@ -280,3 +280,41 @@ def test_the_loops_policy_decides_a_class_only_at_or_above_its_bar():
     assert accepted_detection(policy, [Detection("b", 1.0, box)], "steel") is None  # no bar: never decided
     assert accepted_detection(policy, [Detection("c", 1.0, box)], "steel") is None  # a class without a record
     assert accepted_detection(policy, [Detection("a", 1.0, box)], "ksdd1") is None  # a domain without bars
+
+
+def test_learn_sets_a_domains_layer2_bars_again_for_the_new_detector(loop, tmp_path):
+    """A domain calibrated with `--l2-precision` is re-calibrated by `learn` even without new defective
+    frames: its bars belonged to the previous detector (the card and record say what they became)."""
+    import shutil
+
+    from cascade_defect.bundles.bundle import Bundle
+    from cascade_defect.data.registry import read_dataset
+    from cascade_defect.data.selection import select_split
+    from cascade_defect.evaluation.bundle_calibration import calibrate_domain
+
+    root, _ = loop
+    shutil.copytree(root / "run" / "bundle-0", tmp_path / "b")
+    bundle = Bundle.open(tmp_path / "b")
+    (domain, rec), = json.loads((bundle.path("calibration") / "calibration.json").read_text())["calibrations"].items()
+    src = rec["data"]
+    val = select_split(read_dataset(src["format"], src["root"], domain=domain).samples, "val", seed=src["seed"])
+    calibrate_domain(bundle, domain, val, mode="knee", l2_precision=0.5, data_info=src)
+    split = RecordedSplit.from_fit_info(Specialist.from_bundle(bundle, device="cpu").fit_info_)
+    normal = next(x for x in split.samples("train") if not x.defective)
+    db = Database(tmp_path / "l.db")
+    try:
+        LabelStore(db).add(frame_id=normal.id, image_ref=str(normal.image_path), domain=domain, label="no_defect",
+                           source="human", labelled_by="t", boxes=[])
+        result = learn(bundle.root, db, tmp_path / "v2", settings=LearnSettings(epochs=1, imgsz=64, batch=8,
+                                                                                n_resamples=50, holdout_limit=10))
+    finally:
+        db.close()
+    if not result["written"]:
+        pytest.skip("the tiny candidate was rejected (rejection is checked elsewhere)")
+    cal = result["calibration"][domain]
+    assert cal["changed"] is True and cal["production_frames"] == 0  # re-set although no defective label came
+    assert cal["layer2"]["target_precision"] == 0.5 and "bars_before" in cal["layer2"]
+    after = json.loads((tmp_path / "v2" / "calibration" / "calibration.json").read_text())
+    assert after["calibrations"][domain]["layer2"]["target_precision"] == 0.5
+    assert after["calibrations"][domain]["date"] >= rec["date"]
+    assert "Layer-2 bars set again for the new detector" in (tmp_path / "v2" / "learning" / "MODEL_CARD.md").read_text()
