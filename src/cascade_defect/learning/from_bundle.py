@@ -21,8 +21,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .library import Bundle, ConfigError, Specialist, open_bundle, read_format
 from .sources import RecordedSplit
+from ..bundles.bundle import Bundle
+from ..cascade.assemble import open_bundle
+from ..errors import ConfigError
+from ..specialist.datasets import read_format
+from ..specialist.yolo import Specialist
 
 
 def remap_roots(source: dict[str, Any], roots: Sequence[tuple[str, str]]) -> dict[str, Any]:

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from .library import Decision, Policy, Sample, SpecialistLayer, calibrate_layer2, clopper_pearson_lower
+from ..cascade.assemble import SpecialistLayer
+from ..cascade.policy import Policy
+from ..evaluation.bundle_calibration import calibrate_layer2
+from ..evaluation.calibration import clopper_pearson_lower
+from ..records import Decision, Sample
 
 
 def escalated(gate: Any, policy: Policy, samples: Sequence[Sample], domain: str, batch: int = 16) -> list[Sample]:

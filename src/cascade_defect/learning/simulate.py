@@ -44,8 +44,8 @@ from .compare import predict_holdout
 from .from_bundle import copy_bundle, recorded_plan
 from .learn import LearnSettings, bundle_version, finetune_args, learn
 from .library import (NO_DEFECT, Bundle, Database, DecisionLog, Frame, GateScore, GroundTruthOracle, LabelStore,
-                      RetrainQueue, ReviewQueue, Router, Sample, Specialist, SpecialistLayer, calibrate_domain,
-                      export_yolo, load_policy, open_bundle, read_dataset, seeded_subset, select_split, wide_fraction)
+                      RetrainQueue, ReviewQueue, Router, Sample, Specialist, calibrate_domain, export_yolo, load_policy,
+                      open_bundle, read_dataset, seeded_subset, select_split, wide_fraction)
 from .round_bars import domain_bars, layer2_outcome, policy_with_bars
 from ..specialist.datasets import canonical_class_names, held_out_samples, usable_samples
 from ..specialist.metrics import detection_metrics
@@ -218,6 +218,8 @@ def _round_cascade(bundle: Bundle, det: Specialist, plan: Plan, s: SimSettings):
         policy = policy_with_bars(policy, bars)
     oracle = GroundTruthOracle(assumed_prompt_tokens=ASSUMED_PROMPT_TOKENS,
                                assumed_completion_tokens=ASSUMED_COMPLETION_TOKENS)
+    from ..cascade.assemble import SpecialistLayer
+
     return Router(policy, gate, SpecialistLayer(det), oracle), policy, bars
 
 
