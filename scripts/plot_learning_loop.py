@@ -48,6 +48,7 @@ def main(argv: list[str]) -> None:
             if key != "map50" and any("holdout_routed" in r for r in rows):
                 ax.plot([r["round"] for r in rows], [_value(r["holdout_routed"], key) for r in rows], marker="s",
                         linestyle="--", color=colour, label=f"{name} (hold-out)")
+        ax.set_ylim(0, 1.02) if key != "cost_per_100k" else ax.set_ylim(bottom=0)  # shares on their full scale
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("round")
         ax.set_xticks(sorted({r["round"] for _, rows in runs for r in rows}))
