@@ -234,7 +234,9 @@ def print_calibration(record: dict) -> None:
         f"{name} {src['defective']} defective + {src['normal']} normal" for name, src in ev["sources"].items())
         + f" (sha256 {ev['sha256'][:12]}…)"), highlight=False)
     l2 = record.get("layer2")
-    if l2:
+    if l2 and l2.get("detector") is None:
+        err_console.print("layer 2: no detector in the bundle, bars left as they were", highlight=False)
+    elif l2:
         cov = "—" if l2.get("coverage") is None else f"{l2['coverage']:.1%}"
         prec = "—" if l2.get("precision") is None else f"{l2['precision']:.3f}"
         err_console.print(escape(f"layer 2 (target precision {l2['target_precision']}): decides {cov} of the "

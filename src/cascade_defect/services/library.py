@@ -45,8 +45,8 @@ def oracle_labels(domain: str) -> tuple[str, ...]:
 __all__ = [
     "MANIFEST", "MAX_ASPECT_RATIO", "Bundle", "BundleError", "CascadeError", "ConfigError", "DataError", "Database",
     "Decision", "DecisionLog", "Detection", "FrameClaims", "ImageStore", "image_store_path", "review_image_root",
-    "calibration_summaries", "monitor_from_env", "read_calibration", "references_from_calibration",
     "Frame", "GateScore", "LayerResult", "OracleVerdict", "ReviewIntake", "ReviewQueue", "Router",
+    "calibration_summaries", "monitor_from_env", "read_calibration", "references_from_calibration",
     "decision_from_dict", "decision_to_dict", "default_db_path", "load_gate", "load_image", "load_oracle",
     "load_policy", "load_specialist", "open_bundle", "oracle_labels", "resolve_bundle_from_env",
 ]
