@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from . import cascade, config, data, gate, learn, models, oracle, queue, review, serve, specialist
+from . import cascade, config, data, gate, ingest, learn, models, oracle, queue, review, serve, specialist
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -39,6 +39,7 @@ app.command("evaluate")(cascade.evaluate)
 app.command("serve")(serve.serve)
 app.command("enqueue")(queue.enqueue)
 app.command("worker")(queue.worker)
+app.command("ingest")(ingest.ingest)
 
 
 def _print_version(value: bool) -> None:

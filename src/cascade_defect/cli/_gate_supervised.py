@@ -18,7 +18,8 @@ def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: 
                     seed: int, short_side: int | None, holdout: float, min_holdout: int, backbone: str,
                     aggregate: str, coreset: str, coreset_fraction: float, index: str, normalize: str,
                     epochs: int, max_defectives: int | None, steps: int, candidates: str,
-                    synthetic_kinds: str | None = None, json_out: bool = False) -> None:
+                    synthetic_kinds: str | None = None, oof_folds: int | None = None,
+                    json_out: bool = False) -> None:
     from ..data.selection import select_split
     from ..gate import save_gate
     from ..gate.combined import CombinedGate
@@ -52,6 +53,16 @@ def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: 
         model = SupervisedGate(seed=seed, holdout_fraction=holdout, min_holdout=min_holdout, **sup)
         with StepProgress(f"supervised gate '{domain}'") as on_step:
             run_guarded(model.fit, paths, names, domain=domain, defectives=defectives, on_step=on_step)
+        if oof_folds:
+            from ..gate.out_of_fold import out_of_fold_scores
+
+            with err_console.status(f"{oof_folds}-fold out-of-fold scores for '{domain}'", spinner="dots"):
+                model.out_of_fold_ = run_guarded(
+                    out_of_fold_scores,
+                    lambda: SupervisedGate(seed=seed, holdout_fraction=holdout, min_holdout=min_holdout, **sup),
+                    paths, [s.group or str(s.image_path) for s in normals], defectives,
+                    [s.group or str(s.image_path) for s in defective if s.defective], folds=oof_folds, seed=seed,
+                    domain=domain)
     else:
         with err_console.status(what, spinner="dots"):
             if gate == "combined":
