@@ -45,7 +45,7 @@ def test_help_has_no_bool_metavar_and_no_visible_old_spelling(path):
 def test_enum_options_list_their_choices():
     assert "<local|ray>" in runner.invoke(app, ["run", "--help"]).stdout
     assert "<torch|onnx|none>" in runner.invoke(app, ["run", "--help"]).stdout
-    assert "<knee|recall>" in runner.invoke(app, ["calibrate", "--help"]).stdout
+    assert "<risk|knee|recall>" in runner.invoke(app, ["calibrate", "--help"]).stdout
     fit = runner.invoke(app, ["gate", "fit", "--help"]).stdout
     assert "<patchcore|autoencoder|supervised|combined|auto>" in fit and "<ivf|hnsw|flat|exact>" in fit
     bad = runner.invoke(app, ["run", "x.png", "--bundle", "b", "--domain", "d", "--engine", "spark"])
