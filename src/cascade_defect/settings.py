@@ -147,6 +147,8 @@ class Settings(BaseSettings):
     # -- HTTP services (docs/services.md) ----------------------------------------------------
     api_keys: SecretStr | None = Field(None, validation_alias="CASCADE_API_KEYS",
                                        description="comma-separated client keys of the router, plain or sha256:HEX (secret)")
+    client_key: SecretStr | None = Field(None, validation_alias="CASCADE_API_KEY",
+                                         description="the key `ingest --to` sends to the router (secret)")
     admin_keys: SecretStr | None = Field(None, validation_alias="CASCADE_ADMIN_KEYS",
                                          description="keys allowed on /v1/admin/* (default: the API keys) (secret)")
     service_key: SecretStr | None = Field(None, validation_alias="CASCADE_SERVICE_KEY",

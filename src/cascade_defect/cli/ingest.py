@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -43,7 +42,10 @@ def ingest(
     src = run_guarded(open_source, source, rtsp_transport=rtsp_transport, give_up_s=give_up_s,
                       idle_exit_s=idle_exit_s)
     if to is not None:
-        sink = run_guarded(HttpSink, to, domain, os.environ.get("CASCADE_API_KEY"))
+        from ..settings import settings
+
+        key = settings().client_key
+        sink = run_guarded(HttpSink, to, domain, key.get_secret_value() if key else None)
     else:
         from ..distributed.queue import connect
 
