@@ -129,7 +129,10 @@ LayerName = Literal["gate", "specialist", "oracle", "review"]
 class LayerResult(MeteredUsage):
     """What one layer reported for one frame: its scores, timings and cost.
 
-    A layer only scores; the policy turns these numbers into routing.
+    A layer only scores; the policy turns these numbers into routing. `bar` (Layer 2) is the
+    confidence bar that applied to the top detection in the frame's domain (None: its class has no
+    bar there); `note` says why this layer did not decide when a policy rule held it back (drift,
+    a class without a bar).
     """
 
     layer: LayerName
@@ -143,9 +146,20 @@ class LayerResult(MeteredUsage):
     cache_hit: bool | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    bar: float | None = None
+    note: str | None = None
 
 
 DecidingLayer = Literal[1, 2, 3, "review"]
+"""The deciding layer in memory; records (JSONL, SQLite, HTTP) write it as one type, a string:
+"1", "2", "3" or "review"."""
+
+
+def utc_timestamp() -> str:
+    """Now, UTC, ISO 8601 with milliseconds (``2026-12-06T16:04:26.123+00:00``)."""
+    import datetime as _dt
+
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -160,6 +174,10 @@ class Decision:
     box: tuple[float, float, float, float] | None = None
     trace: list[LayerResult] = field(default_factory=list)
     error: str | None = None
+    timestamp: str | None = None
+    """When the decision was made: UTC, ISO 8601 (set by the router)."""
+    bundle_version: str | None = None
+    """The version (manifest digest) of the bundle whose models decided (set by the router)."""
 
     @property
     def defective(self) -> bool | None:

@@ -16,7 +16,6 @@ bundle stops the program before the first frame. Configuration enters here as ar
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,13 +77,18 @@ def load_policy(bundle: Bundle, domains: Sequence[str] = (), environ=None) -> Po
 
 
 def write_calibration(bundle: Bundle, domain: str, tau: float, record: dict[str, Any],
-                      l2_bar: float | None = None) -> Policy:
-    """Set τ of `domain` in the bundle's calibration file, keeping other domains; returns the policy."""
+                      l2_bar: float | None = None, l2_bars: dict[str, float] | None = None) -> Policy:
+    """Set τ of `domain` in the bundle's calibration file, keeping other domains; returns the policy.
+
+    `l2_bars` ({class: bar}) replaces the domain's Layer-2 bars; `l2_bar` sets the legacy single bar.
+    """
     data = read_calibration(bundle)
     policy = Policy.from_dict(data) if data else Policy()
     policy = policy.with_tau(domain, tau)
     if l2_bar is not None:
         policy = Policy.from_dict({**policy.to_dict(), "l2_bar": l2_bar})
+    if l2_bars is not None:
+        policy = policy.with_l2_bars(domain, l2_bars)
     out = {**data, **policy.to_dict()}
     history = dict(out.get("calibrations", {}))
     history[domain] = {**record, "tau": tau,
@@ -120,6 +124,20 @@ class LayerOptions:
     retry_attempts: int | None = None
     breaker_failures: int | None = None
     breaker_reset_s: float | None = None
+    drift_settings: Any = None
+
+
+DRIFT_FROM_CALIBRATION = "drift-from-calibration"
+"""A `drift` argument of `build_router`: watch Layer 1 against the drift references in the bundle's
+calibration (`monitoring.drift.drift_monitor`, tuned by `LayerOptions.drift_settings`)."""
+
+
+def calibration_drift_monitor(bundle: Bundle, drift_settings: Any = None):
+    """A `DriftMonitor` over the drift references of the bundle's calibration; `drift_settings` (a
+    `Settings`) may tune window, PSI bound, rate alpha and minimum frames."""
+    from ..monitoring.drift import drift_monitor, references_from_calibration
+
+    return drift_monitor(references_from_calibration(read_calibration(bundle)), drift_settings)
 
 
 class DetectorLayer:
@@ -261,8 +279,7 @@ def oracle_from_settings(config=None, *, db, bundle: Bundle | None = None, **ove
 
 def bundle_version(bundle: Bundle) -> str:
     """Short SHA-256 of the bundle's manifest (it lists every file's checksum): the bundle's identity."""
-    manifest = bundle.root / MANIFEST
-    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.is_file() else "unversioned"
+    return bundle.version if (bundle.root / MANIFEST).is_file() else "unversioned"
 
 
 def review_labels(domain: str) -> tuple[str, ...]:
@@ -304,6 +321,8 @@ class LoadedCascade:
         return {"bundle": str(self.bundle.root), "domain": domain, "tau": th.tau,
                 "mse_threshold": th.mse_threshold, "threshold_source": th.source,
                 "l2_bar": self.router.policy.l2_bar,
+                "l2_bars": None if self.router.policy.l2_bars is None else
+                dict(self.router.policy.l2_bars.get(domain) or {}),
                 "specialist": self.router.specialist is not None,
                 "oracle": getattr(self.oracle, "backend_name", type(self.oracle).__name__),
                 "oracle_limits": self.oracle.limits() if hasattr(self.oracle, "limits") else None}
@@ -340,7 +359,8 @@ def load_layers(bundle_ref: str | Path | Bundle, layers: Sequence[str], *, db=No
 def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[str] | None = None,
                  gate: Any = LOCAL, specialist: Any = LOCAL, oracle: Any = LOCAL,
                  review: ReviewSink | str | None = REVIEW_QUEUE, db=None, options: LayerOptions = LayerOptions(),
-                 policy: Policy | None = None, environ: Mapping[str, str] | None = None) -> LoadedCascade:
+                 policy: Policy | None = None, environ: Mapping[str, str] | None = None,
+                 drift: Any = None) -> LoadedCascade:
     """The router of a bundle, for every transport: load once, check everything, return a `LoadedCascade`.
 
     * `domains`: the domains to serve, each checked for a threshold (and a gate, when the gate is
@@ -354,6 +374,10 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
       None only for a replay nobody reviews (evaluation).
     * `policy`: the thresholds, when the caller has them already (default: the bundle's calibration
       with `environ`'s overrides, via `load_policy`).
+    * `drift`: the router's Layer 1 drift watch: None (none), `DRIFT_FROM_CALIBRATION` (the bundle's
+      calibration references, `calibration_drift_monitor`) or a monitor object (`observe`, `hold`).
+
+    Every decision is stamped with the bundle's version (`LoadedCascade.version`).
 
     `bundle_ref` None builds from parts alone (evaluation replay, tests): then `policy` is required and
     no layer may be `LOCAL`.
@@ -361,7 +385,9 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
     if gate is None:
         raise ConfigError("a router needs a gate: Layer 1 runs on every frame")
     if bundle_ref is None:
-        return _from_parts(domains, gate, specialist, oracle, review, db, policy)
+        if _is(drift, DRIFT_FROM_CALIBRATION):
+            raise ConfigError("drift from calibration needs a bundle")
+        return _from_parts(domains, gate, specialist, oracle, review, db, policy, drift)
     bundle = _bundle(bundle_ref)
     policy = policy or load_policy(bundle, list(domains or ()), environ)
     for d in domains or ():
@@ -382,18 +408,21 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
     loaded.domains = served
     if _is(review, REVIEW_QUEUE):
         review = _review_queue(loaded.oracle, db)
-    loaded.router = Router(policy, loaded.gate, loaded.specialist, loaded.oracle, review)
+    if _is(drift, DRIFT_FROM_CALIBRATION):
+        drift = calibration_drift_monitor(bundle, options.drift_settings)
+    loaded.router = Router(policy, loaded.gate, loaded.specialist, loaded.oracle, review, drift=drift,
+                           bundle_version=loaded.version)
     return loaded
 
 
-def _from_parts(domains, gate, specialist, oracle, review, db, policy) -> LoadedCascade:
+def _from_parts(domains, gate, specialist, oracle, review, db, policy, drift=None) -> LoadedCascade:
     """A router from given layers and policy, with no bundle (see `build_router`)."""
     if policy is None or any(_is(x, LOCAL) for x in (gate, specialist, oracle)):
         raise ConfigError("without a bundle, give the policy and every layer (none can be loaded)")
     if _is(review, REVIEW_QUEUE):
         review = _review_queue(oracle, db)
     served = list(domains) if domains is not None else sorted(policy.domains)
-    return LoadedCascade(None, "no-bundle", served, Router(policy, gate, specialist, oracle, review),
+    return LoadedCascade(None, "no-bundle", served, Router(policy, gate, specialist, oracle, review, drift=drift),
                          gate, specialist, oracle)
 
 
@@ -416,7 +445,7 @@ def _review_queue(oracle: Any, db) -> ReviewSink:
     return ReviewIntake(ReviewQueue(db), review_labels)
 
 
-__all__ = ["LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
-           "build_router", "bundle_version", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
+__all__ = ["DRIFT_FROM_CALIBRATION", "LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
+           "build_router", "bundle_version", "calibration_drift_monitor", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
            "open_bundle", "oracle_from_settings", "oracle_taxonomy", "price_table", "read_calibration", "review_labels",
            "specialist_domains", "write_calibration"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..contracts import GateLayer, OracleLayer, ReviewSink, SpecialistLayer, call_isolated, specialist_serves
-from ..records import Decision, Frame, LayerResult
+from ..records import Decision, Frame, LayerResult, utc_timestamp
 from .decide import NO_ORACLE, FrameOutputs, Next, decide, top_detection
 from .policy import Policy
 
@@ -29,15 +29,23 @@ class Router:
     needs it then goes to review. `review` receives every decision with layer ``review``,
     whoever made it (the oracle's hand-overs, no oracle, an oracle that raised); the sink is
     idempotent by frame, so a frame the oracle already queued is not queued twice.
+
+    `drift` (optional) watches Layer 1 per domain: it is fed every frame's z (`observe(domain, z)`)
+    and asked `hold(domain)` after each batch of a domain; a reason (not None) marks the batch's
+    frames as drifted, so `decide` lets no cheap layer decide them (e.g. an
+    `monitoring.drift.DriftMonitor` built from the bundle's calibration).
     """
 
     def __init__(self, policy: Policy, gate: GateLayer, specialist: SpecialistLayer | None = None,
-                 oracle: OracleLayer | None = None, review: ReviewSink | None = None):
+                 oracle: OracleLayer | None = None, review: ReviewSink | None = None, drift: Any = None,
+                 bundle_version: str | None = None):
         self.policy = policy
+        self.bundle_version = bundle_version
         self.gate = gate
         self.specialist = specialist
         self.oracle = oracle
         self.review = review
+        self.drift = drift
 
     def route(self, frames: Sequence[Frame]) -> list[Decision]:
         """One decision per frame, in input order."""
@@ -53,6 +61,8 @@ class Router:
             """Record layer outputs of frame i, then ask `decide` what happens to it next."""
             outputs[i] = replace(outputs[i], **seen)
             nxt = decide(self.policy, outputs[i])
+            if (nxt.bar is not None or nxt.note) and traces[i]:  # about the layer that just reported
+                traces[i][-1].bar, traces[i][-1].note = nxt.bar, nxt.note
             if "gate" in seen and self.specialist is not None and not outputs[i].has_specialist \
                     and (isinstance(nxt, Next) or nxt.layer == "review"):
                 traces[i].append(LayerResult("specialist", 0.0,
@@ -72,6 +82,9 @@ class Router:
         self._run_specialist(frames, sorted(i for i, _ in waiting["specialist"]), traces, step)
         self._run_oracle(frames, sorted(waiting["oracle"]), traces, step)
         self._submit_reviews(decisions, outputs, review_hints)
+        stamp = utc_timestamp()
+        for d in decisions.values():
+            d.timestamp, d.bundle_version = stamp, self.bundle_version
         return [decisions[i] for i in range(len(frames))]
 
     def _submit_reviews(self, decisions: dict[int, Decision], outputs: dict[int, FrameOutputs],
@@ -104,6 +117,7 @@ class Router:
             results = call_isolated(
                 lambda ids: self.gate.score_batch([frames[j].image for j in ids], domain), idx)
             per_ms = (time.perf_counter() - t0) * 1000 / len(idx)
+            drifted = self._drift_state(domain, results)
             for i, res in zip(idx, results):
                 if isinstance(res, Exception):
                     traces[i].append(LayerResult("gate", per_ms, error=str(res)))
@@ -111,7 +125,16 @@ class Router:
                     region = {"region": [float(v) for v in res.region]} if res.region is not None else {}
                     traces[i].append(LayerResult("gate", per_ms, score=res.score, z=res.z, error=res.error,
                                                  extra=region))
-                step(i, gate=res)
+                step(i, gate=res, drifted=drifted)
+
+    def _drift_state(self, domain: str, results) -> str | None:
+        """Feed this batch's z to the drift watch; why the domain is held (None: it is not)."""
+        if self.drift is None:
+            return None
+        for res in results:
+            if not isinstance(res, Exception):
+                self.drift.observe(domain, res.z)
+        return self.drift.hold(domain)
 
     def _run_specialist(self, frames, flagged, traces, step) -> None:
         by_domain: dict[str, list[int]] = {}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
-from .common import emit_json, err_console, escape, fail, progress, read_format, run_guarded
+from .common import Format, DEVICE_HELP, emit_json, err_console, escape, fail, prefer, progress, read_format, run_guarded
 
-app = typer.Typer(help="Layer-1 gate: fit on a domain's defect-free images, score images.",
+app = typer.Typer(rich_markup_mode=None, help="Layer-1 gate: fit on a domain's defect-free images, score images.",
                   no_args_is_help=True)
 
 GATES = ("patchcore", "autoencoder", "supervised", "combined", "auto")
@@ -46,11 +46,13 @@ def _training_normals(samples, split: Optional[str], seed: int = 0):
 
 @app.command("fit")
 def fit(
-    fmt: str = typer.Option(..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
+    fmt: Format = typer.Option(..., "--format", "-f", help="Dataset format."),
     root: Path = typer.Option(..., "--root", help="Dataset root folder."),
     domain: str = typer.Option(..., "--domain", help="Domain the gate is for (its key in the bundle)."),
-    out: Path = typer.Option(..., "--out", help="Bundle folder to add the domain's gate to (created if missing)."),
-    gate: str = typer.Option(
+    bundle: Optional[Path] = typer.Option(None, "--bundle",
+                                          help="Bundle folder to add the domain's gate to (created if missing)."),
+    out_old: Optional[Path] = typer.Option(None, "--out", hidden=True, help="Old spelling of --bundle."),
+    gate: Literal["patchcore", "autoencoder", "supervised", "combined", "auto"] = typer.Option(
         "patchcore", "--gate",
         help="patchcore (default), autoencoder, supervised (learns from labelled defectives + synthetic "
              "anomalies), combined (max z of patchcore and supervised) or auto (best validation AUROC)."),
@@ -62,11 +64,14 @@ def fit(
         None, "--short-side", help="Working scale: pixels of the short side (0: native; default 256, supervised 128)."),
     holdout: float = typer.Option(0.2, "--holdout", help="Share of normals held out for the statistics."),
     min_holdout: int = typer.Option(10, "--min-holdout", help="Fewest held-out normals accepted."),
-    coreset: str = typer.Option("random", "--coreset", help="random (default) or greedy k-center."),
+    coreset: Literal["random", "greedy"] = typer.Option("random", "--coreset",
+                                                        help="random (default) or greedy k-center."),
     coreset_fraction: float = typer.Option(0.1, "--coreset-fraction", help="Share of patches kept in the bank."),
-    aggregate: str = typer.Option("max", "--aggregate", help="Image score from patch scores: max or p99."),
-    index: str = typer.Option("ivf", "--index", help="Bank search: ivf (certified max), hnsw, flat or exact."),
-    normalize: str = typer.Option("image", "--normalize", help="Input normalisation: image (own mean/std) or imagenet."),
+    aggregate: Literal["max", "p99"] = typer.Option("max", "--aggregate", help="Image score from patch scores."),
+    index: Literal["ivf", "hnsw", "flat", "exact"] = typer.Option(
+        "ivf", "--index", help="Bank search: ivf (certified max), hnsw, flat or exact."),
+    normalize: Literal["image", "imagenet"] = typer.Option(
+        "image", "--normalize", help="Input normalisation: image (own mean/std) or imagenet."),
     epochs: int = typer.Option(20, "--epochs", help="Autoencoder training epochs."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to fit on: train (default; the dataset's own or the group-aware split), val, test or all."),
     max_normals: Optional[int] = typer.Option(
@@ -79,23 +84,29 @@ def fit(
         None, "--synthetic-kinds",
         help="supervised: synthetic anomaly kinds drawn, comma-separated from stroke, strip, blob; a kind named "
              "twice is drawn twice as often (default: the gate's documented mix)."),
+    oof_folds: Optional[int] = typer.Option(
+        None, "--oof-folds",
+        help="supervised: also fit K fold models (group-aware K-fold over the training items) and store each "
+             "training defective's and normal's out-of-fold z with the gate, as evidence for `calibrate`."),
     candidates: str = typer.Option(
         "patchcore,patchcore-imagenet,supervised,combined", "--candidates",
         help="auto: comma-separated candidates (patchcore, patchcore-imagenet, autoencoder, supervised, "
              "supervised-textures, combined)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid items (listed on stderr)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the fit record as one JSON object."),
 ) -> None:
     """Fit a gate on a domain's training images and add it to the bundle (patchcore/autoencoder:
     the defect-free ones; supervised/combined/auto: the labelled defectives as well)."""
     import time
 
+    out = prefer(bundle, out_old, "gate fit --out", "--bundle")
+    if out is None:
+        fail("gate fit needs --bundle (the bundle folder to add the gate to)")
     _quiet_openmp()
     from ..data.selection import seeded_subset
     from ..gate import AutoencoderGate, PatchCoreGate, save_gate
     from ..settings import settings
 
-    if gate not in GATES:
-        fail(f"unknown --gate {gate!r}; choose one of {', '.join(GATES)}")
     if max_normals is not None and max_normals <= min_holdout:
         fail(f"--max-normals must exceed --min-holdout ({min_holdout}): the gate holds out normals for its "
              f"statistics, got {max_normals}")
@@ -109,6 +120,8 @@ def fit(
     normals = seeded_subset(normals, max_normals, seed)
     if max_defectives is not None and max_defectives < 0:
         fail(f"--max-defectives must be 0 or more, got {max_defectives}")
+    if oof_folds is not None and (gate != "supervised" or oof_folds < 2):
+        fail(f"--oof-folds needs --gate supervised and K >= 2 (got --gate {gate}, K = {oof_folds})")
     if gate in LABEL_GATES:
         from ._gate_supervised import fit_with_labels
 
@@ -117,7 +130,7 @@ def fit(
                         min_holdout=min_holdout, backbone=backbone, aggregate=aggregate, coreset=coreset,
                         coreset_fraction=coreset_fraction, index=index, normalize=normalize, epochs=epochs,
                         max_defectives=max_defectives, steps=steps, candidates=candidates,
-                        synthetic_kinds=synthetic_kinds)
+                        synthetic_kinds=synthetic_kinds, oof_folds=oof_folds, json_out=json_out)
         return
     side = 256 if short_side is None else (short_side or None)
     if gate == "patchcore":
@@ -136,21 +149,36 @@ def fit(
                     domain=domain)
     seconds = time.perf_counter() - t0
     run_guarded(save_gate, out, domain, model)
-    emit_json({"bundle": str(out), "domain": domain, "gate": gate, "normals": len(normals),
-               "normals_available": available, "split": used_split, "seconds": round(seconds, 2), **model.summary()})
+    report_fit({"bundle": str(out), "domain": domain, "gate": gate, "normals": len(normals),
+                "normals_available": available, "split": used_split, "seconds": round(seconds, 2),
+                **model.summary()}, json_out)
+
+
+def report_fit(record: dict, json_out: bool) -> None:
+    """`gate fit`'s result: the record as JSON, or a short summary for people."""
+    if json_out:
+        emit_json(record)
+        return
+    chosen = f" (auto chose {record['chosen']})" if record.get("chosen") else ""
+    defectives = (f" and {record['defectives_available']} labelled defectives"
+                  if record.get("defectives_available") is not None else "")
+    typer.echo(f"fitted the {record['gate']} gate{chosen} for domain '{record['domain']}' on {record['normals']} "
+               f"normals{defectives} of split '{record['split']}' in {record['seconds']:.1f} s")
+    typer.echo(f"bundle: {record['bundle']}  (next: cascade-defect calibrate --bundle {record['bundle']} "
+               f"--domain {record['domain']} ...)")
 
 
 @app.command("score")
 def score(
     bundle: Path = typer.Option(..., "--bundle", help="Bundle folder holding the gate."),
-    fmt: str = typer.Option(..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
+    fmt: Format = typer.Option(..., "--format", "-f", help="Dataset format."),
     root: Path = typer.Option(..., "--root", help="Dataset root folder."),
     domain: str = typer.Option(..., "--domain", help="Domain whose gate scores the images."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
     split: Optional[str] = typer.Option(None, "--split", help="Only this split: train, val, test (as `gate fit` splits) or all (default)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the group-aware split (with --split)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="onnx or torch (default: as fitted)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: as fitted)."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " Default: as fitted."),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per batch."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid items (listed on stderr)."),
 ) -> None:

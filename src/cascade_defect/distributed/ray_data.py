@@ -26,6 +26,7 @@ from ..cascade.assemble import (LayerOptions, build_router, load_layers, load_or
 from ..cascade.runner import resolve_inputs
 from ..cascade.summary import summarise
 from ..data.files import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
+from ..data.inputs import is_mask_name
 from ..errors import CascadeError
 from ..imaging import load_image
 from ..records import Frame
@@ -65,7 +66,7 @@ def list_inputs(specs: Sequence[str]) -> list[tuple[str, str | None]]:
             fs, root = fsspec.core.url_to_fs(uri, **options)
             scheme = spec.split("://", 1)[0]
             found = sorted(p for p in (fs.find(root) if fs.isdir(root) else [root])
-                           if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+                           if Path(p).suffix.lower() in IMAGE_SUFFIXES and not is_mask_name(p))
             if not found:
                 out.append((spec, f"{spec}: no image objects under this prefix"))
             out.extend((f"{scheme}://{p}", None) for p in found)
@@ -192,6 +193,7 @@ class OracleStage:
         self.final = FinalStage(functools.partial(build_router, bundle, domains=[domain], policy=policy,
                                                   oracle=oracle, db=db), serves)
         self.domain = domain
+
 
     def __call__(self, batch: dict) -> dict:
         idx, frames, errors = _frames(batch, self.domain)

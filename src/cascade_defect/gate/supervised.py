@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -201,8 +201,10 @@ class SupervisedGate(OnnxEngine):
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, images: Sequence[ImageLike], names: Sequence[str] | None = None, domain: str = "domain",
-            defectives: Sequence[LabelledDefective] = ()) -> "SupervisedGate":
-        """Train on the normals `images` (a share held out for the statistics) and `defectives`."""
+            defectives: Sequence[LabelledDefective] = (),
+            on_step: Callable[[int, int, float], None] | None = None) -> "SupervisedGate":
+        """Train on the normals `images` (a share held out for the statistics) and `defectives`;
+        `on_step(step, steps, loss)` is called after every training step (progress for people)."""
         import torch
 
         t0 = time.perf_counter()
@@ -317,6 +319,8 @@ class SupervisedGate(OnnxEngine):
             opt.step()
             sched.step()
             losses.append(float(loss.item()))
+            if on_step is not None:
+                on_step(len(losses), self.steps, losses[-1])
             if ema is not None:
                 ema.update_parameters(model)
         model = model if ema is None else ema.module
@@ -400,6 +404,10 @@ class SupervisedGate(OnnxEngine):
             "final_train_loss": float(np.mean(self.train_losses_[-10:])) if self.train_losses_ else None,
             "stats": self.stats_.to_dict(),
             "threshold": self.stats_.threshold,
+            **({"out_of_fold": {"folds": self.out_of_fold_["folds"],
+                                "defectives": int(sum(self.out_of_fold_["defective"])),
+                                "normals": int(len(self.out_of_fold_["defective"]) - sum(self.out_of_fold_["defective"]))}}
+               if getattr(self, "out_of_fold_", None) else {}),
         }
 
     # -- bundle -------------------------------------------------------------------------------
@@ -409,7 +417,10 @@ class SupervisedGate(OnnxEngine):
 
         torch.save(self.model_.state_dict(), folder / "model.pt")
         (folder / "segnet.onnx").write_bytes(self.onnx_bytes())
-        return {"defectives_used": list(self.defectives_used_)}
+        extra = {"defectives_used": list(self.defectives_used_)}
+        if getattr(self, "out_of_fold_", None):  # gate.out_of_fold: evidence for `calibrate`
+            extra["out_of_fold"] = self.out_of_fold_
+        return extra
 
     def read_files(self, folder, config: dict, load_part=None) -> None:
         import torch
@@ -423,6 +434,7 @@ class SupervisedGate(OnnxEngine):
         self.n_fit_images_ = summary.get("fit_images", 0)
         self.defectives_available_ = summary.get("defectives_available", 0)
         self.defectives_used_ = list(config.get("defectives_used", []))
+        self.out_of_fold_ = config.get("out_of_fold")
         self.supervision_ = summary.get("supervision", {})
         self.train_shape_ = summary.get("train_shape", [])
         self.train_seconds_ = summary.get("train_seconds", 0.0)
