@@ -124,20 +124,6 @@ class LayerOptions:
     retry_attempts: int | None = None
     breaker_failures: int | None = None
     breaker_reset_s: float | None = None
-    drift_settings: Any = None
-
-
-DRIFT_FROM_CALIBRATION = "drift-from-calibration"
-"""A `drift` argument of `build_router`: watch Layer 1 against the drift references in the bundle's
-calibration (`monitoring.drift.drift_monitor`, tuned by `LayerOptions.drift_settings`)."""
-
-
-def calibration_drift_monitor(bundle: Bundle, drift_settings: Any = None):
-    """A `DriftMonitor` over the drift references of the bundle's calibration; `drift_settings` (a
-    `Settings`) may tune window, PSI bound, rate alpha and minimum frames."""
-    from ..monitoring.drift import drift_monitor, references_from_calibration
-
-    return drift_monitor(references_from_calibration(read_calibration(bundle)), drift_settings)
 
 
 class DetectorLayer:
@@ -374,8 +360,9 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
       None only for a replay nobody reviews (evaluation).
     * `policy`: the thresholds, when the caller has them already (default: the bundle's calibration
       with `environ`'s overrides, via `load_policy`).
-    * `drift`: the router's Layer 1 drift watch: None (none), `DRIFT_FROM_CALIBRATION` (the bundle's
-      calibration references, `calibration_drift_monitor`) or a monitor object (`observe`, `hold`).
+    * `drift`: the router's Layer 1 drift watch: None (none), a monitor (`observe`, `hold`; e.g.
+      `monitoring.drift.DriftMonitor`) or a function of the opened bundle returning one (e.g.
+      `monitoring.drift.bundle_drift_monitor(settings)`, over the bundle's calibration references).
 
     Every decision is stamped with the bundle's version (`LoadedCascade.version`).
 
@@ -385,8 +372,8 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
     if gate is None:
         raise ConfigError("a router needs a gate: Layer 1 runs on every frame")
     if bundle_ref is None:
-        if _is(drift, DRIFT_FROM_CALIBRATION):
-            raise ConfigError("drift from calibration needs a bundle")
+        if drift is not None and not hasattr(drift, "hold"):
+            raise ConfigError("without a bundle, give the drift monitor itself (not a function of the bundle)")
         return _from_parts(domains, gate, specialist, oracle, review, db, policy, drift)
     bundle = _bundle(bundle_ref)
     policy = policy or load_policy(bundle, list(domains or ()), environ)
@@ -408,8 +395,8 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
     loaded.domains = served
     if _is(review, REVIEW_QUEUE):
         review = _review_queue(loaded.oracle, db)
-    if _is(drift, DRIFT_FROM_CALIBRATION):
-        drift = calibration_drift_monitor(bundle, options.drift_settings)
+    if drift is not None and not hasattr(drift, "hold"):
+        drift = drift(bundle)
     loaded.router = Router(policy, loaded.gate, loaded.specialist, loaded.oracle, review, drift=drift,
                            bundle_version=loaded.version)
     return loaded
@@ -445,7 +432,7 @@ def _review_queue(oracle: Any, db) -> ReviewSink:
     return ReviewIntake(ReviewQueue(db), review_labels)
 
 
-__all__ = ["DRIFT_FROM_CALIBRATION", "LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
-           "build_router", "bundle_version", "calibration_drift_monitor", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
+__all__ = ["LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
+           "build_router", "bundle_version", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
            "open_bundle", "oracle_from_settings", "oracle_taxonomy", "price_table", "read_calibration", "review_labels",
            "specialist_domains", "write_calibration"]

@@ -16,9 +16,9 @@ from typing import Any, Callable, Mapping
 
 from ..bundles.bundle import Bundle
 from ..bundles.uri import resolve_bundle_from_env
-from ..cascade.assemble import (DRIFT_FROM_CALIBRATION, LayerOptions, LoadedCascade, build_router, load_layers,
-                                open_bundle)
+from ..cascade.assemble import LayerOptions, LoadedCascade, build_router, load_layers, open_bundle
 from ..errors import ConfigError
+from ..monitoring.drift import bundle_drift_monitor
 from ..settings import reload_settings
 from ..settings import settings as current_settings
 from ..store.db import Database
@@ -60,7 +60,7 @@ def layer_options(settings: ServiceSettings) -> LayerOptions:
     """The layers' constructor arguments from the service's settings."""
     return LayerOptions(specialist_engine=settings.specialist_engine, retry_attempts=settings.oracle_max_attempts,
                         breaker_failures=settings.oracle_breaker_failures,
-                        breaker_reset_s=settings.oracle_breaker_reset_s, drift_settings=current_settings())
+                        breaker_reset_s=settings.oracle_breaker_reset_s)
 
 
 def build_engine(role: str, bundle_ref: str | None, settings: ServiceSettings, db: Database | None,
@@ -94,7 +94,7 @@ def build_engine(role: str, bundle_ref: str | None, settings: ServiceSettings, d
                 given[layer] = None if getattr(here, layer) is None else Locked(getattr(here, layer))
         given.update({layer: clients[layer](r) for layer, r in remotes.items()})
         # drift of the gate's z holds a domain's cheap layers until a recalibrated bundle is loaded
-        loaded = build_router(bundle, db=db, options=options, drift=DRIFT_FROM_CALIBRATION, **given)
+        loaded = build_router(bundle, db=db, options=options, drift=bundle_drift_monitor(current_settings()), **given)
     except Exception:
         for r in remotes.values():
             r.close()
