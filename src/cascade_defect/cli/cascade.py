@@ -138,8 +138,11 @@ def run(
 
 def calibrate(
     bundle: Path = typer.Option(..., "--bundle", help="Local bundle folder to write the calibration into."),
-    fmt: str = typer.Option(..., "--format", help="Dataset format of the validation data."),
-    root: Path = typer.Option(..., "--root", help="Dataset root."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Dataset format of the validation data (one source)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (one source)."),
+    source: Optional[list[str]] = typer.Option(
+        None, "--source", help="A labelled source of the domain as FORMAT:ROOT; repeat for every source."),
+    sources: Optional[Path] = typer.Option(None, "--sources", help="A sources YAML file (as for `gate fit`)."),
     domain: str = typer.Option(..., "--domain", help="Domain to calibrate."),
     mode: str = typer.Option("knee", "--mode", help="knee (of escalation rate vs F1) or recall."),
     target_recall: float = typer.Option(0.99, "--target-recall", help="Recall target for --mode recall."),
@@ -156,12 +159,19 @@ def calibrate(
 
     if mode not in ("knee", "recall"):
         fail(f"--mode must be knee or recall, not {mode!r}")
+    from .gate import read_split, source_record, source_specs
+
     b = run_guarded(Bundle.open, bundle)
-    samples = _read_samples(fmt, root, domain, split, seed)
+    specs = source_specs(fmt, root, source, sources, domain)
+    data = read_split(specs, domain, split, seed, skip_invalid=False)
+    samples = data.samples
+    if len(specs) == 1 and fmt:
+        info = {"format": fmt, "root": path_as_written(root), "split": split, "seed": seed}
+    else:  # several sources: each split on its own; the slice holds every source's part
+        info = {"sources": source_record(data), "split": split, "seed": seed}
     with err_console.status(escape(f"scoring {len(samples)} {split} images of '{domain}'"), spinner="dots"):
         record = run_guarded(calibrate_domain, b, domain, samples, mode=mode, target_recall=target_recall,
-                             confidence=confidence, l2_bar=l2_bar,
-                             data_info={"format": fmt, "root": path_as_written(root), "split": split, "seed": seed})
+                             confidence=confidence, l2_bar=l2_bar, data_info=info, sources=data.sources)
     if json_out:
         emit_json(record)
     else:
@@ -170,6 +180,11 @@ def calibrate(
                           f"({record['defective']} defective): "
                           + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float))),
                           highlight=False)
+        if len(record.get("by_source", {})) > 1:
+            for name, r in record["by_source"].items():
+                rec = "n/a" if r["recall"] is None else f"{r['recall']:.3f}"
+                err_console.print(escape(f"  source {name}: {r['frames']} frames ({r['defective']} defective), "
+                                         f"recall {rec}, escalation {r['escalation']:.3f} at τ"), highlight=False)
 
 
 def demo(

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import emit_json, err_console, escape, fail, progress, read_format, run_guarded
+from .common import emit_json, err_console, escape, fail, print_skipped, progress, read_format, run_guarded
 
 app = typer.Typer(help="Layer-1 gate: fit on a domain's defect-free images, score images.",
                   no_args_is_help=True)
@@ -29,25 +29,56 @@ def _read(fmt: str, root: Path, domain: str, skip_invalid: bool):
     return read_format(fmt, root, domain=domain, skip_invalid=skip_invalid)[0].samples
 
 
-def _training_normals(samples, split: Optional[str], seed: int = 0):
-    """Defect-free samples of the training split.
+def source_specs(fmt: Optional[str], root: Optional[Path], source: Optional[list[str]], sources: Optional[Path],
+                 domain: str):
+    """The domain's labelled sources from `--format/--root`, repeatable `--source FORMAT:ROOT` or `--sources FILE`."""
+    from ..data.registry import FORMATS
+    from ..data.sources import SourceSpec, load_sources, parse_source_option
 
-    The split is the project's one protocol (`data.selection`): the dataset's own split when it
-    has one, else the seeded group-aware split, so `calibrate` (val) and `evaluate` (test) never
-    see the images the gate was fitted on. `--split all` fits on every normal.
-    """
-    from ..data.selection import select_split
+    given = [bool(fmt or root), bool(source), sources is not None]
+    if sum(given) != 1:
+        fail("give the data as --format and --root, as one or more --source FORMAT:ROOT, or as --sources FILE "
+             "(exactly one of the three)")
+    if fmt or root:
+        if not (fmt and root):
+            fail("--format and --root go together")
+        if fmt not in FORMATS:
+            fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return [SourceSpec(name=fmt, format=fmt, root=root, root_as_written=str(root))]
+    if source:
+        specs, taken = [], set()
+        for text in source:
+            spec = run_guarded(parse_source_option, text, taken)
+            taken.add(spec.name)
+            specs.append(spec)
+        return specs
+    named, specs = run_guarded(load_sources, sources)
+    if named is not None and named != domain:
+        fail(f"{sources}: the sources file is for domain '{named}', not --domain '{domain}'")
+    return specs
 
-    wanted = split or "train"
-    chosen = [s for s in select_split(samples, wanted, seed=seed) if s.defective is False]
-    unlabelled = sum(1 for s in samples if s.defective is None)
-    return chosen, wanted, unlabelled
+
+def read_split(specs, domain: str, split: str, seed: int, skip_invalid: bool):
+    """Every source's `split` (each split on its own, with its ratios), as one `SourceSamples`."""
+    from ..data.sources import read_sources
+
+    what = ", ".join(f"{s.format} at {s.root}" for s in specs)
+    with err_console.status(escape(f"reading {what}"), spinner="dots"):
+        data = run_guarded(read_sources, specs, domain, split, seed=seed, skip_invalid=skip_invalid)
+    print_skipped(data.skipped)
+    return data
 
 
 @app.command("fit")
 def fit(
-    fmt: str = typer.Option(..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
-    root: Path = typer.Option(..., "--root", help="Dataset root folder."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f",
+                                      help="Dataset format: severstal, ksdd2, ksdd1, neu or folder (one source)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root folder (one source)."),
+    source: Optional[list[str]] = typer.Option(
+        None, "--source", help="A labelled source of the domain as FORMAT:ROOT; repeat for every source "
+                               "(e.g. --source folder:tiles --source neu:data/neu-det)."),
+    sources: Optional[Path] = typer.Option(
+        None, "--sources", help="A sources YAML file (format, root, split_ratios per source; docs/gate.md)."),
     domain: str = typer.Option(..., "--domain", help="Domain the gate is for (its key in the bundle)."),
     out: Path = typer.Option(..., "--out", help="Bundle folder to add the domain's gate to (created if missing)."),
     gate: str = typer.Option(
@@ -98,12 +129,16 @@ def fit(
     if max_normals is not None and max_normals <= min_holdout:
         fail(f"--max-normals must exceed --min-holdout ({min_holdout}): the gate holds out normals for its "
              f"statistics, got {max_normals}")
-    samples = _read(fmt, root, domain, skip_invalid)
-    normals, used_split, unlabelled = _training_normals(samples, split, seed)
+    specs = source_specs(fmt, root, source, sources, domain)
+    used_split = split or "train"
+    train = read_split(specs, domain, used_split, seed, skip_invalid)
+    normals = [s for s in train.samples if s.defective is False]
+    unlabelled = sum(1 for s in train.samples if s.defective is None)
     if not normals:
-        where = f" in split '{used_split}'" if used_split else ""
+        where = f" in split '{used_split}'"
         extra = f" ({unlabelled} images have no ground truth)" if unlabelled else ""
-        fail(f"{root}: no defect-free training images{where} to fit the gate on{extra}")
+        fail(f"{', '.join(str(s.root) for s in specs)}: no defect-free training images{where} to fit the gate on"
+             f"{extra}")
     available = len(normals)
     normals = seeded_subset(normals, max_normals, seed)
     if max_defectives is not None and max_defectives < 0:
@@ -111,7 +146,8 @@ def fit(
     if gate in LABEL_GATES:
         from ._gate_supervised import fit_with_labels
 
-        fit_with_labels(gate=gate, samples=samples, normals=normals, available=available, used_split=used_split,
+        fit_with_labels(gate=gate, train=train, specs=specs, skip_invalid=skip_invalid, normals=normals,
+                        available=available, used_split=used_split,
                         domain=domain, out=out, seed=seed, short_side=short_side, holdout=holdout,
                         min_holdout=min_holdout, backbone=backbone, aggregate=aggregate, coreset=coreset,
                         coreset_fraction=coreset_fraction, index=index, normalize=normalize, epochs=epochs,
@@ -134,9 +170,18 @@ def fit(
         run_guarded(model.fit, [s.image_path for s in normals], [str(s.image_path) for s in normals],
                     domain=domain)
     seconds = time.perf_counter() - t0
+    model.sources_ = source_record(train)
     run_guarded(save_gate, out, domain, model)
     emit_json({"bundle": str(out), "domain": domain, "gate": gate, "normals": len(normals),
-               "normals_available": available, "split": used_split, "seconds": round(seconds, 2), **model.summary()})
+               "normals_available": available, "split": used_split, "sources": source_record(train),
+               "seconds": round(seconds, 2), **model.summary()})
+
+
+def source_record(data) -> list[dict]:
+    """Per source: where it is and how many images of the split it gave (what a bundle records)."""
+    counts = data.counts()
+    return [{**spec.as_dict(), **counts.get(spec.name, {"images": 0, "defective": 0, "normal": 0})}
+            for spec in data.specs]
 
 
 @app.command("score")

@@ -35,12 +35,30 @@ def gate_z_scores(gate, samples: Sequence[Sample], batch_size: int = 8,
     return np.asarray(z, dtype=np.float64)
 
 
+def by_source(z: np.ndarray, y: np.ndarray, names: Sequence[str], tau: float) -> dict[str, dict[str, Any]]:
+    """Per source: frames, defectives, recall (None without defectives) and escalation at τ (the policy's rule)."""
+    from ..cascade.decide import escalates
+
+    out: dict[str, dict[str, Any]] = {}
+    up = np.asarray(escalates(z, tau), dtype=bool)
+    for name in dict.fromkeys(names):
+        sel = np.array([n == name for n in names])
+        d = int(y[sel].sum())
+        out[name] = {"frames": int(sel.sum()), "defective": d,
+                     "recall": None if d == 0 else float(up[sel & y].sum() / d),
+                     "escalation": float(up[sel].mean())}
+    return out
+
+
 def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, mode: str = "knee",
                      target_recall: float = 0.99, confidence: float = 0.95, l2_bar: float | None = None,
                      data_info: dict[str, Any] | None = None, batch_size: int = 8,
-                     on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
+                     on_batch: Callable[[int], None] | None = None,
+                     sources: Sequence[str] | None = None) -> dict[str, Any]:
     """Sweep τ over the slice, choose it (`knee` or `recall`), write it; returns the record written.
 
+    `sources` (parallel to `samples`) names each sample's source: the record then gives recall and
+    escalation at τ per source (`by_source`), so a source the gate misses cannot hide in the pooled figure.
     Raises `ConfigError` when no τ can be chosen (e.g. too few defectives for the recall bound),
     leaving the bundle unchanged.
     """
@@ -48,6 +66,7 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     from .drift import drift_reference
     from ..gate.store import GateSet
 
+    names = list(sources) if sources is not None else ["all"] * len(samples)
     labelled = [s for s in samples if s.defective is not None]
     if len(labelled) < len(samples):
         raise DataError(f"domain {domain}", f"{len(samples) - len(labelled)} validation images have no "
@@ -69,6 +88,8 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
         "defective": int(y.sum()),
         "data": {**(data_info or {}), "sha256": data_fingerprint(labelled)},
         "result": result.as_dict(include_curve=True),
+        "by_source": by_source(z, y, [n for s, n in zip(samples, names) if s.defective is not None],
+                               float(result.tau)),
         "drift": drift_reference(z, float(result.tau)),  # what production z is compared with (evaluation.drift)
     }
     write_calibration(bundle, domain, float(result.tau), record, l2_bar=l2_bar)
