@@ -279,8 +279,10 @@ def evaluate(
     policy = run_guarded(load_policy, b, domains)
     gate = run_guarded(GateSet.load, b, domains)
     specialist = run_guarded(load_specialist, b, specialist_engine)
-    overlaps = [] if specialist is None else run_guarded(
-        detector_overlap, specs, eval_set.samples, eval_set.tracks, training_source(b))
+    overlaps = [] if specialist is None else [  # each domain's tracks against the detector serving that domain
+        o for d in domains if specialist.serves(d)
+        for o in run_guarded(detector_overlap, [s for s in specs if s.domain == d], eval_set.samples,
+                             eval_set.tracks, training_source(b, d))]
     for o in overlaps:
         if o.seen != 0:
             err_console.print(f"[yellow]warning:[/] {escape(o.note)}", highlight=False)

@@ -18,6 +18,7 @@ Given on the command line as repeatable ``--source FORMAT:ROOT`` or as a sources
         root: ${CASCADE_DATA_ROOT}/neu-det
         split_ratios: [0.7, 0.15, 0.15]    # optional (default 0.6/0.2/0.2)
         class_names: {1: pitting}          # optional (severstal, folder)
+        limit: 200                         # optional: a seeded subset of each split (large sources, tests)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..records import Sample
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_KEYS = {"name", "format", "root", "split_ratios", "class_names"}
+_KEYS = {"name", "format", "root", "split_ratios", "class_names", "limit"}
 
 
 def expand_root(raw: str, base: Path | None, where: str, environ: Mapping[str, str] | None = None) -> Path:
@@ -63,10 +64,12 @@ class SourceSpec:
     split_ratios: tuple[float, float, float] | None = None
     class_names: Mapping[Any, str] | None = None
     root_as_written: str = ""
+    limit: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "format": self.format, "root": self.root_as_written or str(self.root),
-                "split_ratios": None if self.split_ratios is None else list(self.split_ratios)}
+                "split_ratios": None if self.split_ratios is None else list(self.split_ratios),
+                **({"limit": self.limit} if self.limit is not None else {})}
 
 
 @dataclass
@@ -171,9 +174,12 @@ def parse_sources(data: Any, origin: str, base: Path | None = None,
                 names = parse_class_names(str(names))
             except Exception as exc:  # noqa: BLE001 - any parse failure is a config error naming the file
                 raise ConfigError(f"{label}: class_names: {exc}") from None
+        limit = entry.get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ConfigError(f"{label}: limit must be a positive integer, got {limit!r}")
         root = expand_root(str(entry["root"]), base, label, environ)
         specs.append(SourceSpec(name=name, format=fmt, root=root, split_ratios=ratios, class_names=names,
-                                root_as_written=str(entry["root"])))
+                                root_as_written=str(entry["root"]), limit=limit))
     return domain, specs
 
 
@@ -195,9 +201,10 @@ def load_sources(path: str | Path, environ: Mapping[str, str] | None = None) -> 
 
 def read_sources(specs: Sequence[SourceSpec], domain: str, split: str | None = None, *, seed: int = 0,
                  skip_invalid: bool = False) -> SourceSamples:
-    """Read every source as `domain`; with `split`, keep that split of each source (its own ratios)."""
+    """Read every source as `domain`; with `split`, keep that split of each source (its own ratios), then
+    the source's `limit` (a seeded subset, `seed`)."""
     from .registry import read_dataset
-    from .selection import select_split
+    from .selection import seeded_subset, select_split
     from .splits import DEFAULT_RATIOS
 
     out = SourceSamples(list(specs))
@@ -207,6 +214,7 @@ def read_sources(specs: Sequence[SourceSpec], domain: str, split: str | None = N
         samples = list(result.samples)
         if split is not None:
             samples = select_split(samples, split, ratios=spec.split_ratios or DEFAULT_RATIOS, seed=seed)
+        samples = seeded_subset(samples, spec.limit, seed)
         out.samples.extend(samples)
         out.sources.extend([spec.name] * len(samples))
         out.skipped.extend(result.skipped)
