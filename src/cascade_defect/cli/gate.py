@@ -32,8 +32,11 @@ def _read(fmt: str, root: Path, domain: str, skip_invalid: bool):
 def source_specs(fmt: Optional[str], root: Optional[Path], source: Optional[list[str]], sources: Optional[Path],
                  domain: str):
     """The domain's labelled sources from `--format/--root`, repeatable `--source FORMAT:ROOT` or `--sources FILE`."""
+    from dataclasses import replace
+
     from ..data.registry import FORMATS
     from ..data.sources import SourceSpec, load_sources, parse_source_option
+    from ..settings import path_as_written
 
     given = [bool(fmt or root), bool(source), sources is not None]
     if sum(given) != 1:
@@ -44,13 +47,13 @@ def source_specs(fmt: Optional[str], root: Optional[Path], source: Optional[list
             fail("--format and --root go together")
         if fmt not in FORMATS:
             fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        return [SourceSpec(name=fmt, format=fmt, root=root, root_as_written=str(root))]
+        return [SourceSpec(name=fmt, format=fmt, root=root, root_as_written=path_as_written(root))]
     if source:
         specs, taken = [], set()
         for text in source:
             spec = run_guarded(parse_source_option, text, taken)
             taken.add(spec.name)
-            specs.append(spec)
+            specs.append(replace(spec, root_as_written=path_as_written(spec.root)))
         return specs
     named, specs = run_guarded(load_sources, sources)
     if named is not None and named != domain:
