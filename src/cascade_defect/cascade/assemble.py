@@ -147,7 +147,7 @@ def build_cascade(bundle_ref: str | Path | Bundle, domain: str, *, oracle=None, 
     bundle = bundle_ref if isinstance(bundle_ref, Bundle) else open_bundle(bundle_ref)
     policy = load_policy(bundle, [domain], environ)
     gate = load_gate(bundle, [domain], **(gate_overrides or {}))
-    specialist = load_specialist(bundle, specialist_engine)
+    specialist = load_specialist(bundle, specialist_engine, domains=[domain])  # only this domain's Layer 2
     review = None
     if oracle is None:
         from ..store.review import ReviewIntake
