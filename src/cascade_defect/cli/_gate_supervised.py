@@ -19,7 +19,7 @@ def fit_with_labels(*, gate: str, train, specs, skip_invalid: bool, normals, ava
                     seed: int, short_side: int | None, holdout: float, min_holdout: int, backbone: str,
                     aggregate: str, coreset: str, coreset_fraction: float, index: str, normalize: str,
                     epochs: int, max_defectives: int | None, steps: int, candidates: str,
-                    synthetic_kinds: str | None = None) -> None:
+                    synthetic_kinds: str | None = None, synthetic_share: float | None = None) -> None:
     from ..gate import save_gate
     from ..gate.combined import CombinedGate
     from ..evaluation.gate_selection import select_gate
@@ -29,6 +29,10 @@ def fit_with_labels(*, gate: str, train, specs, skip_invalid: bool, normals, ava
     defectives = defectives_from_samples([s for s in train.samples if s.defective],
                                          groups=[n for s, n in zip(train.samples, train.sources) if s.defective])
     sup = {"steps": steps, "max_defectives": max_defectives}
+    if synthetic_share is not None:
+        if not 0.0 <= synthetic_share <= 1.0:
+            fail(f"--synthetic-share must be in [0, 1], got {synthetic_share}")
+        sup["synthetic_share"] = synthetic_share
     if synthetic_kinds is not None:
         from ..gate.synthetic_anomalies import KINDS
 

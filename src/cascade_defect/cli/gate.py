@@ -109,6 +109,10 @@ def fit(
         None, "--max-defectives",
         help="supervised/combined/auto: use at most N labelled training defectives (seeded draw; 0: normals only)."),
     steps: int = typer.Option(300, "--steps", help="supervised: training steps (batches of 8)."),
+    synthetic_share: Optional[float] = typer.Option(
+        None, "--synthetic-share",
+        help="supervised: share of positive views that are synthetic anomalies rather than labelled defectives "
+             "(default 0.5; lower it when a domain has many labelled defectives, e.g. NEU-DET's)."),
     synthetic_kinds: Optional[str] = typer.Option(
         None, "--synthetic-kinds",
         help="supervised: synthetic anomaly kinds drawn, comma-separated from stroke, strip, blob; a kind named "
@@ -155,7 +159,7 @@ def fit(
                         min_holdout=min_holdout, backbone=backbone, aggregate=aggregate, coreset=coreset,
                         coreset_fraction=coreset_fraction, index=index, normalize=normalize, epochs=epochs,
                         max_defectives=max_defectives, steps=steps, candidates=candidates,
-                        synthetic_kinds=synthetic_kinds)
+                        synthetic_kinds=synthetic_kinds, synthetic_share=synthetic_share)
         return
     side = 256 if short_side is None else (short_side or None)
     if gate == "patchcore":
