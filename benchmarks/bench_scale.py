@@ -74,7 +74,8 @@ def bench_queue(bundle, frames, n_workers, batch, tmp):
         client = connect(server.url)
         producer = Producer(client, "bench", max_backlog=100_000)
         db = Path(tmp) / f"queue{n_workers}.db"
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1",
+               "CASCADE_QUEUE_SOURCES": ",".join(sorted({str(Path(f).resolve().parent) for f in frames}))}
         procs = [subprocess.Popen([sys.executable, "-m", "cascade_defect", "worker", "--bundle", str(bundle),
                                    "--queue", server.url, "--stream", "bench", "--db", str(db), "--consumer",
                                    f"w{i}", "--batch-size", str(batch)],

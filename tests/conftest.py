@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
+from cascade_defect.settings import DATA_ROOT_ENV, data_root
 
-from cascade_defect.settings import DATA_ROOT_ENV, data_root  # noqa: E402
+
+def pytest_configure(config):
+    """Session configuration, before any test module is imported: Ultralytics offline in this process and the
+    processes tests start (the same value `cascade_defect.specialist.offline` sets; no test module sets it)."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +41,17 @@ def no_oracle_env(monkeypatch):
 
     for var in ORACLE_ENV:
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for one test, the previous count restored after it: no test changes the
+    thread count of the tests that run after it (decisions of later tests would depend on the order)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "decisions_before_reshape.json"
-Z_TOL = 2e-3  # float noise of the gate's features across machines and thread counts (measured: < 1e-4)
+Z_TOL = 1e-2
+"""Float noise of the gate's z across thread counts and CPU instruction sets. Measured on the demo (48 frames,
+this 2-core AMD EPYC VM with AVX-512): 4.7e-4 with one torch thread and 4.7e-4 with two (top confidence 4.6e-5
+with both; all 48 decisions identical); issue 23 reports more than 2e-3 with one thread on another AVX-512 CPU.
+The decisions (label, layer, box, error) are compared exactly; z only has to stay within noise."""
 
 
 def recorded(name: str) -> list[dict]:

@@ -8,13 +8,28 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from cascade_defect.cli import app
 from decision_fixture import assert_same_decisions, compact, recorded
 
 
-def test_demo_decisions_match_the_recorded_log(tmp_path):  # ~25 s on 2 cores
+@pytest.fixture
+def two_torch_threads():
+    """The demo computes with two torch threads whatever ran before (restored after): the recording's setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_demo_decisions_match_the_recorded_log(tmp_path, two_torch_threads):  # ~25 s on 2 cores
     # the log was recorded with the PatchCore-lite demo; the supervised gate (the demo's default since) is pinned out
     res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--json", "--gate", "patchcore"])
     assert res.exit_code == 0, res.output

@@ -6,6 +6,7 @@ end as one error record each and are dead-lettered after N deliveries; a full qu
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sqlite3
@@ -56,9 +57,12 @@ def make_worker(bundle, db_path, client, stream, **kw):
     from cascade_defect.distributed.worker import QueueWorker
     from cascade_defect.store.db import Database
 
+    from cascade_defect.distributed.sources import FrameReader, SourcePolicy
+
     db = Database(db_path)
     loaded = load_router(bundle, db)
     records = QueueDecisions(db, stream, "cascade")
+    kw.setdefault("reader", FrameReader(SourcePolicy.parse(["/"])))  # any folder: these tests are not about it
     return QueueWorker(loaded.router, records, client, stream=stream, group="cascade", domains=loaded.domains,
                        **kw), records
 
@@ -97,7 +101,8 @@ def test_redelivered_frames_are_not_decided_twice(setup, redis_server, tmp_path)
     assert len(ghost[0][1]) == 3
     from cascade_defect.serialize import decision_from_dict
 
-    records.record([decision_from_dict(expected[str(frames[0])])])  # logged, never acknowledged
+    digest = hashlib.sha256(frames[0].read_bytes()).hexdigest()
+    records.record([(digest, decision_from_dict(expected[str(frames[0])]))])  # logged, never acknowledged
     time.sleep(0.3)
     stats = worker.run(exit_when_idle_s=0.3)
     assert stats.claimed == 3 and stats.redelivered_already_decided == 1 and stats.decided == 2
@@ -123,7 +128,8 @@ def test_sigkill_mid_stream_then_restart_decides_each_frame_once(setup, redis_se
     client = client_of(redis_server)
     enqueue_paths(client, [str(f) for f in frames], DOMAIN, stream="kill")
     db = tmp_path / "kill.db"
-    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1",
+           "CASCADE_QUEUE_SOURCES": str(frames[0].parents[1])}
     first = subprocess.Popen(_worker_cmd(bundle, redis_server.url, db, "first"), env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -208,3 +214,59 @@ def test_inline_limit_and_bad_domain_are_refused_at_the_producer(tmp_path):
         FrameMessage("f", "bad domain!", uri="s3://b/k.png")
     m = FrameMessage.from_fields(FrameMessage("f", DOMAIN, uri="az://c/k.png").to_fields())
     assert (m.uri, m.domain) == ("az://c/k.png", DOMAIN)
+
+
+def test_hostile_messages_are_dead_lettered_with_the_reason_and_a_changed_image_is_refused(setup, redis_server,
+                                                                                            tmp_path):
+    """Issue 23: a FIFO, /dev/zero, a source outside CASCADE_QUEUE_SOURCES and an http:// URL are dead-lettered
+    with the reason (no worker stalls); the same frame id with changed bytes is refused like HTTP's 409
+    (dead-lettered `frame_id_conflict`, the decision kept); a worker with a FIFO message honours SIGTERM."""
+    import shutil
+
+    from cascade_defect.distributed.sources import FrameReader, SourcePolicy
+
+    bundle, frames, _, _ = setup
+    client = client_of(redis_server)
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    os.mkfifo(allowed / "fifo.png")
+    good = allowed / "good.jpg"
+    shutil.copy(frames[0], good)
+    producer = Producer(client, "hostile")
+    for fid, uri in [("fifo", allowed / "fifo.png"), ("zero", "/dev/zero"), ("outside", frames[1]),
+                     ("web", "http://127.0.0.1:9/x.png"), ("good", good)]:
+        producer.send(FrameMessage(fid, DOMAIN, uri=str(uri)))
+    worker, records = make_worker(bundle, tmp_path / "h.db", client, "hostile", claim_idle_ms=100, max_deliveries=1,
+                                  reader=FrameReader(SourcePolicy.parse([str(allowed)]), timeout_s=5))
+    done = threading.Event()
+    threading.Thread(target=lambda: (worker.run(exit_when_idle_s=0.5), done.set()), daemon=True).start()
+    assert done.wait(120), "a poison message stalled the worker"
+    dead = {f[b"frame_id"].decode(): f[b"error"].decode() for _, f in client.xrange(StreamNames("hostile").dead)}
+    assert "not a regular file" in dead["fifo"]
+    assert all("source not allowed" in dead[f] for f in ("zero", "outside", "web")), dead
+    assert records.decided(["good"])["good"].record.get("error") is None
+    good.write_bytes(frames[2].read_bytes())  # the file changed: same frame id, other bytes
+    producer.send(FrameMessage("good", DOMAIN, uri=str(good)))
+    worker.run(exit_when_idle_s=0.5)
+    conflict = [f for _, f in client.xrange(StreamNames("hostile").dead) if f[b"frame_id"] == b"good"]
+    assert len(conflict) == 1 and b"frame_id_conflict" in conflict[0][b"error"]  # was: the old decision, replayed
+    assert [d.frame_id for d in records.decisions()].count("good") == 1
+    # SIGTERM honoured while a FIFO message is on the queue
+    Producer(client, "term").send(FrameMessage("fifo", DOMAIN, uri=str(allowed / "fifo.png")))
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1",
+           "CASCADE_QUEUE_SOURCES": str(allowed)}
+    cmd = [sys.executable, "-m", "cascade_defect", "worker", "--bundle", str(bundle), "--queue", redis_server.url,
+           "--stream", "term", "--db", str(tmp_path / "t.db"), "--max-deliveries", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not client.xlen(StreamNames("term").dead) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert client.xlen(StreamNames("term").dead) == 1
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and b'"dead_lettered": 1' in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -11,7 +11,11 @@ from cascade_defect.errors import ConfigError, DataError
 from cascade_defect.gate import AutoencoderGate
 from cascade_defect.gate.autoencoder import _to_unit, build_autoencoder
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """One torch thread for each test here, restored afterwards (never set at import)."""
+    yield
 
 
 def test_architecture_latent_is_256x16x16_at_256():

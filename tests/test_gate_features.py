@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from cascade_defect.errors import DataError
 from cascade_defect.gate.backbone import build_trunk
 from cascade_defect.gate.features import FEATURE_DIM, FeatureExtractor, as_rgb_uint8, prepare, working_size
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """One torch thread for each test here, restored afterwards (never set at import)."""
+    yield
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,20 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
-import torch
 
 from cascade_defect.gate.coreset import coreset_size, greedy_coreset, random_coreset
 from cascade_defect.gate.knn import BoundedExactSearch, CertifiedMaxSearch, ExactSearch, FaissSearch
 
-torch.set_num_threads(1)
-faiss.omp_set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """One torch thread for each test here, restored afterwards (never set at import)."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
 K = 5
 
 

@@ -11,7 +11,6 @@ import io
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cascade_defect.errors import ConfigError, DataError
@@ -21,7 +20,14 @@ from cascade_defect.imaging import load_image
 from conftest import real_subdir
 
 pytestmark = pytest.mark.realdata
-torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """One torch thread for each test here, restored afterwards (never set at import)."""
+    yield
+
+
 SHORT = 96
 
 

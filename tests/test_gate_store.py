@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from cascade_defect.bundles.bundle import Bundle
 from cascade_defect.data.synthetic import SyntheticGenerator
@@ -20,7 +19,11 @@ from cascade_defect.errors import BundleError, ConfigError
 from cascade_defect.gate import AutoencoderGate, GateSet, PatchCoreGate, save_gate
 from cascade_defect.gate import store as gate_store
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """One torch thread for each test here, restored afterwards (never set at import)."""
+    yield
 
 
 def frames(style, n, size=(160, 96), seed=0):

@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from cascade_defect.data.synthetic import SyntheticGenerator
 from cascade_defect.errors import ConfigError
@@ -23,7 +22,13 @@ from cascade_defect.evaluation.gate_selection import select_gate
 from cascade_defect.gate import (CombinedGate, GateSet, LabelledDefective, PatchCoreGate, SupervisedGate,
                                  save_gate)
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """One torch thread for each test here, restored afterwards (never set at import)."""
+    yield
+
+
 SIZE = (96, 64)
 SMALL = {"short_side": 64, "steps": 40, "batch_size": 8, "threads": 1, "widths": (8, 16, 24, 32)}
 

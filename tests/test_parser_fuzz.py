@@ -4,9 +4,11 @@ another exception. Seeded (derandomized) so CI runs the same examples; a few sec
 import io
 import math
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -122,3 +124,56 @@ def test_mask_reader_raises_only_data_error(data):
             assert exc.item == str(path)
             return
     assert mask.dtype == bool and mask.ndim == 2 and mask.size > 0
+
+
+# -- hostile uploads (issue 23): thin strips, cut files with their end marker put back, headers that lie --------
+def _image_bytes(arr, fmt):
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _cut_keeping_the_end(data: bytes, keep: int, fmt: str) -> bytes:
+    """The first `keep` bytes plus the format's end (JPEG's EOI, PNG's IEND chunk): well formed, rows missing."""
+    if fmt == "JPEG":
+        return data[:keep].rstrip(b"\xff") + b"\xff\xd9"
+    idat = data.index(b"IDAT") - 4
+    body = zlib.compress(zlib.decompress(data[idat + 8:idat + 8 + int.from_bytes(data[idat:idat + 4], "big")])[:keep])
+    chunk = lambda kind, d: len(d).to_bytes(4, "big") + kind + d + zlib.crc32(kind + d).to_bytes(4, "big")  # noqa: E731
+    return data[:idat] + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def _cut_case(fmt: str, h: int, w: int, frac: float) -> tuple[str, bytes]:
+    data = _image_bytes(np.random.default_rng(h * 100 + w).integers(0, 256, (h, w), dtype=np.uint8), fmt)
+    keep = int(h * (w + 1) * frac) if fmt == "PNG" else int(len(data) * frac)  # raw rows / file bytes kept
+    return "cut", _cut_keeping_the_end(data, keep, fmt)
+
+
+hostile = st.one_of(
+    st.tuples(st.integers(1, 3), st.integers(61, 3000), st.booleans()).map(  # thin strips, either way up
+        lambda t: ("thin", _image_bytes(np.zeros((t[0], t[1]) if t[2] else (t[1], t[0]), np.uint8), "PNG"))),
+    st.tuples(st.sampled_from(["PNG", "JPEG"]), st.integers(16, 64), st.integers(16, 64), st.floats(0.05, 0.8))
+    .map(lambda t: _cut_case(*t)),
+    st.binary(max_size=120).map(lambda b: ("junk", b)),
+)
+
+
+@settings(FUZZ, max_examples=80)
+@given(hostile)
+def test_hostile_uploads_are_refused_with_a_4xx_never_decided(case):
+    """Thin strips are `bad_aspect_ratio`, files cut short with their end put back are refused (issue 23)."""
+    pytest.importorskip("fastapi")
+    from cascade_defect.services.errors import ApiError
+    from cascade_defect.services.uploads import UploadLimits, decode_upload
+
+    kind, data = case
+    try:
+        arr = decode_upload(data, "h.png", UploadLimits(max_bytes=1 << 20, max_pixels=4_000_000, max_files=1))
+    except ApiError as exc:
+        assert 400 <= exc.status < 500 and "h.png" in exc.message
+        if kind == "thin":
+            assert exc.code == "bad_aspect_ratio"
+        if kind == "cut":
+            assert exc.code in ("corrupt_image", "unsupported_image")
+        return
+    assert kind == "junk" and arr.ndim == 3 and arr.size > 0, f"a {kind} upload was decided"

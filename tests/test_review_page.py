@@ -61,7 +61,8 @@ def served(tmp_path):
     db.close()
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               CASCADE_REVIEWER_KEYS=",".join(f"{n}:{k}" for n, k in KEYS.items()), OMP_NUM_THREADS="1")
+               CASCADE_REVIEWER_KEYS=",".join(f"{n}:{k}" for n, k in KEYS.items()), OMP_NUM_THREADS="1",
+               CASCADE_REVIEW_IMAGE_ROOT=str(tmp_path))  # a `run` item names a file: served only from this root
     proc = subprocess.Popen([sys.executable, "-m", "cascade_defect", "serve", "review", "--db", str(db_path),
                              "--port", str(port)], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -196,7 +196,7 @@ def test_bad_input_names_the_item_and_leaves_nothing_behind(tmp_path):
 
 def _ultralytics_load(data_yaml: Path, monkeypatch) -> tuple[dict, dict[str, list]]:
     """Parse the dataset with Ultralytics' own checker and label loader, with the network cut."""
-    os.environ["YOLO_OFFLINE"] = "1"
+    monkeypatch.setenv("YOLO_OFFLINE", "1")  # restored after the test
     import requests
     from cascade_defect.specialist.offline import load_ultralytics
 

@@ -160,11 +160,20 @@ class Settings(BaseSettings):
     docs_public: bool = Field(False, validation_alias="CASCADE_DOCS_PUBLIC",
                               description="/docs and /openapi.json without a key")
     max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1, validation_alias="CASCADE_MAX_UPLOAD_BYTES",
-                                  description="bytes per uploaded image")
+                                  description="bytes per image (an HTTP upload or a queue worker's read)")
     max_pixels: int = Field(40_000_000, ge=1, validation_alias="CASCADE_MAX_PIXELS",
                             description="pixels per uploaded image (checked from the header before decoding)")
     max_batch_files: int = Field(32, ge=1, validation_alias="CASCADE_MAX_BATCH_FILES",
                                  description="images per batch request")
+    max_aspect_ratio: float = Field(20.0, ge=1, validation_alias="CASCADE_MAX_ASPECT_RATIO",
+                                    description="long side / short side of an image above which it is refused "
+                                                "(422 bad_aspect_ratio; queue: dead-lettered)")
+    image_store: Path | None = Field(None, validation_alias="CASCADE_IMAGE_STORE",
+                                     description="folder of the images of frames sent to review over HTTP, stored "
+                                                 "by content hash (default: images/ beside the database)")
+    review_image_root: Path | None = Field(None, validation_alias="CASCADE_REVIEW_IMAGE_ROOT",
+                                           description="folder whose files the review page may show for review items "
+                                                       "that name a file (from `run`); unset: none")
     max_concurrency: int = Field(2, ge=1, validation_alias="CASCADE_MAX_CONCURRENCY",
                                  description="requests deciding at once")
     max_queue: int = Field(16, ge=0, validation_alias="CASCADE_MAX_QUEUE",
@@ -190,6 +199,13 @@ class Settings(BaseSettings):
                                      description="Ray cluster to join (unset: start a local Ray)")
     oracle_max_calls_per_s: float = Field(2.0, gt=0, validation_alias="CASCADE_ORACLE_MAX_CALLS_PER_S",
                                           description="rate limit of the oracle stage of `run --engine ray` (frames/s)")
+    queue_sources: str | None = Field(None, validation_alias="CASCADE_QUEUE_SOURCES",
+                                      description="comma-separated folders and URI prefixes (s3://bucket/, az://c/p/, "
+                                                  "https://host/path/) queue workers may read frames from; unset: "
+                                                  "inline frames only, every URI is dead-lettered")
+    queue_read_timeout_s: float = Field(30.0, gt=0, validation_alias="CASCADE_QUEUE_READ_TIMEOUT_S",
+                                        description="longest read of one frame's bytes by a queue worker; past it the "
+                                                    "message is dead-lettered")
 
     # -- review page and drift (docs/review.md, docs/drift.md) --------------------------------
     reviewer_keys: SecretStr | None = Field(None, validation_alias="CASCADE_REVIEWER_KEYS",

@@ -48,7 +48,7 @@ BLOB_SUFFIX = "_MODEL_BLOB"
 AZURE_PROTOCOLS = ("az", "abfs", "abfss")
 EXTRAS = {"az": "azure-blob", "abfs": "azure-blob", "abfss": "azure-blob", "s3": "s3", "s3a": "s3"}
 STALE_TMP_S = 6 * 3600
-_COMPONENT_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+_COMPONENT_RE = re.compile(r"[a-z0-9][a-z0-9_\-]*")  # used with fullmatch
 
 
 def _settings(environ: Mapping[str, str] | Settings | None) -> Settings:
@@ -235,7 +235,7 @@ def _read_source(uri: str, storage_options: Mapping[str, Any] | None, env: Setti
         raise BundleError(f"{uri}: bundle format version {version!r} is not supported "
                           f"(expects {FORMAT_VERSION}); rebuild and publish the bundle again")
     for name, entry in manifest["components"].items():
-        if not _COMPONENT_RE.match(str(name)) or not isinstance(entry, dict) \
+        if not _COMPONENT_RE.fullmatch(str(name)) or not isinstance(entry, dict) \
                 or not isinstance(entry.get("files", {}), dict):
             raise BundleError(f"{uri}/{MANIFEST}: bad component entry {name!r}")
         for rel, digest in entry.get("files", {}).items():
@@ -406,7 +406,7 @@ def bundle_sources_from_env(environ: Mapping[str, str] | None = None) -> dict[st
         sources[None] = _blob_location(WHOLE_BLOB_ENV, s.model_blob, s)
     for prefix, value in sorted(s.component_blobs.items()):
         var, name = f"{prefix}{BLOB_SUFFIX}", prefix.lower()
-        if not _COMPONENT_RE.match(name):
+        if not _COMPONENT_RE.fullmatch(name):
             raise ConfigError(f"{var}: cannot tell which bundle component it names")
         sources[name] = _blob_location(var, value, s)
     return sources

@@ -33,7 +33,7 @@ from ..errors import ConfigError
 from ..records import Sample
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # used with fullmatch
 _KEYS = {"name", "format", "root", "split_ratios", "class_names", "limit"}
 
 
@@ -149,7 +149,7 @@ def parse_sources(data: Any, origin: str, base: Path | None = None,
         if name is None:
             name = _unique_name(fmt, taken)
         name = str(name).strip()
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise ConfigError(f"{label}: name {name!r} must be letters, digits, '_', '-' or '.'")
         if name in taken:
             raise ConfigError(f"{origin}: source name '{name}' is used twice")

@@ -20,12 +20,12 @@ from ..errors import BundleError, CascadeError, ConfigError, DataError
 from ..imaging import load_image
 from ..records import Decision, Detection, Frame, LayerResult
 from ..store.db import Database, default_db_path
-from ..store.decisions import DecisionLog, write_jsonl
+from ..store.decisions import DecisionLog, FrameClaims, write_jsonl
 
 
 __all__ = [
     "IMAGE_SUFFIXES", "settings", "Bundle", "BundleError", "CascadeError", "ConfigError", "DataError", "Database", "Decision",
-    "DecisionLog", "Detection", "Frame", "GateScore", "InputItem", "LayerResult", "OracleVerdict", "Router",
+    "DecisionLog", "Detection", "Frame", "FrameClaims", "GateScore", "InputItem", "LayerResult", "OracleVerdict", "Router",
     "RunSummary", "build_cascade", "decision_from_dict", "decision_to_dict", "default_db_path", "is_local",
     "load_gate", "load_image", "load_oracle", "load_policy", "load_specialist", "local_path", "open_bundle",
     "resolve_bundle_from_env", "resolve_inputs", "storage_options_for", "summarise", "write_jsonl",

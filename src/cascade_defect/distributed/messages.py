@@ -18,7 +18,7 @@ FORMAT_VERSION = "1"
 INLINE_LIMIT_BYTES = 256 * 1024
 """Inline images above this size are refused: send a URI (local path, file://, s3://, az://) instead."""
 
-DOMAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+DOMAIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")  # used with fullmatch
 
 
 class MessageError(CascadeError):
@@ -37,7 +37,7 @@ class FrameMessage:
     def __post_init__(self):
         if not self.frame_id or len(self.frame_id) > 1024:
             raise MessageError(f"frame id must be 1-1024 characters, got {len(self.frame_id or '')}")
-        if not DOMAIN_RE.match(self.domain or ""):
+        if not DOMAIN_RE.fullmatch(self.domain or ""):
             raise MessageError(f"{self.frame_id}: bad domain {self.domain!r} (letters, digits, . _ -)")
         if (self.uri is None) == (self.data is None):
             raise MessageError(f"{self.frame_id}: a message carries exactly one of an image URI or inline bytes")

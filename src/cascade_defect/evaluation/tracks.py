@@ -47,7 +47,7 @@ KINDS = {
 _KEYS = {"name", "kind", "format", "root", "domain", "split", "limit", "class_names", "seed",
          "split_ratios", "description"}
 _REQUIRED = ("name", "kind", "format", "root", "domain")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # used with fullmatch
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def parse_track(entry: Any, index: int, origin: str, base: Path | None,
     if missing:
         raise ConfigError(f"{label}: missing {', '.join(missing)}")
     name = str(entry["name"]).strip()
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ConfigError(f"{label}: name {name!r} must be letters, digits, '_', '-' or '.'")
     kind = str(entry["kind"]).strip().upper()
     if kind not in KINDS:

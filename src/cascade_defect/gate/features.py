@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
+from ..imaging import MAX_ASPECT_RATIO
 from .onnx_graph import OnnxEngine, export_onnx
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -31,12 +32,14 @@ STRIDE = 8
 def working_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
     """(h, w) at the working scale: the short side becomes `short_side`, the aspect ratio stays.
 
-    ``None`` keeps the native size. Both sides are at least 32 pixels (one layer3 cell).
+    ``None`` keeps the native size. Both sides are at least 32 pixels (one layer3 cell). The long side
+    is capped at `MAX_ASPECT_RATIO` x `short_side`, so a thin strip (1x6000) costs bounded work (the
+    transports refuse such frames before they get here; this bounds direct library calls too).
     """
     if short_side is None:
         h, w = height, width
     else:
-        s = short_side / min(height, width)
+        s = min(short_side / min(height, width), short_side * MAX_ASPECT_RATIO / max(height, width))
         h, w = int(round(height * s)), int(round(width * s))
     return max(32, h), max(32, w)
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..contracts import GateScore
 from ..errors import ConfigError, DataError
+from ..imaging import MAX_ASPECT_RATIO
 from .base import MIN_HOLDOUT, DomainStats, ImageLike, image_name, load_input, split_holdout
 from .features import as_rgb_uint8
 from .onnx_graph import OnnxEngine, export_onnx
@@ -94,7 +95,8 @@ class _SampleDefective:
 
 def working_size8(height: int, width: int, short_side: int | None) -> tuple[int, int]:
     """(h, w) with the short side `short_side`, aspect kept, both rounded to a multiple of 8 (≥ 32)."""
-    s = 1.0 if short_side is None else short_side / min(height, width)
+    s = 1.0 if short_side is None else min(short_side / min(height, width),  # long side capped (thin strips)
+                                           short_side * MAX_ASPECT_RATIO / max(height, width))
     return (max(32, int(round(height * s / STRIDE)) * STRIDE), max(32, int(round(width * s / STRIDE)) * STRIDE))
 
 

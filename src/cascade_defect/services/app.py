@@ -16,9 +16,9 @@ from .admission import Admission
 from .auth import KeyRing, require_key
 from .engine import EngineHolder, build_engine
 from .frames import FrameStore
-from .http import EdgeMiddleware, install_docs, install_errors, install_probes
+from .http import FORM_OVERHEAD, EdgeMiddleware, install_docs, install_errors, install_probes
 from .layer_api import build_layer_api
-from .library import Database, default_db_path
+from .library import Database, ImageStore, default_db_path, image_store_path, review_image_root
 from .metrics import ServiceMetrics
 from .router_api import build_router_api
 from .settings import ServiceSettings
@@ -43,12 +43,14 @@ def create_app(role: str, bundle: str | None = None, *, settings: ServiceSetting
     metrics = ServiceMetrics(role)
     needs_db = role in ("router", "all", "oracle")
     db = Database(db_path or default_db_path()) if needs_db else None
+    images = ImageStore(image_store_path(db.path)) if db is not None else None  # review frames' bytes
     holder = EngineHolder(lambda: build_engine(role, bundle, settings, db, metrics), metrics)
     if role in ("router", "all"):  # issue 15 hook: drift of gate z per domain on /metrics
         from .drift_metrics import DriftGauges
 
         metrics.drift = DriftGauges(metrics.registry, holder)
-    limits = UploadLimits(settings.max_upload_bytes, settings.max_pixels, settings.max_batch_files)
+    limits = UploadLimits(settings.max_upload_bytes, settings.max_pixels, settings.max_batch_files,
+                          settings.max_aspect_ratio)
     clients = KeyRing(settings.api_keys)
     admins = KeyRing(settings.admin_keys)
     service = KeyRing([settings.service_key] if settings.service_key else [])
@@ -106,7 +108,7 @@ def create_app(role: str, bundle: str | None = None, *, settings: ServiceSetting
     install_docs(app, None if settings.docs_public else docs_guard)
     install_probes(app, metrics, ready, metrics_guard)
     if role in ("router", "all"):
-        app.include_router(build_router_api(holder, FrameStore(db), admission, limits, metrics,
+        app.include_router(build_router_api(holder, FrameStore(db, images), admission, limits, metrics,
                                             require_client, require_admin))
     layer_role = role if role != "all" else ("all" if service else None)
     if layer_role:
@@ -134,9 +136,15 @@ def create_app(role: str, bundle: str | None = None, *, settings: ServiceSetting
         reviewers = Reviewers.from_env()
         if reviewers:
             app.include_router(build_review_api(db, reviewers, taus=lambda: {
-                d: th.tau for d, th in holder.current.router.policy.domains.items() if th.tau is not None}))
-    app.add_middleware(EdgeMiddleware, max_body=settings.max_upload_bytes * settings.max_batch_files + (1 << 20),
-                       metrics=metrics, role=role)
+                d: th.tau for d, th in holder.current.router.policy.domains.items() if th.tau is not None},
+                images=images, image_root=review_image_root()))
+    batch_body = settings.max_upload_bytes * settings.max_batch_files + FORM_OVERHEAD
+    one_body = settings.max_upload_bytes + FORM_OVERHEAD  # one image: refused from Content-Length at once
+
+    def body_limit(path: str) -> int:
+        return one_body if path == "/v1/frames" else batch_body
+
+    app.add_middleware(EdgeMiddleware, max_body=body_limit, metrics=metrics, role=role)
     app.state.holder = holder
     app.state.settings = settings
     return app

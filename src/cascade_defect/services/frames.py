@@ -5,7 +5,10 @@ bundle version a router serves (its info names `"service": "router"` and the ver
 frame keyed like `run`'s rows (`SHA-256 of the image : frame id`). A frame id a client chose (form
 field or `Idempotency-Key`) is looked up first: a decided frame is answered from the log without
 deciding or paying again; the same id with other image bytes is a conflict; an id being decided
-right now is refused as retryable (409 + `Retry-After`).
+right now — by this process or by any other sharing the database (`FrameClaims`) — is refused
+as retryable (409 + `Retry-After`), so one frame id is decided once across processes. A decision
+is committed with the database's `synchronous=FULL` before it is answered. The bytes of a frame
+sent to review are kept in the `ImageStore` and its review item points at them.
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .errors import ApiError
-from .library import Database, Decision, DecisionLog, decision_to_dict
+from .library import Database, Decision, DecisionLog, FrameClaims, ImageStore, ReviewQueue, decision_to_dict
 
-FRAME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+FRAME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")  # whole string: fullmatch (a trailing newline is refused)
 SERVICE = "router"
 
 
 def check_frame_id(frame_id: str) -> str:
-    if not FRAME_ID.match(frame_id):
+    if not isinstance(frame_id, str) or not FRAME_ID.fullmatch(frame_id):
         raise ApiError(422, "bad_frame_id", "frame_id must be 1-128 characters of A-Z a-z 0-9 . _ - "
                        "starting with a letter or digit")
     return frame_id
@@ -49,9 +52,11 @@ class StoredFrame:
 class FrameStore:
     """Writes and finds the router's decisions; guards frame ids being decided."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, images: ImageStore | None = None, *, claim_lease_s: float = 300.0):
         self.db = db
         self.log = DecisionLog(db)
+        self.images = images
+        self.claims = FrameClaims(db, SERVICE, lease_s=claim_lease_s)
         self._runs: dict[str, str] = {}
         self._lock = threading.Lock()
         self._busy: set[str] = set()
@@ -75,7 +80,26 @@ class FrameStore:
                            info.get("bundle_version"))
 
     def record(self, run_id: str, items: list[tuple[str, Decision]]) -> None:
-        self.log.record(run_id, [(f"{digest}:{d.frame_id}", d) for digest, d in items])
+        """Write the decisions and release their claims in one transaction (durable when it returns)."""
+        with self.db.transaction():
+            self.log.record(run_id, [(f"{digest}:{d.frame_id}", d) for digest, d in items])
+            self.claims.release([d.frame_id for _, d in items])
+
+    def claim_across_processes(self, frame_ids: list[str]) -> None:
+        """Claim the ids in the database; one held by another process is a retryable 409."""
+        taken = self.claims.claim(frame_ids)
+        if taken:
+            raise ApiError(409, "in_progress", f"frame {taken[0]} is being decided right now (another process); "
+                           "retry", headers={"Retry-After": "1"})
+
+    def keep_review_images(self, items: list[tuple[bytes, Decision]]) -> None:
+        """Store the bytes of each frame sent to review and point its review item at them."""
+        if self.images is None:
+            return
+        queue = ReviewQueue(self.db)
+        for data, d in items:
+            if d.layer == "review":
+                queue.set_image(d.frame_id, self.images.put(data))
 
     @contextmanager
     def claim(self, frame_ids: list[str]) -> Iterator[None]:

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..jsonsafe import dumps
 from .errors import ApiError
 from .metrics import ServiceMetrics
 
@@ -20,27 +21,52 @@ log = logging.getLogger("cascade_defect.services")
 
 
 class CascadeJSON(JSONResponse):
-    """JSON like a `run --out` line (NaN written as in the JSONL file, numpy numbers as floats)."""
+    """JSON like a `run --out` line, except that NaN and infinities are written as null (JSON has no
+    literal for them; `JSON.parse` refuses a bare NaN); numpy numbers as floats."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, default=float, separators=(",", ":")).encode()
+        return dumps(content, separators=(",", ":")).encode()
 
 
 def error_response(exc: ApiError) -> CascadeJSON:
     return CascadeJSON(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
+FORM_OVERHEAD = 1 << 20
+"""Bytes a multipart body may carry beside its images (boundaries, part headers, form fields)."""
+
+
 class BodyTooLarge(Exception):
     """Raised from `receive` when a streamed body passes the limit (answered 413)."""
 
 
+async def read_capped(request, limit: int, what: str = "request body") -> bytes:
+    """The body of `request`, refused with 413 `body_too_large` past `limit` bytes: from Content-Length
+    before anything is read, else while it streams (memory stays below the limit)."""
+    length = request.headers.get("content-length")
+    try:
+        if length is not None and int(length) > limit:
+            raise ApiError(413, "body_too_large", f"{what}: {int(length)} bytes, above the limit of {limit}")
+    except ValueError:
+        raise ApiError(400, "bad_request", "unreadable Content-Length") from None
+    chunks, seen = [], 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            raise ApiError(413, "body_too_large", f"{what}: above the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class EdgeMiddleware:
     """Pure ASGI: refuses bodies above `max_body` (413, by header or while streaming), times every
-    request, counts it by route and status, and writes one JSON access-log line (no headers, no key)."""
+    request, counts it by route and status, and writes one JSON access-log line (no headers, no key).
+    `max_body` is a number of bytes or a function of the request path giving one (a route that takes
+    one image allows less than a batch route)."""
 
-    def __init__(self, app, *, max_body: int, metrics: ServiceMetrics, role: str):
+    def __init__(self, app, *, max_body: int | Callable[[str], int], metrics: ServiceMetrics, role: str):
         self.app = app
-        self.max_body = max_body
+        self.body_limit = max_body if callable(max_body) else (lambda _path, n=max_body: n)
         self.metrics = metrics
         self.role = role
 
@@ -49,6 +75,7 @@ class EdgeMiddleware:
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
         status = {"code": 500, "started": False}
+        max_body = self.body_limit(scope.get("path", ""))
 
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
@@ -58,7 +85,7 @@ class EdgeMiddleware:
 
         async def reject_413():
             body = json.dumps({"error": {"code": "body_too_large",
-                                         "message": f"request body above the limit of {self.max_body} bytes"}}).encode()
+                                         "message": f"request body above the limit of {max_body} bytes"}}).encode()
             await send_wrapper({"type": "http.response.start", "status": 413,
                                 "headers": [(b"content-type", b"application/json"),
                                             (b"content-length", str(len(body)).encode()),
@@ -67,7 +94,7 @@ class EdgeMiddleware:
 
         length = dict(scope.get("headers") or []).get(b"content-length")
         try:
-            too_big = length is not None and int(length) > self.max_body
+            too_big = length is not None and int(length) > max_body
         except ValueError:
             too_big = True
         if too_big:
@@ -80,7 +107,7 @@ class EdgeMiddleware:
                 message = await receive()
                 if message["type"] == "http.request":
                     seen += len(message.get("body", b""))
-                    if seen > self.max_body:
+                    if seen > max_body:
                         raise BodyTooLarge()
                 return message
 

@@ -13,11 +13,20 @@ from ..cascade.router import Router
 from ..contracts import GateScore, OracleVerdict
 from ..serialize import decision_from_dict, decision_to_dict
 from ..errors import BundleError, CascadeError, ConfigError, DataError
-from ..imaging import load_image
+from ..imaging import MAX_ASPECT_RATIO, load_image
 from ..records import Decision, Detection, Frame, LayerResult
 from ..store.db import Database, default_db_path
-from ..store.decisions import DecisionLog
+from ..store.decisions import DecisionLog, FrameClaims
+from ..store.images import ImageStore, image_store_path
 from ..store.review import ReviewIntake, ReviewQueue
+
+
+def review_image_root():
+    """`CASCADE_REVIEW_IMAGE_ROOT` (the only folder whose files review items that name a file may show), or None."""
+    from ..settings import settings
+
+    root = settings().review_image_root
+    return root.expanduser() if root is not None else None
 
 
 def oracle_labels(domain: str) -> tuple[str, ...]:
@@ -32,8 +41,9 @@ def oracle_labels(domain: str) -> tuple[str, ...]:
 
 
 __all__ = [
-    "MANIFEST", "Bundle", "BundleError", "CascadeError", "ConfigError", "DataError", "Database", "Decision",
-    "DecisionLog", "Detection", "Frame", "GateScore", "LayerResult", "OracleVerdict", "ReviewIntake", "ReviewQueue", "Router",
+    "MANIFEST", "MAX_ASPECT_RATIO", "Bundle", "BundleError", "CascadeError", "ConfigError", "DataError", "Database",
+    "Decision", "DecisionLog", "Detection", "FrameClaims", "ImageStore", "image_store_path", "review_image_root",
+    "Frame", "GateScore", "LayerResult", "OracleVerdict", "ReviewIntake", "ReviewQueue", "Router",
     "decision_from_dict", "decision_to_dict", "default_db_path", "load_gate", "load_image", "load_oracle",
     "load_policy", "load_specialist", "open_bundle", "oracle_labels", "resolve_bundle_from_env",
 ]

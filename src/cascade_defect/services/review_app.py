@@ -18,18 +18,20 @@ goes on every label the key writes; keys are never logged or echoed.
 
 from __future__ import annotations
 
+import json
 import mimetypes
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from fastapi import APIRouter, Body, FastAPI, Header
+from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from .auth import KeyRing, bearer_token
 from .errors import ApiError
+from .http import read_capped
 from ..store.review_board import LabelConflict, ReviewBoard, parse_boxes
-from .library import ConfigError, DataError, Database
+from .library import ConfigError, DataError, Database, ImageStore, image_store_path, review_image_root
 
 STATIC = Path(__file__).parent / "static" / "review"
 REVIEWER_KEYS_ENV = "CASCADE_REVIEWER_KEYS"
@@ -78,11 +80,36 @@ def _data_error(exc: DataError) -> ApiError:
     return ApiError(status, "not_found" if status == 404 else "bad_label", str(exc))
 
 
+MAX_LABEL_BODY = 64 * 1024
+"""Bytes of a label request (a label and its boxes); larger bodies are refused with 413."""
+MAX_LABEL_CHARS = 200
+
+
+def image_file(ref: str, images: ImageStore | None, image_root: Path | None) -> Path | None:
+    """The file a review item's image reference may be served from, or None.
+
+    A stored reference (`sha256:...`) is served from the image store. A file name or path (review
+    items of `run`) only from inside `image_root` when one is configured (`CASCADE_REVIEW_IMAGE_ROOT`),
+    after resolving links: never from the working directory, never from anywhere else.
+    """
+    if images is not None and (path := images.path(ref)) is not None:
+        return path
+    if image_root is None or not ref or "\x00" in ref:
+        return None
+    root = Path(image_root).resolve()
+    path = Path(ref) if Path(ref).is_absolute() else root / ref
+    try:
+        path = path.resolve()
+    except (OSError, RuntimeError):
+        return None
+    return path if path.is_relative_to(root) and path.is_file() else None
+
+
 def build_review_api(db: Database, reviewers: Reviewers, *, taus: Callable[[], Mapping[str, float]] = dict,
-                     image_root: Path | None = None) -> APIRouter:
-    """The page and API over one database; `taus()` gives the current per-domain τ (for the page)."""
+                     images: ImageStore | None = None, image_root: Path | None = None) -> APIRouter:
+    """The page and API over one database; `taus()` gives the current per-domain τ (for the page).
+    Images are served only from `images` and from inside `image_root` (see `image_file`)."""
     api = APIRouter(tags=["review"])
-    root = Path(image_root) if image_root else Path.cwd()
 
     def board() -> ReviewBoard:
         return ReviewBoard(db, taus=taus())
@@ -130,19 +157,31 @@ def build_review_api(db: Database, reviewers: Reviewers, *, taus: Callable[[], M
         it = board().queue.get(item_id)
         if it is None:
             raise ApiError(404, "not_found", f"review item {item_id}: no such item")
-        path = Path(it.image_ref)
-        path = path if path.is_absolute() else root / path
-        if not path.is_file():
-            raise ApiError(404, "image_missing", f"review item {item_id}: image {it.image_ref} is not readable here")
-        return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        path = image_file(it.image_ref, images, image_root)
+        if path is None:
+            raise ApiError(404, "image_missing", f"review item {item_id}: its image is not in the image store "
+                           "(or under CASCADE_REVIEW_IMAGE_ROOT)")
+        media = _sniff(path) if images is not None and path.is_relative_to(images.root) else \
+            mimetypes.guess_type(path.name)[0]
+        return FileResponse(path, media_type=media or "application/octet-stream",
+                            headers={"X-Content-Type-Options": "nosniff"})
 
-    @api.post("/v1/review/items/{item_id}/label", summary="Label an item (stale versions get 409)")
-    async def label(item_id: int, body: dict[str, Any] = Body(...),
+    @api.post("/v1/review/items/{item_id}/label", summary="Label an item (stale versions get 409)",
+              openapi_extra=_LABEL_BODY)
+    async def label(item_id: int, request: Request,
                     authorization: str | None = Header(None, include_in_schema=False)):
-        who = reviewers.identify(authorization)
+        who = reviewers.identify(authorization)  # the key first: nothing of the body is read without it
         name = f"review item {item_id}"
-        if not isinstance(body.get("label"), str) or not isinstance(body.get("version"), int):
+        raw = await read_capped(request, MAX_LABEL_BODY, f"{name}: label request")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise ApiError(422, "bad_request", f"{name}: the body is not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("label"), str) \
+                or not isinstance(body.get("version"), int):
             raise ApiError(422, "bad_request", f"{name}: send {{label: str, version: int, boxes: [...]}}")
+        if len(body["label"]) > MAX_LABEL_CHARS:
+            raise ApiError(422, "bad_request", f"{name}: a label has at most {MAX_LABEL_CHARS} characters")
         try:
             boxes = parse_boxes(body.get("boxes") or [], name)
             b = board()
@@ -156,6 +195,22 @@ def build_review_api(db: Database, reviewers: Reviewers, *, taus: Callable[[], M
         return {"label_id": written.label_id, "version": written.version, "labelled_by": who}
 
     return api
+
+
+_LABEL_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["label", "version"],
+    "properties": {"label": {"type": "string"}, "version": {"type": "integer"},
+                   "boxes": {"type": "array", "items": {"type": "object"}}}}}}}}
+
+
+def _sniff(path: Path) -> str | None:
+    """Media type of a stored image from its first bytes (stored files have no extension)."""
+    head = path.open("rb").read(12)
+    for magic, media in ((b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"BM", "image/bmp"),
+                         (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff")):
+        if head.startswith(magic):
+            return media
+    return "image/webp" if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else None
 
 
 class ConflictError(ApiError):
@@ -173,7 +228,7 @@ def create_review_app(db_path: str | Path, *, bundle: str | None = None, image_r
                       reviewers: Reviewers | None = None) -> FastAPI:
     """The review page on its own (`cascade-defect serve review --db DB`): τ shown from `bundle` if given."""
     from .. import __version__
-    from .http import install_errors, install_probes
+    from .http import EdgeMiddleware, install_errors, install_probes
     from .metrics import ServiceMetrics
 
     reviewers = reviewers if reviewers is not None else Reviewers.from_env()
@@ -191,8 +246,11 @@ def create_review_app(db_path: str | Path, *, bundle: str | None = None, image_r
                   description="Human review of the frames the cascade could not decide.")
     install_errors(app, metrics)
     install_probes(app, metrics, lambda: (True, {"role": "review", "pending": board_count(db)}), lambda _r: None)
+    root = image_root if image_root is not None else review_image_root()
     app.include_router(build_review_api(db, reviewers, taus=lambda: taus,
-                                        image_root=Path(image_root) if image_root else None))
+                                        images=ImageStore(image_store_path(db_path)),
+                                        image_root=Path(root).expanduser() if root else None))
+    app.add_middleware(EdgeMiddleware, max_body=MAX_LABEL_BODY, metrics=metrics, role="review")
     app.state.db = db
     return app
 

@@ -33,15 +33,35 @@ _MANY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"
                                 "description": "one id per file, in order (optional)"}}}}}}}
 
 
+def _capped_parser(limits: UploadLimits):
+    """Starlette's multipart parser with a per-file cap enforced while the body streams: a file part
+    passing `limits.max_bytes` stops the upload at once (413 `upload_too_large`), before the rest is read."""
+    from starlette.formparsers import MultiPartParser
+
+    class CappedParser(MultiPartParser):
+        def on_part_data(self, data: bytes, start: int, end: int) -> None:
+            part = self._current_part
+            if part.file is not None:
+                part.seen = getattr(part, "seen", 0) + (end - start)
+                if part.seen > limits.max_bytes:
+                    name = safe_name(part.file.filename, "upload")
+                    raise ApiError(413, "upload_too_large", f"{name}: above the limit of {limits.max_bytes} "
+                                   "bytes per image (refused while streaming)")
+            super().on_part_data(data, start, end)
+
+    return CappedParser
+
+
 async def _form(request: Request, limits: UploadLimits):
     from starlette.formparsers import MultiPartException
 
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise ApiError(415, "not_multipart", "send the image as multipart/form-data (field 'file')")
+    parser = _capped_parser(limits)(request.headers, request.stream(), max_files=limits.max_files,
+                                    max_fields=limits.max_files + 8, max_part_size=64 * 1024)
     try:
-        return await request.form(max_files=limits.max_files, max_fields=limits.max_files + 8,
-                                  max_part_size=64 * 1024)
+        return await parser.parse()
     except MultiPartException as exc:
         raise ApiError(400, "bad_multipart", f"unreadable multipart body: {exc.message}") from None
     except (ApiError, BodyTooLarge):
@@ -72,8 +92,16 @@ def build_router_api(holder: EngineHolder, store: FrameStore, admission: Admissi
         with store.claim(ids):
             def work():
                 digests = [hashlib.sha256(d).hexdigest() for d in datas]
-                if client_ids:  # a server-made id is new by construction: no lookup
+                if not client_ids:  # a server-made id is new by construction: no claim, no lookup
+                    return decide_claimed(digests)
+                store.claim_across_processes(ids)  # another process deciding one of them: 409
+                try:
                     stored[:] = [store.lookup(i) for i in ids]
+                    return decide_claimed(digests)
+                finally:
+                    store.claims.release(ids)
+
+            def decide_claimed(digests):
                 for i, (fid, st) in enumerate(zip(ids, stored)):
                     if st is not None and st.digest != digests[i]:
                         raise ApiError(409, "frame_id_conflict",
@@ -90,8 +118,9 @@ def build_router_api(holder: EngineHolder, store: FrameStore, admission: Admissi
                         raise
                     frames.append(Frame(frame_id=ids[i], domain=domain, image=image, source=names[i]))
                 decisions = engine.router.route(frames) if frames else []
+                store.keep_review_images([(datas[i], d) for i, d in zip(todo, decisions)])
                 run_id = store.run_id(engine.version, {"bundle": str(engine.bundle.root)})
-                store.record(run_id, [(digests[i], d) for i, d in zip(todo, decisions)])
+                store.record(run_id, [(digests[i], d) for i, d in zip(todo, decisions)])  # durable, then answered
                 return decisions
 
             decisions = await run_in_threadpool(work)

@@ -36,6 +36,7 @@ class ServiceSettings:
     max_upload_bytes: int = 32 * 1024 * 1024
     max_pixels: int = 40_000_000
     max_batch_files: int = 32
+    max_aspect_ratio: float = 20.0
     max_concurrency: int = 2
     max_queue: int = 16
     queue_timeout_s: float = 30.0
@@ -63,7 +64,8 @@ class ServiceSettings:
             api_keys=api, admin_keys=_keys(st.admin_keys) or api,
             service_key=(st.secret("service_key") or "").strip() or None, layer_urls=urls,
             metrics_public=st.metrics_public, docs_public=st.docs_public, max_upload_bytes=st.max_upload_bytes,
-            max_pixels=st.max_pixels, max_batch_files=st.max_batch_files, max_concurrency=st.max_concurrency,
+            max_pixels=st.max_pixels, max_batch_files=st.max_batch_files, max_aspect_ratio=st.max_aspect_ratio,
+            max_concurrency=st.max_concurrency,
             max_queue=st.max_queue, queue_timeout_s=st.queue_timeout_s, retry_after_s=st.retry_after_s,
             layer_timeout_s=st.layer_timeout_s, layer_connect_timeout_s=st.layer_connect_timeout_s,
             layer_cooldown_s=st.layer_cooldown_s, oracle_max_attempts=st.oracle_max_attempts,

@@ -2,8 +2,9 @@
 
 Every way an upload can be wrong is a 4xx `ApiError` naming the file and the problem: empty
 (400), too many bytes or pixels (413), not an image this service reads (415), corrupt or
-truncated (422). The pixel count is read from the header before any pixel is decoded, so a
-decompression bomb is refused without allocating it. Nothing here touches the file system.
+truncated (422 `corrupt_image`, decoded in full), a strip too thin to decide (422
+`bad_aspect_ratio`). The pixel count and the aspect ratio are read from the header before any
+pixel is decoded, so a decompression bomb is refused without allocating it. Nothing here touches the file system.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ApiError
-from .library import DataError, load_image
+from .library import MAX_ASPECT_RATIO, DataError, load_image
 
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\-+@ ()\[\]]")
@@ -27,6 +28,7 @@ class UploadLimits:
     max_bytes: int
     max_pixels: int
     max_files: int
+    max_aspect: float = MAX_ASPECT_RATIO
 
 
 def safe_name(filename: str | None, fallback: str = "upload") -> str:
@@ -67,8 +69,12 @@ def decode_upload(data: bytes, name: str, limits: UploadLimits) -> np.ndarray:
                        f"{limits.max_pixels} pixels per image")
     if width == 0 or height == 0:
         raise ApiError(422, "corrupt_image", f"{name}: image has no pixels")
+    if max(width, height) / min(width, height) > limits.max_aspect:
+        raise ApiError(422, "bad_aspect_ratio",
+                       f"{name}: {width}x{height} has an aspect ratio above the limit of {limits.max_aspect:g}:1 "
+                       "(a strip this thin cannot be decided)")
     try:
-        return load_image(data, name=name, max_pixels=limits.max_pixels)
+        return load_image(data, name=name, max_pixels=limits.max_pixels, max_aspect=limits.max_aspect)
     except DataError as exc:
         raise ApiError(422, "corrupt_image", str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a decoder failure is the upload's problem, never a 500

@@ -1,10 +1,12 @@
 """One SQLite database for every store (oracle calls, cache, labels, review queue, decisions).
 
 The database runs in WAL mode (readers never block the writer, a crash never leaves a
-half-written row) and carries its schema version in ``PRAGMA user_version``. The schema is an
-ordered list of `Migration`s; opening a database applies the ones it has not seen yet, each in
-its own transaction together with the new ``user_version``, so a crash mid-migration leaves the
-previous version intact.
+half-written row) with ``synchronous=FULL`` (a committed transaction is on disk when the commit
+returns, so an answered decision survives a crash of the process or of the machine), and
+carries its schema version in ``PRAGMA user_version``. The schema is an ordered list of
+`Migration`s; opening a database applies the ones it has not seen yet, each in its own
+transaction together with the new ``user_version``, so a crash mid-migration leaves the previous
+version intact.
 
 Adding a table is one step: append a `Migration` with the next
 number to `MIGRATIONS` below. Never edit or reorder a migration that has shipped; write a new
@@ -163,6 +165,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX IF NOT EXISTS review_call ON review_queue(oracle_call_id)",
     )),
     Migration(9, "label boxes and review versions", lambda conn: _review_versions(conn)),
+    Migration(10, "frame claims across processes, decisions by frame id", (
+        """CREATE TABLE frame_claims (
+            scope TEXT NOT NULL,
+            frame_id TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            ts REAL NOT NULL,
+            PRIMARY KEY (scope, frame_id)
+        )""",
+        "CREATE INDEX IF NOT EXISTS decisions_frame ON decisions(frame_id)",  # router and queue look frames up by id
+    )),
 )
 
 
@@ -236,7 +248,9 @@ class Database:
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(path) != ":memory:" and mode.lower() != "wal":
                 raise ConfigError(f"{self.path}: could not switch the database to WAL mode ({mode})")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+            # FULL: a commit is on disk (WAL fsynced) when it returns, so an answered decision survives a
+            # crash of the process or the machine (NORMAL may lose the last commits on power loss)
+            self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._migrate(migrations)
         except sqlite3.DatabaseError as exc:

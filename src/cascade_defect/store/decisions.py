@@ -15,6 +15,8 @@ A row is keyed by its frame key within a run. What a frame *is* depends on the t
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +27,49 @@ from ..records import Decision
 from ..redact import redact, redact_obj
 from .db import Database
 
+
+
+class FrameClaims:
+    """Frame ids being decided right now, claimed in the database so that every process sharing it sees them.
+
+    Two routers (or workers) on one database must never decide one frame twice: before deciding,
+    a process claims the frame's id (`PRIMARY KEY (scope, frame_id)`, taken inside one write
+    transaction), and releases it in the transaction that records the decision. A claim older
+    than `lease_s` belongs to a process that died mid-decision and may be taken over.
+    """
+
+    def __init__(self, db: Database, scope: str, *, lease_s: float = 300.0, owner: str | None = None):
+        self.db = db
+        self.scope = scope
+        self.lease_s = lease_s
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def claim(self, frame_ids: Sequence[str], *, all_or_none: bool = True) -> list[str]:
+        """Claim the ids; returns those another owner holds (with `all_or_none`, nothing is claimed then)."""
+        if not frame_ids:
+            return []
+        now = time.time()
+        with self.db.transaction() as conn:
+            taken = []
+            for fid in frame_ids:
+                row = conn.execute("SELECT owner, ts FROM frame_claims WHERE scope = ? AND frame_id = ?",
+                                   (self.scope, fid)).fetchone()
+                if row is not None and row["owner"] != self.owner and now - row["ts"] < self.lease_s:
+                    taken.append(fid)
+            if taken and all_or_none:
+                return taken
+            for fid in frame_ids:
+                if fid not in taken:
+                    conn.execute("INSERT INTO frame_claims (scope, frame_id, owner, ts) VALUES (?, ?, ?, ?) "
+                                 "ON CONFLICT (scope, frame_id) DO UPDATE SET owner = excluded.owner, ts = excluded.ts",
+                                 (self.scope, fid, self.owner, now))
+            return taken
+
+    def release(self, frame_ids: Sequence[str]) -> None:
+        """Drop this owner's claims on the ids (inside the caller's transaction when there is one)."""
+        with self.db.transaction() as conn:
+            conn.executemany("DELETE FROM frame_claims WHERE scope = ? AND frame_id = ? AND owner = ?",
+                             [(self.scope, fid, self.owner) for fid in frame_ids])
 
 
 class DecisionLog:

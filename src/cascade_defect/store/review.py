@@ -80,6 +80,11 @@ class ReviewQueue:
                  json.dumps([float(v) for v in hint_box]) if hint_box is not None else None, oracle_call_id))
             return int(conn.execute("SELECT id FROM review_queue WHERE frame_id = ?", (frame_id,)).fetchone()[0])
 
+    def set_image(self, frame_id: str, image_ref: str) -> None:
+        """Point the frame's item at its stored image (a transport that received the frame as bytes
+        calls this with the `ImageStore` reference, replacing the client's file name)."""
+        self.db.execute("UPDATE review_queue SET image_ref = ? WHERE frame_id = ?", (image_ref, frame_id))
+
     def find(self, frame_id: str) -> ReviewItem | None:
         """The frame's review item, if it has one."""
         rows = self.db.query(_SELECT + " WHERE r.frame_id = ?", (frame_id,))
