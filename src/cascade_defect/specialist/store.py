@@ -14,8 +14,8 @@ stored (the gate is in the bundle's ``gate`` component). Which bar that confiden
 policy's calibrated Layer-2 bar, never this module's.
 
 Bundles written before this layout keep loading: ``specialist/weights.pt`` (and ``model.onnx``) at
-the component's top is one detector, bound to the domains its component info records (``domains``),
-or, where none are recorded, serving every domain as it always did.
+the component's top is one detector, bound to the domains its component info (or its ``specialist.json``)
+records (``domains``), or, where none are recorded, serving every domain as it always did.
 
 Adding a domain keeps the others (the component is copied and only that domain's folder replaced).
 """
@@ -66,6 +66,11 @@ def specialist_entries(bundle: Bundle) -> dict[str | None, dict[str, Any]]:
     if is_legacy(bundle):
         entry = {"kind": YOLO, "path": root, "legacy": True}
         domains = bundle.info(COMPONENT).get("domains")
+        if domains is None:  # or the detector's own record (specialist.json "domains")
+            try:
+                domains = json.loads((root / "specialist.json").read_text()).get("domains")
+            except (OSError, json.JSONDecodeError, AttributeError):
+                domains = None
         if not domains:
             return {None: entry}
         return {str(d): entry for d in domains}
