@@ -12,7 +12,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLI=${CLI:-$REPO/.venv/bin/cascade-defect}
 SEED=${SEED:-0}
 STEPS=${STEPS:-300}                          # supervised gate training steps
-OOF_FOLDS=${OOF_FOLDS:-5}                    # out-of-fold scores of the gate's training defectives inform τ
+STEEL_SYNTHETIC_SHARE=${STEEL_SYNTHETIC_SHARE:-0.2}   # steel has ~1,000 labelled defectives: fewer synthetic ones
+OOF_FOLDS=${OOF_FOLDS:-3}                    # out-of-fold scores of the gate's training defectives inform τ
 TARGET_RECALL=${TARGET_RECALL:-0.98}         # the stated risk: Layer-1 recall floor per domain
 L2_PRECISION=${L2_PRECISION:-0.95}           # the stated risk: Layer-2 class precision
 MAX_NORMALS=${MAX_NORMALS:-2000}             # cap on a gate's normals (binds only on the full Kaggle Severstal set)
@@ -43,7 +44,7 @@ $CLI data tile --format severstal --root "$CASCADE_DATA_ROOT/severstal" --out "$
 
 step "gate steel (supervised) from every steel source: $STEEL_SOURCES"
 $CLI gate fit --sources "$STEEL_SOURCES" --domain steel --out "$B" --gate supervised --seed "$SEED" \
-  --steps "$STEPS" --max-normals "$MAX_NORMALS" "${GATE_EXTRA[@]}"
+  --steps "$STEPS" --synthetic-share "$STEEL_SYNTHETIC_SHARE" --max-normals "$MAX_NORMALS" "${GATE_EXTRA[@]}"
 step "gate ksdd1 (supervised) from KolektorSDD"
 $CLI gate fit --format ksdd1 --root "$CASCADE_DATA_ROOT/ksdd1" --domain ksdd1 --out "$B" --gate supervised \
   --seed "$SEED" --steps "$STEPS" --max-normals "$MAX_NORMALS" "${GATE_EXTRA[@]}"
