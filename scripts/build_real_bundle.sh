@@ -27,12 +27,15 @@ SEVERSTAL_TILES="$(cd "$OUT" && pwd)/severstal-tiles"
 step() { echo "[build_real_bundle $(date -u +%H:%M:%S)] $*" >&2; }
 
 # Options that arrive with the risk-based calibration (issue 21): used when this CLI has them.
-has_option() { $CLI "$1" "$2" --help 2>/dev/null | grep -q -- "$3"; }
+has_option() {  # has_option COMMAND... OPTION: the CLI's help for COMMAND lists OPTION
+  local opt=${*: -1} help
+  help=$(COLUMNS=200 $CLI "${@:1:$#-1}" --help 2>/dev/null || true)
+  [[ $help == *"$opt"* ]]
+}
 GATE_EXTRA=()
 if has_option gate fit --oof-folds; then GATE_EXTRA+=(--oof-folds "$OOF_FOLDS"); else
   step "note: this CLI's gate fit has no --oof-folds: τ is set on the val slice alone"; fi
-has_calibrate_option() { $CLI calibrate --help 2>/dev/null | grep -q -- "$1"; }
-if has_calibrate_option --l2-precision; then
+if has_option calibrate --l2-precision; then
   CALIBRATE=(--target-recall "$TARGET_RECALL" --l2-precision "$L2_PRECISION")
 else
   CALIBRATE=(--mode knee)
