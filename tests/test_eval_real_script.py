@@ -103,7 +103,7 @@ def test_the_steel_sources_and_the_test_tracks_split_alike():
         [s] = [x for x in sources if x["name"] == src]
         t = tracks[track]
         assert (s["format"], s["root"]) == (t["format"], t["root"]) and t["split"] == "test"
-        assert s.get("split_ratios") == t.get("split_ratios")
+        assert s.get("split_ratios") == t.get("split_ratios") and s.get("class_names") == t.get("class_names")
 
 
 @pytest.mark.slow
