@@ -26,31 +26,17 @@ export SEVERSTAL_TILES
 SEVERSTAL_TILES="$(cd "$OUT" && pwd)/severstal-tiles"
 step() { echo "[build_real_bundle $(date -u +%H:%M:%S)] $*" >&2; }
 
-# Options that arrive with the risk-based calibration (issue 21): used when this CLI has them.
-has_option() {  # has_option COMMAND... OPTION: the CLI's help for COMMAND lists OPTION
-  local opt=${*: -1} help
-  help=$(COLUMNS=200 $CLI "${@:1:$#-1}" --help 2>/dev/null || true)
-  [[ $help == *"$opt"* ]]
-}
-GATE_EXTRA=()
-if has_option gate fit --oof-folds; then GATE_EXTRA+=(--oof-folds "$OOF_FOLDS"); else
-  step "note: this CLI's gate fit has no --oof-folds: τ is set on the val slice alone"; fi
-if has_option calibrate --l2-precision; then
-  CALIBRATE=(--target-recall "$TARGET_RECALL" --l2-precision "$L2_PRECISION")
-else
-  CALIBRATE=(--mode knee)
-  step "note: this CLI's calibrate has no --l2-precision: falling back to --mode knee and the fixed Layer-2 bar"
-fi
+CALIBRATE=(--target-recall "$TARGET_RECALL" --l2-precision "$L2_PRECISION")   # calibrate's mode risk (default)
 
 step "tiles of the Severstal frames -> $SEVERSTAL_TILES"
 $CLI data tile --format severstal --root "$CASCADE_DATA_ROOT/severstal" --out "$SEVERSTAL_TILES" --tile 256
 
 step "gate steel (supervised) from every steel source: $STEEL_SOURCES"
 $CLI gate fit --sources "$STEEL_SOURCES" --domain steel --out "$B" --gate supervised --seed "$SEED" \
-  --steps "$STEPS" --synthetic-share "$STEEL_SYNTHETIC_SHARE" --max-normals "$MAX_NORMALS" "${GATE_EXTRA[@]}"
+  --steps "$STEPS" --synthetic-share "$STEEL_SYNTHETIC_SHARE" --max-normals "$MAX_NORMALS" --oof-folds "$OOF_FOLDS"
 step "gate ksdd1 (supervised) from KolektorSDD"
 $CLI gate fit --format ksdd1 --root "$CASCADE_DATA_ROOT/ksdd1" --domain ksdd1 --out "$B" --gate supervised \
-  --seed "$SEED" --steps "$STEPS" --max-normals "$MAX_NORMALS" "${GATE_EXTRA[@]}"
+  --seed "$SEED" --steps "$STEPS" --max-normals "$MAX_NORMALS" --oof-folds "$OOF_FOLDS"
 
 step "Layer 2 steel: the package's NEU-DET detector ($NEU_DETECTOR)"
 $CLI specialist export-onnx --weights "$NEU_DETECTOR" --bundle "$B" --domain steel

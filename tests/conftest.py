@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -43,15 +44,22 @@ def no_oracle_env(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Torch on one thread for one test, the previous count restored after it: no test changes the
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Torch on `n` threads inside the block, the previous count restored after it: no test changes the
     thread count of the tests that run after it (decisions of later tests would depend on the order)."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for one test (restored after it)."""
+    with torch_threads(1):
+        yield

@@ -13,20 +13,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cascade_defect.cli import app
+from conftest import torch_threads
 from decision_fixture import assert_same_decisions, compact, recorded
 
 
 @pytest.fixture
 def two_torch_threads():
     """The demo computes with two torch threads whatever ran before (restored after): the recording's setting."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_demo_decisions_match_the_recorded_log(tmp_path, two_torch_threads):  # ~25 s on 2 cores

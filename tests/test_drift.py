@@ -84,11 +84,17 @@ def test_brightness_shift_is_flagged_in_the_run_summary_and_on_metrics(calibrate
         Image.fromarray(img.astype(np.uint8)).save(same / (p.stem + ".png"))
         Image.fromarray(np.clip(img + 70, 0, 255).astype(np.uint8)).save(bright / (p.stem + ".png"))
 
-    calm = _run(bundle, same, root / "a.db")["drift"][DOMAIN]
+    calm_run = _run(bundle, same, root / "a.db")
+    calm = calm_run["drift"][DOMAIN]
     assert calm["drift"] is False and calm["psi"] < 0.05  # the calibration frames reproduce the reference
-    shifted = _run(bundle, bright, root / "b.db")["drift"][DOMAIN]
+    assert calm_run["drift_held"] == {} and calm_run["decided_by"]["1"] > 0
+    shifted_run = _run(bundle, bright, root / "b.db")
+    shifted = shifted_run["drift"][DOMAIN]
     assert shifted["drift"] is True and shifted["psi"] > 0.25
     assert "re-calibrate" in shifted["recommendation"]
+    # under drift the cheap layers decide nothing on their own: every frame went on (recall first)
+    assert DOMAIN in shifted_run["drift_held"] and shifted_run["decided_by"]["1"] == 0
+    assert shifted_run["decided_by"]["review"] == shifted_run["frames"]
 
     # the same decisions on /metrics (the router's metrics object, fed like a request would)
     from cascade_defect.bundles.bundle import Bundle
@@ -102,6 +108,7 @@ def test_brightness_shift_is_flagged_in_the_run_summary_and_on_metrics(calibrate
     run_id = db.query("SELECT run_id FROM runs")[0][0]
     decisions = log.decisions(run_id)
     db.close()
+    assert all("drift in" in (d.trace[0].note or "") for d in decisions)  # each trace says why it went on
     metrics = ServiceMetrics("router")
     engine = SimpleNamespace(version="v1", bundle=Bundle.open(bundle))
     metrics.drift = DriftGauges(metrics.registry, SimpleNamespace(current=engine))

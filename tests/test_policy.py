@@ -43,12 +43,12 @@ def test_unknown_domain_is_a_clear_error():
 
 def test_detection_bar_default_and_per_class():
     p = _policy()
-    assert p.accept_detection([]) is None
+    assert p.accept_detection([], "ksdd2") is None
     strong = Detection("pitting", 0.9, (0, 0, 5, 5))
     weak = Detection("pitting", 0.7, (0, 0, 5, 5))
-    assert p.accept_detection([weak, strong]) == strong
-    assert p.accept_detection([weak]) is None
-    assert p.accept_detection([Detection("scratch", 0.7, (0, 0, 5, 5))]) is not None
+    assert p.accept_detection([weak, strong], "ksdd2") == strong
+    assert p.accept_detection([weak], "ksdd2") is None
+    assert p.accept_detection([Detection("scratch", 0.7, (0, 0, 5, 5))], "ksdd2") is not None
 
 
 def test_environment_overrides_and_adds_domains():

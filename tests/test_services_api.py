@@ -180,6 +180,13 @@ def test_metrics_count_frames_layers_oracle_and_bundle(svc):
                  "cascade_errors_total{kind=\"too_many_pixels\"}", "cascade_in_flight", "cascade_queued",
                  "cascade_bundle_info{", "cascade_idempotent_replays_total"):
         assert name in text, name
+    # what the served bundle's calibration promises (stated risk, what was met, on what evidence)
+    for name in ('cascade_calibration_target_recall{domain="steel-test"} 0.98',
+                 'cascade_calibration_certified_recall_bound{domain="steel-test"}',
+                 'cascade_calibration_recall{domain="steel-test"}', 'cascade_calibration_evidence_defectives{',
+                 'cascade_calibration_tau{domain="steel-test"}', 'cascade_calibration_warnings{domain="steel-test"}',
+                 'cascade_drift_held{domain="steel-test"} 0.0'):
+        assert name in text, name
 
 
 def _rewrite_calibration(bundle: Path, tau: float) -> None:

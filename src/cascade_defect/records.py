@@ -143,7 +143,10 @@ LayerName = Literal["gate", "specialist", "oracle", "review"]
 class LayerResult(MeteredUsage):
     """What one layer reported for one frame: its scores, timings and cost.
 
-    A layer only scores; the policy turns these numbers into routing.
+    A layer only scores; the policy turns these numbers into routing. `bar` (Layer 2) is the
+    confidence bar that applied to the top detection in the frame's domain (None: its class has no
+    bar there); `note` says why this layer did not decide when a policy rule held it back (drift,
+    a class without a bar).
     """
 
     layer: LayerName
@@ -157,6 +160,8 @@ class LayerResult(MeteredUsage):
     cache_hit: bool | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    bar: float | None = None
+    note: str | None = None
 
 
 DecidingLayer = Literal[1, 2, 3, "review"]

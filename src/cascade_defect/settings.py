@@ -136,7 +136,7 @@ class Settings(BaseSettings):
 
     # -- the policy (on top of the bundle's calibration) --------------------------------------
     l2_bar: float | None = Field(None, validation_alias="CASCADE_L2_BAR",
-                                 description="Layer-2 confidence bar")
+                                 description="legacy single Layer-2 confidence bar (no effect on per-domain bars)")
     tau: dict[str, float] = Field(default_factory=dict, validation_alias="CASCADE_TAU_<DOMAIN>",
                                   description="Layer-1 τ of a domain (z units)")
     mse_threshold: dict[str, float] = Field(default_factory=dict, validation_alias="MSE_THRESHOLD_<DOMAIN>",

@@ -66,13 +66,18 @@ def load_policy(bundle: Bundle, domains: Sequence[str] = (), environ=None) -> Po
 
 
 def write_calibration(bundle: Bundle, domain: str, tau: float, record: dict[str, Any],
-                      l2_bar: float | None = None) -> Policy:
-    """Set τ of `domain` in the bundle's calibration file, keeping other domains; returns the policy."""
+                      l2_bar: float | None = None, l2_bars: dict[str, float] | None = None) -> Policy:
+    """Set τ of `domain` in the bundle's calibration file, keeping other domains; returns the policy.
+
+    `l2_bars` ({class: bar}) replaces the domain's Layer-2 bars; `l2_bar` sets the legacy single bar.
+    """
     data = read_calibration(bundle)
     policy = Policy.from_dict(data) if data else Policy()
     policy = policy.with_tau(domain, tau)
     if l2_bar is not None:
         policy = Policy.from_dict({**policy.to_dict(), "l2_bar": l2_bar})
+    if l2_bars is not None:
+        policy = policy.with_l2_bars(domain, l2_bars)
     out = {**data, **policy.to_dict()}
     history = dict(out.get("calibrations", {}))
     history[domain] = {**record, "tau": tau,
@@ -107,6 +112,8 @@ class Cascade:
         return {"bundle": str(self.bundle.root), "domain": self.domain, "tau": th.tau,
                 "mse_threshold": th.mse_threshold, "threshold_source": th.source,
                 "l2_bar": self.router.policy.l2_bar,
+                "l2_bars": None if self.router.policy.l2_bars is None else
+                dict(self.router.policy.l2_bars.get(self.domain) or {}),
                 "specialist": self.router.specialist is not None,
                 "oracle": getattr(self.oracle, "backend_name", type(self.oracle).__name__),
                 "oracle_limits": self.oracle.limits() if hasattr(self.oracle, "limits") else None}

@@ -4,12 +4,18 @@ Layers only score; the policy holds the numbers and `decide.py` the rules that r
 
 * `escalate_from_gate(domain, z, score)`: does Layer 1 pass the frame on? (z > τ of the domain,
   or, for the autoencoder gate, score > its MSE threshold)
-* `accept_detection(detections)`: is Layer 2 sure enough to decide? (top confidence ≥ the bar,
-  optionally per class; no detection is never sure)
+* `accept_detection(detections, domain)`: is Layer 2 sure enough to decide? (top confidence ≥
+  the bar of its class in that domain; no detection, or a class without a bar, is never sure)
+
+Layer-2 bars are held per (domain, class) (`l2_bars`, written by `calibrate --l2-precision`): a
+class without a bar in a domain — and every class of a domain without bars — is never decided by
+Layer 2 there. Legacy bundles (calibration files without an `l2_bars` key) keep their one
+`l2_bar` with optional `l2_bar_per_class` overrides, applied in every domain.
 
 Environment overrides (applied on top of the calibration file, checked at start-up):
-`CASCADE_TAU_<DOMAIN>`, `MSE_THRESHOLD_<DOMAIN>` and `CASCADE_L2_BAR`, with `<DOMAIN>` the domain
-name upper-cased and every other character than A-Z/0-9 replaced by `_`.
+`CASCADE_TAU_<DOMAIN>`, `MSE_THRESHOLD_<DOMAIN>` and `CASCADE_L2_BAR` (the legacy single bar:
+it has no effect on a policy with per-domain bars), with `<DOMAIN>` the domain name upper-cased
+and every other character than A-Z/0-9 replaced by `_`.
 """
 
 from __future__ import annotations
@@ -57,11 +63,16 @@ class DomainThresholds:
 
 @dataclass(frozen=True)
 class Policy:
-    """Per-domain Layer-1 thresholds and the Layer-2 confidence bar (optionally per class)."""
+    """Per-domain Layer-1 thresholds and the Layer-2 confidence bars.
+
+    `l2_bars`: {domain: {class: bar}} set by calibration for a stated precision; None for a
+    legacy policy, which uses `l2_bar` (with `l2_bar_per_class` overrides) in every domain.
+    """
 
     domains: Mapping[str, DomainThresholds] = field(default_factory=dict)
     l2_bar: float = DEFAULT_L2_BAR
     l2_bar_per_class: Mapping[str, float] = field(default_factory=dict)
+    l2_bars: Mapping[str, Mapping[str, float]] | None = None
 
     # -- questions the router asks --------------------------------------------------------
     def thresholds(self, domain: str) -> DomainThresholds:
@@ -78,12 +89,21 @@ class Policy:
         """True when Layer 1 flags the frame (passes it on); the rule is `decide.gate_escalates`."""
         return gate_escalates(self, domain, z, score)
 
-    def bar_for(self, cls: str) -> float:
-        return self.l2_bar_per_class.get(cls, self.l2_bar)
+    def bar_for(self, domain: str, cls: str) -> float | None:
+        """The Layer-2 bar of `cls` in `domain`; None: Layer 2 never decides that class there."""
+        if self.l2_bars is None:  # legacy: one bar (per-class overrides) for every domain
+            return self.l2_bar_per_class.get(cls, self.l2_bar)
+        return (self.l2_bars.get(domain) or {}).get(cls)
 
-    def accept_detection(self, detections: Sequence[Detection]) -> Detection | None:
+    def accept_detection(self, detections: Sequence[Detection], domain: str) -> Detection | None:
         """The top detection when Layer 2 is sure enough to decide, else None (`decide.accepted_detection`)."""
-        return accepted_detection(self, detections)
+        return accepted_detection(self, detections, domain)
+
+    def with_l2_bars(self, domain: str, bars: Mapping[str, float]) -> "Policy":
+        """This policy with the Layer-2 bars of `domain` replaced (per-domain bars from now on)."""
+        all_bars = {d: dict(b) for d, b in (self.l2_bars or {}).items()}
+        all_bars[domain] = {str(c): _bar(v, f"Layer-2 bar of class {c} in {domain}") for c, v in bars.items()}
+        return replace(self, l2_bars=all_bars)
 
     def gate_mode(self, domain: str) -> str:
         """"tau" when the domain's Layer 1 is thresholded on z, "mse" when on the raw score."""
@@ -123,7 +143,7 @@ class Policy:
         return replace(self, domains=domains)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "l2_bar": self.l2_bar,
             "l2_bar_per_class": dict(self.l2_bar_per_class),
             "domains": {
@@ -131,6 +151,9 @@ class Policy:
                 for name, th in sorted(self.domains.items())
             },
         }
+        if self.l2_bars is not None:
+            out["l2_bars"] = {d: dict(sorted(b.items())) for d, b in sorted(self.l2_bars.items())}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str = "calibration") -> "Policy":
@@ -152,7 +175,14 @@ class Policy:
             for k, v in (data.get("l2_bar_per_class") or {}).items()
         }
         bar = _bar(data.get("l2_bar", DEFAULT_L2_BAR), f"{origin}: Layer-2 bar")
-        return cls(domains=domains, l2_bar=bar, l2_bar_per_class=per_class)
+        l2_bars = None
+        if data.get("l2_bars") is not None:
+            if not isinstance(data["l2_bars"], Mapping) or not all(
+                    isinstance(b, Mapping) for b in data["l2_bars"].values()):
+                raise ConfigError(f"{origin}: l2_bars must map each domain to {{class: bar}}")
+            l2_bars = {str(d): {str(c): _bar(v, f"{origin}: Layer-2 bar of class {c} in {d}") for c, v in b.items()}
+                       for d, b in data["l2_bars"].items()}
+        return cls(domains=domains, l2_bar=bar, l2_bar_per_class=per_class, l2_bars=l2_bars)
 
     @classmethod
     def load(cls, path: str | Path) -> "Policy":

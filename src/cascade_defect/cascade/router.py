@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..contracts import GateLayer, OracleLayer, ReviewSink, SpecialistLayer, call_isolated
 from ..records import Decision, Frame, LayerResult
@@ -28,15 +28,21 @@ class Router:
     needs it then goes to review. `review` receives every decision with layer ``review``,
     whoever made it (the oracle's hand-overs, no oracle, an oracle that raised); the sink is
     idempotent by frame, so a frame the oracle already queued is not queued twice.
+
+    `drift` (optional) watches Layer 1 per domain: it is fed every frame's z (`observe(domain, z)`)
+    and asked `hold(domain)` after each batch of a domain; a reason (not None) marks the batch's
+    frames as drifted, so `decide` lets no cheap layer decide them (e.g. an
+    `evaluation.drift.DriftMonitor` built from the bundle's calibration).
     """
 
     def __init__(self, policy: Policy, gate: GateLayer, specialist: SpecialistLayer | None = None,
-                 oracle: OracleLayer | None = None, review: ReviewSink | None = None):
+                 oracle: OracleLayer | None = None, review: ReviewSink | None = None, drift: Any = None):
         self.policy = policy
         self.gate = gate
         self.specialist = specialist
         self.oracle = oracle
         self.review = review
+        self.drift = drift
 
     def route(self, frames: Sequence[Frame]) -> list[Decision]:
         """One decision per frame, in input order."""
@@ -51,6 +57,8 @@ class Router:
             """Record layer outputs of frame i, then ask `decide` what happens to it next."""
             outputs[i] = replace(outputs[i], **seen)
             nxt = decide(self.policy, outputs[i])
+            if (nxt.bar is not None or nxt.note) and traces[i]:  # about the layer that just reported
+                traces[i][-1].bar, traces[i][-1].note = nxt.bar, nxt.note
             if isinstance(nxt, Next):
                 waiting[nxt.layer].append((i, nxt.hint))
                 return
@@ -98,12 +106,22 @@ class Router:
             results = call_isolated(
                 lambda ids: self.gate.score_batch([frames[j].image for j in ids], domain), idx)
             per_ms = (time.perf_counter() - t0) * 1000 / len(idx)
+            drifted = self._drift_state(domain, results)
             for i, res in zip(idx, results):
                 if isinstance(res, Exception):
                     traces[i].append(LayerResult("gate", per_ms, error=str(res)))
                 else:
                     traces[i].append(LayerResult("gate", per_ms, score=res.score, z=res.z, error=res.error))
-                step(i, gate=res)
+                step(i, gate=res, drifted=drifted)
+
+    def _drift_state(self, domain: str, results) -> str | None:
+        """Feed this batch's z to the drift watch; why the domain is held (None: it is not)."""
+        if self.drift is None:
+            return None
+        for res in results:
+            if not isinstance(res, Exception):
+                self.drift.observe(domain, res.z)
+        return self.drift.hold(domain)
 
     def _run_specialist(self, frames, flagged, traces, step) -> None:
         if not flagged:

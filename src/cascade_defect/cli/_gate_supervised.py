@@ -19,14 +19,16 @@ def fit_with_labels(*, gate: str, train, specs, skip_invalid: bool, normals, ava
                     seed: int, short_side: int | None, holdout: float, min_holdout: int, backbone: str,
                     aggregate: str, coreset: str, coreset_fraction: float, index: str, normalize: str,
                     epochs: int, max_defectives: int | None, steps: int, candidates: str,
-                    synthetic_kinds: str | None = None, synthetic_share: float | None = None) -> None:
+                    synthetic_kinds: str | None = None, synthetic_share: float | None = None,
+                    oof_folds: int | None = None) -> None:
     from ..gate import save_gate
     from ..gate.combined import CombinedGate
     from ..evaluation.gate_selection import select_gate
     from ..gate.supervised import SupervisedGate, defectives_from_samples
     from .gate import source_record
 
-    defectives = defectives_from_samples([s for s in train.samples if s.defective],
+    defective = [s for s in train.samples if s.defective]
+    defectives = defectives_from_samples(defective,
                                          groups=[n for s, n in zip(train.samples, train.sources) if s.defective])
     sup = {"steps": steps, "max_defectives": max_defectives}
     if synthetic_share is not None:
@@ -56,6 +58,15 @@ def fit_with_labels(*, gate: str, train, specs, skip_invalid: bool, normals, ava
         if gate == "supervised":
             model = SupervisedGate(seed=seed, holdout_fraction=holdout, min_holdout=min_holdout, **sup)
             run_guarded(model.fit, paths, names, domain=domain, defectives=defectives)
+            if oof_folds:
+                from ..gate.out_of_fold import out_of_fold_scores
+
+                model.out_of_fold_ = run_guarded(
+                    out_of_fold_scores,
+                    lambda: SupervisedGate(seed=seed, holdout_fraction=holdout, min_holdout=min_holdout, **sup),
+                    paths, [s.group or str(s.image_path) for s in normals], defectives,
+                    [s.group or str(s.image_path) for s in defective if s.defective], folds=oof_folds, seed=seed,
+                    domain=domain)
         elif gate == "combined":
             model = CombinedGate(unsupervised="patchcore", unsupervised_params={**pc, "normalize": normalize},
                                  supervised_params=sup, seed=seed, holdout_fraction=holdout, min_holdout=min_holdout)

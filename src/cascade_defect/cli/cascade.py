@@ -17,7 +17,24 @@ def _read_samples(fmt: str, root: Path, domain: str, split: str, seed: int):
     return run_guarded(select_split, result.samples, split, seed=seed)
 
 
-def print_summary(summary, describe: dict, skipped: int = 0, drift: dict | None = None) -> None:
+def _risk_line(c: dict) -> str:
+    """The calibration's promise in one line: stated targets, what was met, on what evidence."""
+    def num(v, fmt=".3f"):
+        return "—" if v is None else format(v, fmt)
+
+    pct = "" if c["confidence"] is None else f" at {c['confidence']:.0%}"
+    line = (f"{c['mode']}: target recall {num(c['target_recall'], 'g')}, achieved {num(c['recall'])} point / "
+            f"{num(c['certified_recall'])} certified{pct} on {c['evidence_defectives']} defectives"
+            + ("" if c["evidence_normals"] is None else f" + {c['evidence_normals']} normals")
+            + f" ({c['date'] or 'undated'})")
+    if c["l2_target_precision"] is not None:
+        line += (f"; layer 2: target precision {c['l2_target_precision']:g}, precision {num(c['l2_precision'])}, "
+                 f"coverage {num(c['l2_coverage'], '.1%')}")
+    return line
+
+
+def print_summary(summary, describe: dict, skipped: int = 0, drift: dict | None = None,
+                  calibration: dict | None = None, drift_held: dict | None = None) -> None:
     """The closing summary as a table on stderr."""
     from rich.table import Table
 
@@ -36,8 +53,16 @@ def print_summary(summary, describe: dict, skipped: int = 0, drift: dict | None 
     for layer, lat in d["latency_ms"].items():
         if lat["p50"] is not None:
             t.add_row(f"latency {layer}", f"p50 {lat['p50']:.1f} ms   p95 {lat['p95']:.1f} ms")
-    t.add_row("thresholds", escape(f"τ={describe['tau']} ({describe['threshold_source']}), "
-                                   f"L2 bar {describe['l2_bar']}"))
+    bars = describe.get("l2_bars")
+    l2 = (f"L2 bar {describe['l2_bar']} (legacy, every domain)" if bars is None
+          else "L2 bars " + (", ".join(f"{c} {b:.3g}" for c, b in sorted(bars.items())) or "none: Layer 2 never decides"))
+    t.add_row("thresholds", escape(f"τ={describe['tau']} ({describe['threshold_source']}), {l2}"))
+    if calibration:
+        t.add_row("stated risk", escape(_risk_line(calibration)))
+        for w in calibration["warnings"]:
+            t.add_row("[bold red]warning[/]", escape(w))
+    for domain, reason in (drift_held or {}).items():
+        t.add_row(escape(f"held {domain}"), f"[bold red]cheap layers did not decide[/] {escape(reason)}")
     for domain, dr in (drift or {}).items():  # evaluation.drift: z and escalation vs calibration
         psi = "—" if dr["psi"] is None else f"{dr['psi']:.3f}"
         t.add_row(escape(f"drift {domain}"), f"PSI {psi} over {dr['frames']} frames: "
@@ -88,7 +113,8 @@ def run(
     from ..cascade.assemble import build_cascade, read_calibration
     from ..cascade.runner import CascadeRunner, items_from_samples, resolve_inputs
     from ..cascade.summary import summarise
-    from ..evaluation.drift import drift_for_decisions
+    from ..cascade.calibration_summary import calibration_summary
+    from ..evaluation.drift import drift_for_decisions, monitor_from_env, references_from_calibration
     from ..oracle.clients import BackendConfig
     from ..store.db import Database, default_db_path
     from ..store.decisions import DecisionLog
@@ -106,6 +132,9 @@ def run(
     config = run_guarded(BackendConfig.from_env, backend=backend, base_url=base_url, model=model)
     cascade = run_guarded(build_cascade, bundle, domain, oracle_config=config, db=database,
                           specialist_engine=specialist_engine)
+    calibration_data = read_calibration(cascade.bundle)
+    # drift of the gate's z holds the domain's cheap layers (decide.py rule 0) until recalibrated
+    cascade.router.drift = run_guarded(monitor_from_env, references_from_calibration(calibration_data))
     log = DecisionLog(database)
     run_id = log.start_run({**cascade.describe(), "inputs": len(items)}, resume=resume)
     run_lock = held(ctx, run_guarded(lock_run, database.path, run_id))
@@ -120,14 +149,17 @@ def run(
         if lock is not None:
             lock.release()
     summary = summarise(all_decisions)
-    drift = run_guarded(drift_for_decisions, read_calibration(cascade.bundle), all_decisions)
+    drift = run_guarded(drift_for_decisions, calibration_data, all_decisions)
+    calibration = calibration_summary(calibration_data, domain)
+    drift_held = cascade.router.drift.held()
     if parquet:
         log.export_parquet(run_id, parquet)
     if json_out:
         emit_json({"run_id": run_id, **cascade.describe(), **summary.to_dict(), "skipped": skipped,
-                   "out": str(out) if out else None, "drift": drift})
+                   "out": str(out) if out else None, "drift": drift, "calibration": calibration,
+                   "drift_held": drift_held})
     else:
-        print_summary(summary, cascade.describe(), skipped, drift)
+        print_summary(summary, cascade.describe(), skipped, drift, calibration, drift_held)
     if out:
         err_console.print(escape(f"decisions: {out} ({len(all_decisions)} lines), log: {database.path} run {run_id}"),
                           highlight=False)
@@ -144,21 +176,39 @@ def calibrate(
         None, "--source", help="A labelled source of the domain as FORMAT:ROOT; repeat for every source."),
     sources: Optional[Path] = typer.Option(None, "--sources", help="A sources YAML file (as for `gate fit`)."),
     domain: str = typer.Option(..., "--domain", help="Domain to calibrate."),
-    mode: str = typer.Option("knee", "--mode", help="knee (of escalation rate vs F1) or recall."),
-    target_recall: float = typer.Option(0.99, "--target-recall", help="Recall target for --mode recall."),
-    confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the recall lower bound."),
+    mode: str = typer.Option("risk", "--mode",
+                             help="risk (default: the least escalation meeting --target-recall), "
+                                  "knee (of escalation rate vs F1) or recall (largest τ certified at the target)."),
+    target_recall: Optional[float] = typer.Option(
+        None, "--target-recall", help="Layer-1 recall floor (risk: default 0.98, met by the point estimate on "
+                                      "every evidence source; recall mode: default 0.99, met by the bound)."),
+    max_escalation: Optional[float] = typer.Option(
+        None, "--max-escalation", help="risk: also cap the share of validation frames Layer 1 passes on."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Confidence of the one-sided Clopper–Pearson bounds."),
+    oof: bool = typer.Option(True, "--oof/--no-oof",
+                             help="risk: use the supervised gate's stored out-of-fold scores as a second "
+                                  "evidence source (when `gate fit --oof-folds` stored them)."),
+    l2_precision: Optional[float] = typer.Option(
+        0.95, "--l2-precision", help="Layer-2 precision target: per class, the lowest confidence bar meeting it "
+                                     "on the validation frames τ escalates (0: leave the domain's bars as they are)."),
     split: str = typer.Option("val", "--split", help="Slice to calibrate on (default: the held-out val split)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the group-aware split."),
-    l2_bar: Optional[float] = typer.Option(None, "--l2-bar", help="Also set the Layer-2 confidence bar."),
+    l2_bar: Optional[float] = typer.Option(None, "--l2-bar", help="Legacy: set the single Layer-2 bar of bundles "
+                                                                  "without per-domain bars."),
     json_out: bool = typer.Option(False, "--json", help="Print the full record (curve included) as JSON."),
 ) -> None:
-    """Choose τ for a domain on held-out labelled data and write it into the bundle's calibration."""
+    """Choose τ (and Layer-2 bars) for a domain from a stated risk, on held-out labelled data, and write
+    them into the bundle's calibration with the evidence, the certified bounds and any warning."""
     from ..bundles.bundle import Bundle
     from ..evaluation.bundle_calibration import calibrate_domain
     from ..settings import path_as_written
 
-    if mode not in ("knee", "recall"):
-        fail(f"--mode must be knee or recall, not {mode!r}")
+    if mode not in ("risk", "knee", "recall"):
+        fail(f"--mode must be risk, knee or recall, not {mode!r}")
+    if target_recall is not None and not 0.0 < target_recall < 1.0:
+        fail(f"--target-recall must be in (0, 1), got {target_recall}")
+    if l2_precision is not None and not 0.0 <= l2_precision <= 1.0:
+        fail(f"--l2-precision must be in (0, 1] (0: skip Layer 2), got {l2_precision}")
     from .gate import read_split, source_record, source_specs
 
     b = run_guarded(Bundle.open, bundle)
@@ -171,20 +221,49 @@ def calibrate(
         info = {"sources": source_record(data), "split": split, "seed": seed}
     with err_console.status(escape(f"scoring {len(samples)} {split} images of '{domain}'"), spinner="dots"):
         record = run_guarded(calibrate_domain, b, domain, samples, mode=mode, target_recall=target_recall,
-                             confidence=confidence, l2_bar=l2_bar, data_info=info, sources=data.sources)
+                             confidence=confidence, max_escalation=max_escalation, use_out_of_fold=oof,
+                             l2_precision=l2_precision or None, l2_bar=l2_bar,
+                             data_info=info, sources=data.sources)
+    print_calibration(record)
     if json_out:
         emit_json(record)
-    else:
-        m = record["result"].get("at_tau", {})
-        err_console.print(escape(f"τ[{domain}] = {record['tau']:.4g} ({mode}) on {record['frames']} frames "
-                          f"({record['defective']} defective): "
-                          + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float))),
-                          highlight=False)
-        if len(record.get("by_source", {})) > 1:
-            for name, r in record["by_source"].items():
-                rec = "n/a" if r["recall"] is None else f"{r['recall']:.3f}"
-                err_console.print(escape(f"  source {name}: {r['frames']} frames ({r['defective']} defective), "
-                                         f"recall {rec}, escalation {r['escalation']:.3f} at τ"), highlight=False)
+
+
+def print_calibration(record: dict) -> None:
+    """What was stated, what was met, on what evidence; every warning in bold red (stderr)."""
+    pct = f"{record['confidence']:.0%}"
+    ev = record["evidence"]
+    target = record.get("target_recall")
+    head = (f"τ[{record['domain']}] = {record['tau']:.4g} ({record['mode']}"
+            + (f", target recall {target}" if target is not None else "") + ")")
+    recall = record.get("recall")
+    line = (f"{head}: Layer-1 recall {'—' if recall is None else f'{recall:.3f}'} point, "
+            f"{'—' if record.get('certified_recall') is None else format(record['certified_recall'], '.3f')} "
+            f"certified ({pct} one-sided); escalation {record['escalation_rate']:.1%} of validation frames")
+    err_console.print(escape(line), highlight=False)
+    err_console.print(escape("evidence: " + "; ".join(
+        f"{name} {src['defective']} defective + {src['normal']} normal" for name, src in ev["sources"].items())
+        + f" (sha256 {ev['sha256'][:12]}…)"), highlight=False)
+    l2 = record.get("layer2")
+    if l2 and l2.get("detector") is None:
+        err_console.print("layer 2: no detector in the bundle, bars left as they were", highlight=False)
+    elif l2:
+        cov = "—" if l2.get("coverage") is None else f"{l2['coverage']:.1%}"
+        prec = "—" if l2.get("precision") is None else f"{l2['precision']:.3f}"
+        err_console.print(escape(f"layer 2 (target precision {l2['target_precision']}): decides {cov} of the "
+                                 f"{l2['frames']} escalated validation frames, precision {prec}"), highlight=False)
+        for cls, c in sorted((l2.get("classes") or {}).items()):
+            what = (f"bar {c['bar']:.4g}: precision {c['precision']:.3f} (certified {c['certified']:.3f}), "
+                    f"coverage {c['coverage']:.1%}, {c['decided']} of {c['support']} decided"
+                    if c["bar"] is not None else c["reason"])
+            err_console.print(escape(f"  {cls}: {what}"), highlight=False)
+    if len(record.get("by_source") or {}) > 1:
+        for name, r in record["by_source"].items():
+            rec = "n/a" if r["recall"] is None else f"{r['recall']:.3f}"
+            err_console.print(escape(f"  source {name}: {r['frames']} frames ({r['defective']} defective), "
+                                     f"Layer-1 recall {rec}, escalation {r['escalation']:.1%} at τ"), highlight=False)
+    for w in record.get("warnings") or []:
+        err_console.print(f"[bold red]WARNING:[/] {escape(w)}", highlight=False)
 
 
 def demo(

@@ -117,6 +117,10 @@ def fit(
         None, "--synthetic-kinds",
         help="supervised: synthetic anomaly kinds drawn, comma-separated from stroke, strip, blob; a kind named "
              "twice is drawn twice as often (default: the gate's documented mix)."),
+    oof_folds: Optional[int] = typer.Option(
+        None, "--oof-folds",
+        help="supervised: also fit K fold models (group-aware K-fold over the training items) and store each "
+             "training defective's and normal's out-of-fold z with the gate, as evidence for `calibrate`."),
     candidates: str = typer.Option(
         "patchcore,patchcore-imagenet,supervised,combined", "--candidates",
         help="auto: comma-separated candidates (patchcore, patchcore-imagenet, autoencoder, supervised, "
@@ -150,6 +154,8 @@ def fit(
     normals = seeded_subset(normals, max_normals, seed)
     if max_defectives is not None and max_defectives < 0:
         fail(f"--max-defectives must be 0 or more, got {max_defectives}")
+    if oof_folds is not None and (gate != "supervised" or oof_folds < 2):
+        fail(f"--oof-folds needs --gate supervised and K >= 2 (got --gate {gate}, K = {oof_folds})")
     if gate in LABEL_GATES:
         from ._gate_supervised import fit_with_labels
 
@@ -159,7 +165,7 @@ def fit(
                         min_holdout=min_holdout, backbone=backbone, aggregate=aggregate, coreset=coreset,
                         coreset_fraction=coreset_fraction, index=index, normalize=normalize, epochs=epochs,
                         max_defectives=max_defectives, steps=steps, candidates=candidates,
-                        synthetic_kinds=synthetic_kinds, synthetic_share=synthetic_share)
+                        synthetic_kinds=synthetic_kinds, synthetic_share=synthetic_share, oof_folds=oof_folds)
         return
     side = 256 if short_side is None else (short_side or None)
     if gate == "patchcore":

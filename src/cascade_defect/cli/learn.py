@@ -34,6 +34,9 @@ def learn_cmd(
     holdout_limit: Optional[int] = typer.Option(None, "--holdout-limit", min=1,
                                                 help="Compare on a seeded subset of the hold-out (faster)."),
     no_recalibrate: bool = typer.Option(False, "--no-recalibrate", help="Keep τ as it is."),
+    lr0: Optional[float] = typer.Option(None, "--lr0", min=0.0, help="Fine-tuning learning rate (default 0.002)."),
+    mosaic: Optional[float] = typer.Option(None, "--mosaic", min=0.0, max=1.0,
+                                           help="Share of mosaic-augmented batches (default 0.5)."),
 ) -> None:
     """Fine-tune Layer 2 on the queue + original training data, re-calibrate τ, compare, publish if not worse."""
     if ctx.invoked_subcommand is not None:
@@ -41,14 +44,15 @@ def learn_cmd(
     if not bundle or not out:
         fail("learn needs --bundle and --out (or a subcommand: simulate)")
     _quiet()
-    from ..learning.learn import LearnSettings, learn
+    from ..learning.learn import LearnSettings, finetune_args, learn
     from ..store import Database, default_db_path
 
     path = db or default_db_path()
     if not path.exists():
         fail(f"{path}: no database (nothing was labelled); pass --db or set CASCADE_DB")
     settings = LearnSettings(epochs=epochs, imgsz=imgsz, batch=batch, device=device, alpha=alpha,
-                             holdout_limit=holdout_limit, recalibrate=not no_recalibrate)
+                             holdout_limit=holdout_limit, recalibrate=not no_recalibrate,
+                             train_args=finetune_args(lr0, mosaic))
     result = run_guarded(learn, bundle, run_guarded(Database, path), out, settings=settings,
                          log=lambda m: err_console.print(m, highlight=False))
     emit_json(result)
@@ -56,18 +60,32 @@ def learn_cmd(
 
 @app.command("simulate")
 def simulate_cmd(
-    fmt: List[str] = typer.Option(..., "--format", "-f", help="Dataset format; repeat with --root for several."),
-    root: List[Path] = typer.Option(..., "--root", help="Dataset root (one per --format)."),
+    fmt: List[str] = typer.Option([], "--format", "-f", help="Dataset format; repeat with --root for several "
+                                  "(with --from-bundle: optional, points a recorded dataset at another folder)."),
+    root: List[Path] = typer.Option([], "--root", help="Dataset root (one per --format)."),
+    from_bundle: Optional[str] = typer.Option(None, "--from-bundle", help="Start from this bundle (its detector, "
+                                              "gate and calibration) instead of training round 0 from scratch."),
     out: Path = typer.Option(Path("runs/learn-simulate"), "--out", help="Work folder (bundles, database)."),
     rounds: int = typer.Option(3, "--rounds", min=1),
     seed_frames: int = typer.Option(120, "--seed-frames", min=4, help="Frames the round-0 detector trains on."),
     per_round: int = typer.Option(200, "--per-round", min=1, help="Frames streamed per round."),
     holdout_limit: Optional[int] = typer.Option(None, "--holdout-limit", min=1, help="Seeded subset of the test split."),
-    imgsz: int = typer.Option(224, "--imgsz"),
+    imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Training size (default 224; with --from-bundle: "
+                                        "the detector's own)."),
     epochs0: int = typer.Option(30, "--epochs0", min=1, help="Round-0 epochs (from yolov8n.yaml)."),
     epochs: int = typer.Option(8, "--epochs", min=1, help="Fine-tuning epochs per round."),
+    lr0: Optional[float] = typer.Option(None, "--lr0", min=0.0, help="Fine-tuning learning rate (default 0.002)."),
+    mosaic: Optional[float] = typer.Option(None, "--mosaic", min=0.0, max=1.0,
+                                           help="Fine-tuning share of mosaic batches (default 0.5)."),
     batch: int = typer.Option(16, "--batch", min=1),
     l2_bar: Optional[float] = typer.Option(None, "--l2-bar", help="Layer-2 confidence bar (default: the policy's)."),
+    l2_precision: Optional[float] = typer.Option(None, "--l2-precision", min=0.0, max=1.0,
+                                                 help="Per-class Layer-2 bars for this precision, set each round "
+                                                      "on the val split (replaces --l2-bar)."),
+    l2_confidence: float = typer.Option(0.95, "--l2-confidence", min=0.5, max=0.999,
+                                        help="Confidence level of the certified precision bound."),
+    measure_final: bool = typer.Option(False, "--measure-final", help="After the last learn, stream one more "
+                                       "round through the learned bundle and measure it (no learn)."),
     gate_epochs: int = typer.Option(10, "--gate-epochs", min=1),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device"),
@@ -76,12 +94,18 @@ def simulate_cmd(
     """Replay labelled data as a production stream: per round to_oracle, hold-out mAP50, cost."""
     if len(fmt) != len(root):
         fail(f"give one --root per --format ({len(fmt)} formats, {len(root)} roots)")
+    if not fmt and not from_bundle:
+        fail("give --format/--root (a dataset to train round 0 on) or --from-bundle BUNDLE")
+    if l2_precision is not None and l2_bar is not None:
+        fail("--l2-precision sets a bar per class; leave out --l2-bar")
     _quiet()
     from ..learning.simulate import SimSettings, simulate
 
     s = SimSettings(seed_frames=seed_frames, per_round=per_round, rounds=rounds, holdout_limit=holdout_limit,
-                    imgsz=imgsz, epochs0=epochs0, epochs=epochs, batch=batch, l2_bar=l2_bar, seed=seed,
-                    device=device, gate_epochs=gate_epochs)
+                    imgsz=imgsz if imgsz is not None else (None if from_bundle else 224), epochs0=epochs0,
+                    epochs=epochs, batch=batch, l2_bar=l2_bar, seed=seed, device=device, gate_epochs=gate_epochs,
+                    from_bundle=from_bundle, l2_precision=l2_precision, l2_confidence=l2_confidence,
+                    measure_final=measure_final, lr0=lr0, mosaic=mosaic)
 
     def emit(row):
         if json_out:
@@ -89,7 +113,7 @@ def simulate_cmd(
         else:
             typer.echo(f"round {row['round']}: {row['frames']} frames, to_oracle {row['to_oracle']:.3f}, "
                        f"hold-out mAP50 {row['map50']:.3f}, ${row['cost_per_100k']:.2f}/100k (assumed tokens), "
-                       f"learn {row['learn']['status']}")
+                       f"learn {(row['learn'] or {}).get('status', 'skipped (final round)')}")
 
     run_guarded(simulate, [(f, str(r)) for f, r in zip(fmt, root)], out, s, emit=emit,
                 log=lambda m: err_console.print(m, highlight=False))

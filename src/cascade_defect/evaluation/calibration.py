@@ -1,6 +1,12 @@
 """Choosing a domain's Layer-1 threshold τ from a validation sweep.
 
-Two modes (docs/statistics.md has the derivations):
+Three modes (docs/statistics.md has the derivations):
+
+* `risk` (the default of `calibrate`): the user states a recall floor (and optionally a ceiling
+  on escalation); among the τ whose *observed* recall meets the floor on every evidence source,
+  take the one that escalates least. The one-sided Clopper–Pearson bound of that recall is
+  reported beside the point, and a warning (with the number of defectives that would be needed)
+  when it misses the target; a τ whose recall is below the target is never chosen.
 
 * `knee`: the knee of the (escalation rate, F1) curve, found with the Kneedle idea on the
   curve's Pareto frontier: both axes normalised to [0, 1] between the frontier's end points,
@@ -16,13 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
 from .curves import TauSweep, pareto_front, sweep_tau
 
-Mode = Literal["knee", "recall"]
+Mode = Literal["risk", "knee", "recall"]
+DEFAULT_TARGET_RECALL = 0.98
 
 
 # -- Clopper–Pearson -------------------------------------------------------------------------
@@ -252,14 +259,133 @@ def calibrate_recall(sweep: TauSweep, target: float = 0.99, confidence: float = 
     return Calibration("recall", tau, i, reason, sweep, details)
 
 
-def calibrate(z, y_true, mode: Mode = "knee", *, target_recall: float = 0.99, confidence: float = 0.95,
+# -- stated risk ------------------------------------------------------------------------------
+
+
+def common_grid(*zs) -> np.ndarray:
+    """The τ grid (`curves.tau_grid`) over the finite scores of every evidence source together."""
+    from .curves import tau_grid
+
+    return tau_grid(np.concatenate([np.asarray(z, dtype=float).reshape(-1) for z in zs]))
+
+
+def calibrate_risk(sweeps: Mapping[str, TauSweep] | TauSweep, target: float = DEFAULT_TARGET_RECALL,
+                   confidence: float = 0.95, max_escalation: float | None = None,
+                   primary: str | None = None) -> Calibration:
+    """The τ that escalates least among those whose gate recall (point) meets `target` on every source.
+
+    sweeps: one `TauSweep` per evidence source (name -> sweep, all on the same τ grid; e.g. the
+    validation slice and the supervised gate's out-of-fold scores). `primary` (default: the first)
+    is the source whose escalation rate is minimised and capped by `max_escalation` (the slice
+    that stands for production traffic) and whose sweep the result carries. The certified recall
+    is the one-sided Clopper–Pearson lower bound over the defectives of all sources together;
+    `details["warnings"]` says when it misses the target and how many defectives would be needed.
+    """
+    if isinstance(sweeps, TauSweep):
+        sweeps = {"validation": sweeps}
+    if not sweeps:
+        raise ValueError("calibrate_risk needs at least one evidence source")
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"target recall must be in (0, 1), got {target}")
+    if max_escalation is not None and not 0.0 < max_escalation <= 1.0:
+        raise ValueError(f"max escalation must be in (0, 1], got {max_escalation}")
+    primary = primary or next(iter(sweeps))
+    main = sweeps[primary]
+    for name, sw in sweeps.items():
+        if not np.array_equal(sw.tau, main.tau):
+            raise ValueError(f"evidence source {name!r} was swept on another τ grid than {primary!r}")
+    pct = f"{confidence:.0%}"
+    details: dict[str, Any] = {"target": target, "confidence": confidence, "max_escalation": max_escalation,
+                               "primary": primary, "recall_of": "gate",
+                               "bound": f"one-sided {pct} Clopper–Pearson lower bound", "warnings": []}
+    with_defects = {name: sw for name, sw in sweeps.items() if sw.n_defective}
+    n_all = sum(sw.n_defective for sw in with_defects.values())
+    if n_all == 0:
+        details["sources"] = {name: _source_row(sw, None, confidence) for name, sw in sweeps.items()}
+        return Calibration("risk", None, None,
+                           f"no defective frame among the evidence ({', '.join(sweeps)}): recall is undefined",
+                           main, details)
+    meets = np.ones(main.tau.size, dtype=bool)
+    for sw in with_defects.values():
+        meets &= sw.gate_tp / sw.n_defective >= target
+    capped = meets if max_escalation is None else meets & (main.escalation_rate <= max_escalation)
+    if not capped.any():
+        details["sources"] = {name: _source_row(sw, None, confidence) for name, sw in sweeps.items()}
+        if not meets.any():  # cannot happen with a finite grid (its lowest τ escalates every frame)
+            why = f"no τ reaches recall {target} on every evidence source"
+        else:
+            lowest = float(main.escalation_rate[meets].min())
+            why = (f"no τ meets recall >= {target} with escalation <= {max_escalation:.1%} on {primary}: "
+                   f"meeting the recall floor escalates at least {lowest:.1%}")
+        return Calibration("risk", None, None, why, main, details)
+    ok = np.flatnonzero(capped)
+    i = int(ok[-1])  # escalation falls as τ rises: the largest qualifying τ escalates least
+    found = int(sum(sw.gate_tp[i] for sw in with_defects.values()))
+    point = found / n_all
+    bound = clopper_pearson_lower(found, n_all, confidence)
+    misses = n_all - found
+    needed = defectives_needed(target, confidence, misses)
+    details["sources"] = {name: _source_row(sw, i, confidence) for name, sw in sweeps.items()}
+    details.update({"defectives": n_all, "found": found, "recall": point, "certified_recall": bound,
+                    "certified": bound >= target, "defectives_needed": needed,
+                    "escalation_rate": float(main.escalation_rate[i])})
+    if bound < target:
+        details["warnings"].append(
+            f"certified recall {bound:.3f} < target {target}: {found} of {n_all} evidence defectives found "
+            f"(point {point:.3f}), which certifies only {bound:.3f} at one-sided {pct} confidence; "
+            f"{needed} defectives (with at most {misses} missed) would be needed to certify {target}")
+    tau = float(main.tau[i])
+    reason = (f"τ = {tau:.4g}: the least escalation ({main.escalation_rate[i]:.1%} of {primary}) among τ whose "
+              f"recall meets {target} on every evidence source; recall {point:.3f} ({found}/{n_all}), "
+              f"{pct} certified {bound:.3f}")
+    return Calibration("risk", tau, i, reason, main, details)
+
+
+def _source_row(sw: TauSweep, i: int | None, confidence: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"frames": sw.n_frames, "defective": sw.n_defective,
+                           "normal": sw.n_frames - sw.n_defective}
+    if i is not None:
+        found = int(sw.gate_tp[i])
+        row.update({"found": found, "recall": found / sw.n_defective if sw.n_defective else None,
+                    "certified_recall": clopper_pearson_lower(found, sw.n_defective, confidence)
+                    if sw.n_defective else None,
+                    "escalation_rate": float(sw.escalation_rate[i])})
+    return row
+
+
+def calibrate_sources(sources: Mapping[str, tuple[Any, Any]], *, target_recall: float = DEFAULT_TARGET_RECALL,
+                      confidence: float = 0.95, max_escalation: float | None = None,
+                      primary: str | None = None) -> Calibration:
+    """`calibrate_risk` on raw evidence: {source name: (z, y_true)}, swept on one common τ grid.
+
+    Fails (τ None, a reason) when no source has a finite score to build a grid from.
+    """
+    try:
+        grid = common_grid(*(z for z, _ in sources.values()))
+    except ValueError as exc:
+        empty = sweep_tau([0.0], [False])
+        return Calibration("risk", None, None, f"no τ can be chosen: {exc} (every evidence score is NaN or "
+                           "infinite; check the gate)", empty, {"target": target_recall, "warnings": []})
+    sweeps = {name: sweep_tau(z, y, taus=grid) for name, (z, y) in sources.items()}
+    return calibrate_risk(sweeps, target_recall, confidence, max_escalation, primary)
+
+
+def calibrate(z, y_true, mode: Mode = "risk", *, target_recall: float | None = None, confidence: float = 0.95,
               recall_of: Literal["gate", "final"] = "gate", downstream_correct=None, downstream_pred=None,
-              taus=None) -> Calibration:
-    """Sweep τ over validation z-scores and choose one (`knee` or `recall`, see module doc)."""
+              taus=None, max_escalation: float | None = None) -> Calibration:
+    """Sweep τ over validation z-scores and choose one (`risk`, `knee` or `recall`, see module doc).
+
+    target_recall defaults to 0.98 for `risk` and 0.99 for `recall`.
+    """
+    if mode == "risk" and taus is None and downstream_correct is None and downstream_pred is None:
+        return calibrate_sources({"validation": (z, y_true)}, target_recall=target_recall or DEFAULT_TARGET_RECALL,
+                                 confidence=confidence, max_escalation=max_escalation)
     sweep = sweep_tau(z, y_true, downstream_correct=downstream_correct, downstream_pred=downstream_pred,
                       taus=taus)
+    if mode == "risk":
+        return calibrate_risk(sweep, target_recall or DEFAULT_TARGET_RECALL, confidence, max_escalation)
     if mode == "knee":
         return calibrate_knee(sweep)
     if mode == "recall":
-        return calibrate_recall(sweep, target_recall, confidence, recall_of)
-    raise ValueError(f"mode must be 'knee' or 'recall', got {mode!r}")
+        return calibrate_recall(sweep, target_recall or 0.99, confidence, recall_of)
+    raise ValueError(f"mode must be 'risk', 'knee' or 'recall', got {mode!r}")

@@ -15,11 +15,16 @@ explicitly for ties), the escalation rate z > τ, and the frame count. In produc
 A domain drifts when PSI exceeds `psi_bound` (default 0.25) or the escalation rate differs with
 p < `rate_alpha` (default 0.001); the recommendation then is to re-calibrate τ (and to check the
 camera and lighting). Nothing is judged below `min_frames` window frames.
+
+`hold(domain)` latches a detected drift: the router asks it after each batch and, once it has
+fired, lets no cheap layer of that domain decide (Layer 1 escalates everything, Layer 2 decides
+nothing) until a recalibrated bundle brings a new monitor.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -108,11 +113,14 @@ class DriftMonitor:
     rate_alpha: float = DEFAULT_RATE_ALPHA
     min_frames: int = DEFAULT_MIN_FRAMES
     _z: dict[str, deque] = field(default_factory=dict, repr=False)
+    _held: dict[str, str] = field(default_factory=dict, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def observe(self, domain: str, z: float | None) -> None:
         if z is None or not math.isfinite(z):
             return
-        self._z.setdefault(domain, deque(maxlen=self.window)).append(float(z))
+        with self._lock:  # a service's router and its /metrics read the same monitor from several threads
+            self._z.setdefault(domain, deque(maxlen=self.window)).append(float(z))
 
     def observe_decisions(self, decisions: Iterable) -> None:
         """Feed the gate z of each decision's trace."""
@@ -122,7 +130,8 @@ class DriftMonitor:
                     self.observe(d.domain, r.z)
 
     def check_domain(self, domain: str) -> DomainDrift:
-        z = np.asarray(self._z.get(domain, ()), dtype=float)
+        with self._lock:
+            z = np.asarray(self._z.get(domain, ()), dtype=float)
         ref = self.references.get(domain)
         if ref is None:
             return DomainDrift(domain, int(z.size), None, None, None, None, None, False,
@@ -150,9 +159,28 @@ class DriftMonitor:
         return DomainDrift(domain, int(z.size), value, ks, rate, ref_rate, p, drift,
                            "; ".join(reasons) or "within bounds", rec)
 
+    def hold(self, domain: str) -> str | None:
+        """Why the domain's cheap layers must not decide (None: no drift detected so far).
+
+        Latched: once a check finds drift the domain stays held for this monitor's life — until
+        recalibration brings a new reference (a new run, or a service's bundle reload).
+        """
+        with self._lock:
+            if domain not in self._held:
+                r = self.check_domain(domain)
+                if r.drift:
+                    self._held[domain] = r.reason
+            return self._held.get(domain)
+
+    def held(self) -> dict[str, str]:
+        """Every domain held so far, with the reason."""
+        with self._lock:
+            return dict(self._held)
+
     def check(self) -> dict[str, DomainDrift]:
-        return {d: self.check_domain(d) for d in sorted(set(self._z) | set(self.references))
-                if d in self._z}
+        with self._lock:
+            return {d: self.check_domain(d) for d in sorted(set(self._z) | set(self.references))
+                    if d in self._z}
 
 
 def references_from_calibration(calibration: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

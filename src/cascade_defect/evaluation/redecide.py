@@ -137,7 +137,7 @@ def baseline(records: Sequence[FrameRecord], kind: str, policy: Policy) -> Decid
                        zeros.copy(), zeros.copy(), boxes)
     at_bar = kind == "layer2_only_at_bar"
     for r in records:
-        det = policy.accept_detection(r.detections) if at_bar else r.top
+        det = policy.accept_detection(r.detections, r.domain) if at_bar else r.top
         labels.append(det.cls if det is not None else NO_DEFECT)
         layers.append(2)
         boxes.append(tuple(det.box) if det is not None else None)

@@ -417,6 +417,10 @@ class SupervisedGate(OnnxEngine):
             "final_train_loss": float(np.mean(self.train_losses_[-10:])) if self.train_losses_ else None,
             "stats": self.stats_.to_dict(),
             "threshold": self.stats_.threshold,
+            **({"out_of_fold": {"folds": self.out_of_fold_["folds"],
+                                "defectives": int(sum(self.out_of_fold_["defective"])),
+                                "normals": int(len(self.out_of_fold_["defective"]) - sum(self.out_of_fold_["defective"]))}}
+               if getattr(self, "out_of_fold_", None) else {}),
         }
 
     # -- bundle -------------------------------------------------------------------------------
@@ -426,7 +430,10 @@ class SupervisedGate(OnnxEngine):
 
         torch.save(self.model_.state_dict(), folder / "model.pt")
         (folder / "segnet.onnx").write_bytes(self.onnx_bytes())
-        return {"defectives_used": list(self.defectives_used_)}
+        extra = {"defectives_used": list(self.defectives_used_)}
+        if getattr(self, "out_of_fold_", None):  # gate.out_of_fold: evidence for `calibrate`
+            extra["out_of_fold"] = self.out_of_fold_
+        return extra
 
     def read_files(self, folder, config: dict, load_part=None) -> None:
         import torch
@@ -440,6 +447,7 @@ class SupervisedGate(OnnxEngine):
         self.n_fit_images_ = summary.get("fit_images", 0)
         self.defectives_available_ = summary.get("defectives_available", 0)
         self.defectives_used_ = list(config.get("defectives_used", []))
+        self.out_of_fold_ = config.get("out_of_fold")
         self.supervision_ = summary.get("supervision", {})
         self.defectives_by_source_ = summary.get("defectives_by_source", {})
         self.train_shape_ = summary.get("train_shape", [])

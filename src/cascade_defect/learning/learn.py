@@ -63,13 +63,22 @@ class LearnSettings:
     train_args: dict[str, Any] = field(default_factory=lambda: dict(FINETUNE_ARGS))
 
 
+def finetune_args(lr0: float | None = None, mosaic: float | None = None) -> dict[str, Any]:
+    """`FINETUNE_ARGS` with the learning rate and mosaic share replaced where given (a converged detector
+    may need a gentler schedule than the default)."""
+    return {**FINETUNE_ARGS, **({} if lr0 is None else {"lr0": lr0}), **({} if mosaic is None else {"mosaic": mosaic})}
+
+
 def bundle_version(bundle: Bundle) -> str:
     return hashlib.sha256((bundle.root / MANIFEST).read_bytes()).hexdigest()[:16]
 
 
 def _recalibrate(bundle: Bundle, split: RecordedSplit, production: list, keys: set[str],
                  log: Callable[[str], None]) -> dict[str, Any]:
-    """Re-run each calibrated domain's τ choice on its previous slice + labelled production frames."""
+    """Re-run each calibrated domain's τ choice on its previous slice + labelled production frames.
+
+    A domain calibrated with Layer-2 bars (`calibrate --l2-precision P`) is always re-calibrated, with the
+    same P: its bars belonged to the previous detector and are set again for the new one."""
     data = read_calibration(bundle)
     gates = set((bundle.info("gate").get("domains") or []) if bundle.has("gate") else [])
     out: dict[str, Any] = {}
@@ -85,7 +94,8 @@ def _recalibrate(bundle: Bundle, split: RecordedSplit, production: list, keys: s
         # labelled normals are exactly the false alarms — adding them would bias τ upwards and cost recall.
         new = [s for s in production if s.domain == domain and s.defective
                and not is_evaluation_frame(s.image_path, keys)]
-        if not new:
+        l2_precision = (rec.get("layer2") or {}).get("target_precision")
+        if not new and l2_precision is None:
             out[domain] = {"tau": data.get("domains", {}).get(domain, {}).get("tau"), "changed": False,
                            "reason": "no labelled defective production frames of this domain"}
             continue
@@ -94,13 +104,21 @@ def _recalibrate(bundle: Bundle, split: RecordedSplit, production: list, keys: s
             record = calibrate_domain(bundle, domain, previous + new, mode=rec.get("mode") or "knee",
                                       target_recall=rec.get("target_recall") or 0.99,
                                       confidence=rec.get("confidence") or 0.95,
+                                      max_escalation=rec.get("max_escalation"), l2_precision=l2_precision,
                                       data_info={**src, "production_frames": len(new)})
         except ConfigError as exc:
             out[domain] = {"tau": before, "changed": False, "reason": f"kept: {exc}"}
             continue
         log(f"τ of {domain}: {before} -> {record['tau']} ({len(previous)} previous + {len(new)} production frames)")
-        out[domain] = {"tau_before": before, "tau": record["tau"], "changed": True, "previous_frames": len(previous),
-                       "production_frames": len(new), "production_defective": sum(bool(s.defective) for s in new)}
+        out[domain] = {"tau_before": before, "tau": record["tau"], "changed": True,
+                       "previous_frames": len(previous), "production_frames": len(new),
+                       "production_defective": sum(bool(s.defective) for s in new)}
+        if l2_precision is not None:
+            layer2 = record.get("layer2") or {}
+            out[domain]["layer2"] = {"target_precision": l2_precision,
+                                     "bars_before": (rec.get("layer2") or {}).get("bars"), "bars": layer2.get("bars"),
+                                     "coverage": layer2.get("coverage"), "precision": layer2.get("precision"),
+                                     "certified_precision": layer2.get("certified_precision")}
     return out
 
 
@@ -132,6 +150,11 @@ def _card(result: dict[str, Any]) -> str:
         lines.append(f"- {d}: " + (f"{r['tau_before']} -> {r['tau']} ({r['production_frames']} production frames, "
                                    f"{r['production_defective']} defective)" if r.get("changed") else
                                    f"τ {r.get('tau')} kept ({r.get('reason')})"))
+        if r.get("layer2"):
+            l2 = r["layer2"]
+            lines.append(f"  - Layer-2 bars set again for the new detector at precision {l2['target_precision']}: "
+                         f"{json.dumps(l2['bars'])} (before: {json.dumps(l2['bars_before'])}; coverage "
+                         f"{l2['coverage']}, precision {l2['precision']}, certified {l2['certified_precision']})")
     return "\n".join(lines) + "\n"
 
 

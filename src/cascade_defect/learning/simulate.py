@@ -13,16 +13,24 @@ Protocol (all splits are the project's one split, ratios and seed recorded):
   frame whose box the oracle could not confirm (no detector box of its class) goes to review,
   where a ground-truth stand-in reviewer draws the true boxes (`store.ReviewBoard`);
 * `learn` then drains the queue into bundle version k+1 (or rejects the candidate);
-* the test split is the fixed hold-out: never streamed, never trained on (`learn` checks).
+* the test split is the fixed hold-out: never streamed, never trained on (`learn` checks); each
+  round it is also routed through the serving cascade (no label is stored) to measure Layer 2's
+  coverage and precision and the share reaching the oracle on frames no detector trained on.
+
+`from_bundle`: round 0 is an existing bundle instead (`from_bundle.py`: its detector, gate and
+calibration, unchanged), and its detector's recorded split fixes val, test and the stream.
+`l2_precision`: each round the serving detector's per-class Layer-2 bars are set for that precision
+on the val split (`round_bars.py`); a class that cannot reach it is never decided by Layer 2.
 
 One JSON object per round: `round`, `frames`, `to_oracle` (share of streamed frames that
 reached Layer 3), `map50` (hold-out mAP50 of the detector that served the round), cost at
-gpt-4.1-mini prices with *assumed* tokens per call (no LLM is reachable offline), the learn
-outcome and timings.
+gpt-4.1-mini prices with *assumed* tokens per call (no LLM is reachable offline), `l2` / `holdout_routed`
+(Layer 2 on the stream / on the hold-out), `l2_bars`, the learn outcome and timings.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -33,10 +41,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .compare import predict_holdout
-from .learn import LearnSettings, bundle_version, learn
+from .from_bundle import copy_bundle, recorded_plan
+from .learn import LearnSettings, bundle_version, finetune_args, learn
 from .library import (NO_DEFECT, Bundle, Database, DecisionLog, Frame, GateScore, GroundTruthOracle, LabelStore,
                       RetrainQueue, ReviewQueue, Router, Sample, Specialist, calibrate_domain, export_yolo, load_policy,
-                      open_bundle, read_dataset, select_split, wide_fraction)
+                      open_bundle, read_dataset, seeded_subset, select_split, wide_fraction)
+from .round_bars import domain_bars, layer2_outcome, policy_with_bars
 from ..specialist.datasets import canonical_class_names, held_out_samples, usable_samples
 from ..specialist.metrics import detection_metrics
 
@@ -57,7 +67,8 @@ class SimSettings:
     ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_seed: int = 0
     seed: int = 0
-    imgsz: int = 224
+    imgsz: int | None = 224
+    """Training size (round 0 from scratch; fine-tuning: None = the detector's own)."""
     epochs0: int = 30
     epochs: int = 8
     batch: int = 16
@@ -67,6 +78,13 @@ class SimSettings:
     gate_short_side: int = 128
     n_resamples: int = 200
     batch_frames: int = 16
+    from_bundle: str | None = None
+    l2_precision: float | None = None
+    l2_confidence: float = 0.95
+    measure_final: bool = False
+    lr0: float | None = None
+    """Fine-tuning learning rate (None: `learn`'s default); `mosaic` likewise."""
+    mosaic: float | None = None
     train_args0: dict[str, Any] = field(default_factory=lambda: {
         "optimizer": "SGD", "lr0": 0.01, "val": False, "mosaic": 1.0, "close_mosaic": 0, "flipud": 0.5, "hsv_h": 0.0, "hsv_s": 0.0})
 
@@ -104,6 +122,7 @@ class Plan:
     holdout: list[Sample]
     class_names: list[str]
     calib: dict[str, list[Sample]]
+    seen_by_round0: set[str] = field(default_factory=set)
 
 
 def plan_stream(sources: Sequence[tuple[str, str]], s: SimSettings) -> Plan:
@@ -129,8 +148,6 @@ def plan_stream(sources: Sequence[tuple[str, str]], s: SimSettings) -> Plan:
     for i in range(max(len(x) for x in stream)):
         mixed += [x[i] for x in stream if i < len(x)]
     if s.holdout_limit:
-        from .library import seeded_subset
-
         holdout = seeded_subset(holdout, s.holdout_limit, s.seed)
     return Plan(datasets, seed_part, mixed, val, holdout, names, calib)
 
@@ -152,7 +169,7 @@ def build_round0(plan: Plan, s: SimSettings, root: Path, log: Callable[[str], No
     source = {"datasets": plan.datasets, "ratios": list(s.ratios), "split_seed": s.split_seed,
               "train_ids": sorted(x.id for x in plan.seed_part)}
     log(f"round 0: training YOLOv8n from yolov8n.yaml on {len(plan.seed_part)} seed frames, {s.epochs0} epochs")
-    det = Specialist(imgsz=s.imgsz, epochs=s.epochs0, batch=s.batch, device=s.device, seed=s.seed,
+    det = Specialist(imgsz=s.imgsz or 224, epochs=s.epochs0, batch=s.batch, device=s.device, seed=s.seed,
                      train_args=s.train_args0)
     det.fit(data.data_yaml, out_dir=root / "work", name="round0", source=source)
     det.to_bundle(bundle)
@@ -189,30 +206,63 @@ def _gate_and_policy(bundle: Bundle, plan: Plan, s: SimSettings):
     return SimGate(gates, have), policy
 
 
-def stream_round(bundle: Bundle, part: Sequence[Sample], plan: Plan, s: SimSettings, db: Database,
-                 run_label: str) -> dict[str, Any]:
-    """Route one stream part; oracle answers -> labels; unconfirmed boxes -> reviewer stand-in."""
-    from ..cascade.assemble import SpecialistLayer
-    from ..store.review_board import ReviewBoard
-
+def _round_cascade(bundle: Bundle, det: Specialist, plan: Plan, s: SimSettings):
+    """(router, policy, bars) of one round: the bundle's gates and policy, with per-(domain, class)
+    Layer-2 bars set on the val split for `s.l2_precision` (None: the bundle's / `--l2-bar`), its
+    detector, and the ground-truth stand-in oracle at assumed tokens per call."""
     gate, policy = _gate_and_policy(bundle, plan, s)
-    det = Specialist.from_bundle(bundle, device=s.device)
+    bars = None
+    if s.l2_precision is not None:
+        bars = domain_bars(det, plan.val, gate, policy, [d["domain"] for d in plan.datasets],
+                           target_precision=s.l2_precision, confidence_level=s.l2_confidence)
+        policy = policy_with_bars(policy, bars)
     oracle = GroundTruthOracle(assumed_prompt_tokens=ASSUMED_PROMPT_TOKENS,
                                assumed_completion_tokens=ASSUMED_COMPLETION_TOKENS)
-    router = Router(policy, gate, SpecialistLayer(det), oracle)
+    from ..cascade.assemble import SpecialistLayer
+
+    return Router(policy, gate, SpecialistLayer(det), oracle), policy, bars
+
+
+def _route(router: Router, samples: Sequence[Sample], s: SimSettings):
+    """(chunk, decisions) per batch of frames."""
+    for start in range(0, len(samples), s.batch_frames):
+        chunk = samples[start:start + s.batch_frames]
+        yield chunk, router.route(_frames(chunk))
+
+
+def _layers(decisions) -> dict[str, int]:
+    layers = {"1": 0, "2": 0, "3": 0, "review": 0, "error": 0}
+    for d in decisions:
+        layers["error" if d.error else str(d.layer)] += 1
+    return layers
+
+
+def route_holdout(router: Router, holdout: Sequence[Sample], s: SimSettings) -> dict[str, Any]:
+    """The fixed hold-out through the serving cascade, measured only (no label, no log, no training)."""
+    decisions = [d for _, ds in _route(router, holdout, s) for d in ds]
+    n, layers = len(decisions), _layers(decisions)
+    cost = sum(d.cost_usd for d in decisions)
+    return {"frames": n, "to_oracle": round(layers["3"] / n, 4) if n else 0.0, "decided_by": layers,
+            "cost_per_100k": round(cost / n * 100_000, 2) if n else 0.0,
+            "l2": layer2_outcome(decisions, holdout, s.l2_confidence)}
+
+
+def stream_round(router: Router, part: Sequence[Sample], plan: Plan, s: SimSettings, db: Database,
+                 run_label: str) -> dict[str, Any]:
+    """Route one stream part; oracle answers -> labels; unconfirmed boxes -> reviewer stand-in."""
+    from ..store.review_board import ReviewBoard
+
     log, labels, review = DecisionLog(db), LabelStore(db), ReviewQueue(db)
     board = ReviewBoard(db)
     run_id = log.start_run({"simulate": run_label})
-    layers = {"1": 0, "2": 0, "3": 0, "review": 0, "error": 0}
     by_domain: dict[str, list[int]] = {}
+    routed: list = []
     cost, oracle_labels, reviewer_labels, l2_right = 0.0, 0, 0, 0
     t0 = time.perf_counter()
-    for start in range(0, len(part), s.batch_frames):
-        chunk = part[start:start + s.batch_frames]
-        decisions = router.route(_frames(chunk))
+    for chunk, decisions in _route(router, part, s):
         log.record(run_id, [(f"{run_label}:{x.id}", d) for x, d in zip(chunk, decisions)])
+        routed += decisions
         for x, d in zip(chunk, decisions):
-            layers["error" if d.error else str(d.layer)] += 1
             dom = by_domain.setdefault(x.domain, [0, 0, 0, 0])
             dom[0] += 1
             dom[1] += d.layer == 3
@@ -236,14 +286,40 @@ def stream_round(bundle: Bundle, part: Sequence[Sample], plan: Plan, s: SimSetti
                 board.submit(rid, d.label, REVIEWER, expected_version=0,
                              boxes=[b for b in x.boxes if b.cls in plan.class_names])
                 reviewer_labels += 1
-    n = len(part)
+    n, layers = len(part), _layers(routed)
     return {"frames": n, "to_oracle": layers["3"] / n if n else 0.0, "decided_by": layers,
             "to_oracle_by_domain": {k: round(v[1] / v[0], 4) for k, v in sorted(by_domain.items())},
             "gate_recall_by_domain": {k: [v[3], v[2]] for k, v in sorted(by_domain.items())},
             "cost_usd": cost, "cost_per_100k": cost / n * 100_000 if n else 0.0,
-            "l2_precision": l2_right / layers["2"] if layers["2"] else None, "oracle_labels": oracle_labels, "reviewer_labels": reviewer_labels,
-            "route_seconds": round(time.perf_counter() - t0, 1), "l2_bar": policy.l2_bar,
-            "tau": {d: th.tau for d, th in policy.domains.items()}}
+            "l2_precision": l2_right / layers["2"] if layers["2"] else None, "oracle_labels": oracle_labels,
+            "reviewer_labels": reviewer_labels, "l2": layer2_outcome(routed, part, s.l2_confidence),
+            "route_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def start_from_bundle(sources: Sequence[tuple[str, str]], s: SimSettings, root: Path,
+                      log: Callable[[str], None]) -> tuple[Path, Plan, dict[str, str]]:
+    """Bundle version 0 = a copy of `s.from_bundle`; the plan from its detector's recorded split."""
+    bundle_dir = root / "bundle-0"
+    det = copy_bundle(s.from_bundle, bundle_dir, sources, log)
+    rec = recorded_plan(det, s.seed)
+    holdout = rec["holdout"]
+    if s.holdout_limit:
+        holdout = seeded_subset(holdout, s.holdout_limit, s.seed)
+    plan = Plan(rec["datasets"], [], rec["stream"], rec["val"], holdout, list(det.class_names), {},
+                seen_by_round0=rec["seen"])
+    bundle = Bundle.open(bundle_dir)
+    have = set(bundle.info("gate").get("domains", [])) if bundle.has("gate") else set()
+    gates = {d["domain"]: ("the bundle's gate" if d["domain"] in have else
+                           "none in the bundle: every frame goes to Layer 2") for d in plan.datasets}
+    log(f"round 0: stream of {len(plan.stream)} recorded train frames ({len(rec['seen'])} seen by the detector), "
+        f"{len(plan.val)} val, {len(plan.holdout)} hold-out")
+    return bundle_dir, plan, gates
+
+
+def _weights_digest(bundle: Bundle) -> str:
+    from ..specialist.yolo import WEIGHTS_FILE
+
+    return hashlib.sha256((bundle.path("specialist") / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
 
 
 def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: SimSettings | None = None, *,
@@ -253,33 +329,34 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
     s = settings or SimSettings()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    plan = plan_stream(sources, s)
-    need = s.per_round * s.rounds
+    t0 = time.perf_counter()
+    if s.from_bundle:
+        bundle_dir, plan, gates = start_from_bundle(sources, s, root, log)
+    else:
+        plan = plan_stream(sources, s)
+    measured = s.rounds + int(s.measure_final)
+    need = s.per_round * measured
     if len(plan.stream) < need:
         raise ValueError(f"the train splits hold {len(plan.stream)} stream frames after the seed part; "
-                         f"{s.rounds} rounds of {s.per_round} need {need}")
-    t0 = time.perf_counter()
-    bundle_dir, gates = build_round0(plan, s, root, log)
+                         f"{measured} rounds of {s.per_round} need {need}")
+    if not s.from_bundle:
+        bundle_dir, gates = build_round0(plan, s, root, log)
     round0_seconds = time.perf_counter() - t0
     db = Database(root / "loop.db")
     rows = []
     stream_ids = set()
     try:
-        for k in range(s.rounds):
+        for k in range(measured):
             part = plan.stream[k * s.per_round:(k + 1) * s.per_round]
             stream_ids |= {x.id for x in part}
             bundle = open_bundle(bundle_dir)
             det = Specialist.from_bundle(bundle, device=s.device)
             map50 = _holdout_map(det, plan.holdout, plan.class_names)
-            streamed = stream_round(bundle, part, plan, s, db, f"round{k}")
-            log(f"round {k}: to_oracle {streamed['to_oracle']:.3f}, hold-out mAP50 {map50:.3f}; learning")
-            next_dir = root / f"bundle-{k + 1}"
-            t1 = time.perf_counter()
-            result = learn(bundle_dir, db, next_dir, settings=LearnSettings(
-                epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=s.device, seed=s.seed,
-                n_resamples=s.n_resamples, holdout_limit=s.holdout_limit), work_dir=root / "work" / f"learn-{k}", log=log)
-            learn_seconds = time.perf_counter() - t1
-            comp = result.get("comparison") or {}
+            router, policy, bars = _round_cascade(bundle, det, plan, s)
+            streamed = stream_round(router, part, plan, s, db, f"round{k}")
+            held = route_holdout(router, plan.holdout, s)
+            log(f"round {k}: to_oracle {streamed['to_oracle']:.3f} (hold-out {held['to_oracle']:.3f}), "
+                f"hold-out mAP50 {map50:.3f}" + ("" if k < s.rounds else "; final round: measured, not learned"))
             row = {"round": k, "frames": streamed["frames"], "to_oracle": round(streamed["to_oracle"], 4),
                    "map50": round(map50, 4), "cost_per_100k": round(streamed["cost_per_100k"], 2),
                    "cost_basis": "assumed tokens per call", "price_model": "gpt-4.1-mini",
@@ -288,25 +365,44 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
                    "to_oracle_by_domain": streamed["to_oracle_by_domain"],
                    "gate_recall_by_domain": streamed["gate_recall_by_domain"],
                    "decided_by": streamed["decided_by"], "l2_precision": streamed["l2_precision"],
+                   "l2": streamed["l2"], "l2_bars": bars, "holdout_routed": held,
                    "oracle_labels": streamed["oracle_labels"],
-                   "reviewer_labels": streamed["reviewer_labels"], "l2_bar": streamed["l2_bar"],
-                   "tau": streamed["tau"], "gates": gates, "bundle_version": bundle_version(bundle),
-                   "holdout_frames": len(plan.holdout),
-                   "learn": {"status": result["status"], "written": result["written"],
-                             "queue_drained": (result.get("queue") or {}).get("drained", 0),
-                             "production_frames": (result.get("train_frames") or {}).get("production"),
-                             "candidate_map50": (comp.get("candidate") or {}).get("map50", {}).get("estimate"),
-                             "map50_diff_ci": [comp.get("map50_diff", {}).get("low"),
-                                               comp.get("map50_diff", {}).get("high")] if comp else None,
-                             "mcnemar_p": (comp.get("mcnemar") or {}).get("p"),
-                             "labels": result.get("labels"), "seconds": round(learn_seconds, 1)},
-                   "pending_after": len(RetrainQueue(db).pending()),
+                   "reviewer_labels": streamed["reviewer_labels"],
+                   "l2_bar": None if policy.l2_bars is not None else policy.l2_bar,
+                   "l2_bars_applied": policy.l2_bars and {d: dict(b) for d, b in policy.l2_bars.items()},
+                   "tau": {d: th.tau for d, th in policy.domains.items()}, "gates": gates, "bundle_version": bundle_version(bundle),
+                   "detector_sha256": _weights_digest(bundle), "from_bundle": s.from_bundle,
+                   "stream_seen_by_round0": sum(x.id in plan.seen_by_round0 for x in part),
+                   "holdout_frames": len(plan.holdout), "learn": None, "pending_after": len(RetrainQueue(db).pending()),
                    "holdout_streamed": len(stream_ids & {x.id for x in plan.holdout}),
                    "round0_train_seconds": round(round0_seconds, 1) if k == 0 else None}
+            if k < s.rounds:
+                row.update(_learn_round(bundle_dir, db, root, k, s, log))
             rows.append(row)
             emit(row)
-            if result["written"]:
-                bundle_dir = next_dir
+            if row["learn"] and row["learn"]["written"]:
+                bundle_dir = root / f"bundle-{k + 1}"
     finally:
         db.close()
     return rows
+
+
+def _learn_round(bundle_dir: Path, db: Database, root: Path, k: int, s: SimSettings,
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """`learn` on the queue into bundle version k + 1: the row's `learn` and `pending_after`."""
+    log(f"round {k}: learning")
+    t1 = time.perf_counter()
+    result = learn(bundle_dir, db, root / f"bundle-{k + 1}", settings=LearnSettings(
+        epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=s.device, seed=s.seed,
+        n_resamples=s.n_resamples, holdout_limit=s.holdout_limit, train_args=finetune_args(s.lr0, s.mosaic)),
+        work_dir=root / "work" / f"learn-{k}", log=log)
+    comp = result.get("comparison") or {}
+    return {"learn": {"status": result["status"], "written": result["written"],
+                      "queue_drained": (result.get("queue") or {}).get("drained", 0),
+                      "production_frames": (result.get("train_frames") or {}).get("production"),
+                      "candidate_map50": (comp.get("candidate") or {}).get("map50", {}).get("estimate"),
+                      "map50_diff_ci": [comp.get("map50_diff", {}).get("low"),
+                                        comp.get("map50_diff", {}).get("high")] if comp else None,
+                      "mcnemar_p": (comp.get("mcnemar") or {}).get("p"),
+                      "labels": result.get("labels"), "seconds": round(time.perf_counter() - t1, 1)},
+            "pending_after": len(RetrainQueue(db).pending())}

@@ -46,9 +46,10 @@ def create_app(role: str, bundle: str | None = None, *, settings: ServiceSetting
     images = ImageStore(image_store_path(db.path)) if db is not None else None  # review frames' bytes
     holder = EngineHolder(lambda: build_engine(role, bundle, settings, db, metrics), metrics)
     if role in ("router", "all"):  # issue 15 hook: drift of gate z per domain on /metrics
-        from .drift_metrics import DriftGauges
+        from .drift_metrics import CalibrationCollector, DriftGauges
 
         metrics.drift = DriftGauges(metrics.registry, holder)
+        metrics.registry.register(CalibrationCollector(holder))
     limits = UploadLimits(settings.max_upload_bytes, settings.max_pixels, settings.max_batch_files,
                           settings.max_aspect_ratio)
     clients = KeyRing(settings.api_keys)

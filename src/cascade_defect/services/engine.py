@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .library import (MANIFEST, Bundle, Database, ReviewIntake, ReviewQueue, Router, load_gate, load_oracle,
-                      load_policy, load_specialist, open_bundle, oracle_labels, resolve_bundle_from_env)
+                      load_policy, load_specialist, monitor_from_env, open_bundle, oracle_labels, read_calibration,
+                      references_from_calibration, resolve_bundle_from_env)
 from .remote import RemoteGate, RemoteLayer, RemoteOracle, RemoteSpecialist
 from .settings import ServiceSettings
 
@@ -121,7 +122,9 @@ def build_engine(role: str, bundle_ref: str | None, settings: ServiceSettings, d
             served = [d for d in served if d in engine.domains]
         engine.domains = served
         review = ReviewIntake(ReviewQueue(db), oracle_labels) if db is not None else None
-        engine.router = Router(policy, engine.gate, engine.specialist, engine.oracle, review)
+        # drift of the gate's z holds a domain's cheap layers until a recalibrated bundle is loaded
+        drift = monitor_from_env(references_from_calibration(read_calibration(bundle)))
+        engine.router = Router(policy, engine.gate, engine.specialist, engine.oracle, review, drift=drift)
     return engine
 
 

@@ -6,10 +6,12 @@ re-pointed.
 
 from __future__ import annotations
 
-from ..cascade.assemble import load_gate, load_oracle, load_policy, load_specialist, open_bundle
+from ..cascade.assemble import load_gate, load_oracle, load_policy, load_specialist, open_bundle, read_calibration
 from ..bundles.bundle import MANIFEST, Bundle
 from ..bundles.uri import resolve_bundle_from_env
+from ..cascade.calibration_summary import calibration_summaries
 from ..cascade.router import Router
+from ..evaluation.drift import monitor_from_env, references_from_calibration
 from ..contracts import GateScore, OracleVerdict
 from ..serialize import decision_from_dict, decision_to_dict
 from ..errors import BundleError, CascadeError, ConfigError, DataError
@@ -44,6 +46,7 @@ __all__ = [
     "MANIFEST", "MAX_ASPECT_RATIO", "Bundle", "BundleError", "CascadeError", "ConfigError", "DataError", "Database",
     "Decision", "DecisionLog", "Detection", "FrameClaims", "ImageStore", "image_store_path", "review_image_root",
     "Frame", "GateScore", "LayerResult", "OracleVerdict", "ReviewIntake", "ReviewQueue", "Router",
+    "calibration_summaries", "monitor_from_env", "read_calibration", "references_from_calibration",
     "decision_from_dict", "decision_to_dict", "default_db_path", "load_gate", "load_image", "load_oracle",
     "load_policy", "load_specialist", "open_bundle", "oracle_labels", "resolve_bundle_from_env",
 ]
