@@ -90,9 +90,17 @@ def test_a_bundle_holds_a_layer2_per_domain_and_serves_only_those(tmp_path, dete
         assert dets[0].box == pytest.approx(s.region)
     layers.detect_batch(imgs, "steel")
     assert steel.calls == 2
+    # one YOLO detector in a per-domain bundle still loads on its own (e.g. `learn simulate --from-bundle`)
+    assert Specialist.from_bundle(b, device="cpu").class_names == detector.class_names
+    with pytest.raises(ConfigError, match="its Layer 2 is gate-decision"):
+        Specialist.from_bundle(b, "parts")
     # adding a domain keeps the others
     save_detector(b, "steel2", detector)
-    assert set(specialist_entries(Bundle.open(tmp_path / "b"))) == {"steel", "parts", "steel2"}
+    b = Bundle.open(tmp_path / "b")
+    assert set(specialist_entries(b)) == {"steel", "parts", "steel2"}
+    assert Specialist.from_bundle(b, "steel2", device="cpu").class_names == detector.class_names
+    with pytest.raises(ConfigError, match="no single detector"):
+        Specialist.from_bundle(b)
 
 
 def test_only_a_supervised_gate_can_act_as_layer2(tmp_path):
