@@ -397,7 +397,7 @@ def main() -> None:
             ok = [r for r in run["results"] if r[1] == 200]
             refused = [r for r in run["results"] if r[1] in (429, 503) and r[4]]
             degraded = [r for r in ok if any(victim in (t.get("error") or "") for t in r[3]["trace"])]
-            silent = [r for r in degraded if r[3].get("layer") == 1 or r[3].get("label") == "no_defect"]
+            silent = [r for r in degraded if str(r[3].get("layer")) == "1" or r[3].get("label") == "no_defect"]
             part2[f"kill9_{victim}"] = {
                 **{k: v for k, v in run.items() if k != "results"}, **fault,
                 "decisions": len(ok), "retryable_refusals": len(refused),

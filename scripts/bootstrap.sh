@@ -4,7 +4,8 @@
 # scale-out with Redis and Ray). With --test, also the test tools: the test extra, Debian's chromium +
 # chromium-driver (the evaluation report and the review page in a real browser), redis-server (queue tests) and
 # Azurite (a local Azure Blob
-# server for the az:// bundle tests). Safe to run again: it only adds what is missing.
+# server for the az:// bundle tests), ffmpeg + rtsp-server-perl (camera ingestion) and podman with its helpers
+# (the container smoke test). Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_TESTS=0
@@ -34,6 +35,24 @@ if [ "$WITH_TESTS" = 1 ]; then
         || echo "bootstrap: redis-server install failed; the queue tests will skip and say why" >&2
     else
       echo "bootstrap: redis-server missing and not root; the queue tests will skip and say why" >&2
+    fi
+  fi
+  # camera ingestion tests (ffmpeg + a real RTSP server) and the container smoke test (podman with runc,
+  # a debootstrap'ed base image; see docs/deploy.md)
+  missing=""
+  for pair in ffmpeg:ffmpeg rtsp-server-perl:rtsp-server-perl podman:podman buildah:buildah runc:runc \
+              debootstrap:debootstrap slirp4netns:slirp4netns newuidmap:uidmap fuse-overlayfs:fuse-overlayfs \
+              skopeo:skopeo iptables:iptables; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || missing="$missing ${pair#*:}"
+  done
+  if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "bootstrap: installing Debian's$missing (camera ingestion and container tests)" >&2
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing netavark aardvark-dns \
+         containernetworking-plugins golang-github-containers-common >/dev/null) \
+        || echo "bootstrap: installing$missing failed; the RTSP and container tests will skip and say why" >&2
+    else
+      echo "bootstrap:$missing missing and not root; the RTSP and container tests will skip and say why" >&2
     fi
   fi
   if [ ! -x .tools/node_modules/.bin/azurite ] && command -v npm >/dev/null 2>&1; then

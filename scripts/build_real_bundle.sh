@@ -32,10 +32,10 @@ step "tiles of the Severstal frames -> $SEVERSTAL_TILES"
 $CLI data tile --format severstal --root "$CASCADE_DATA_ROOT/severstal" --out "$SEVERSTAL_TILES" --tile 256
 
 step "gate steel (supervised) from every steel source: $STEEL_SOURCES"
-$CLI gate fit --sources "$STEEL_SOURCES" --domain steel --out "$B" --gate supervised --seed "$SEED" \
+$CLI gate fit --sources "$STEEL_SOURCES" --domain steel --bundle "$B" --gate supervised --seed "$SEED" \
   --steps "$STEPS" --synthetic-share "$STEEL_SYNTHETIC_SHARE" --max-normals "$MAX_NORMALS" --oof-folds "$OOF_FOLDS"
 step "gate ksdd1 (supervised) from KolektorSDD"
-$CLI gate fit --format ksdd1 --root "$CASCADE_DATA_ROOT/ksdd1" --domain ksdd1 --out "$B" --gate supervised \
+$CLI gate fit --format ksdd1 --root "$CASCADE_DATA_ROOT/ksdd1" --domain ksdd1 --bundle "$B" --gate supervised \
   --seed "$SEED" --steps "$STEPS" --max-normals "$MAX_NORMALS" --oof-folds "$OOF_FOLDS"
 
 step "Layer 2 steel: the package's NEU-DET detector ($NEU_DETECTOR)"

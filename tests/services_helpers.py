@@ -50,7 +50,7 @@ def build_bundle(root: Path, *, n: int = 60, size: str = "128x128", seed: int = 
 
     data, bundle = root / "data", root / "bundle"
     invoke("data", "synth", "--out", data, "--n", n, "--size", size, "--contrast", 5, "--seed", seed)
-    invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--out", bundle,
+    invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--bundle", bundle,
            "--backbone", "random", "--seed", 0, "--short-side", size.split("x")[1], "--min-holdout", 5)
     invoke("calibrate", "--bundle", bundle, "--format", "folder", "--root", data, "--domain", DOMAIN)
     Specialist.load(SYNTH_DETECTOR, device="cpu").to_bundle(Bundle.open(bundle))

@@ -34,8 +34,8 @@ def calibrated(tmp_path_factory):
     root = tmp_path_factory.mktemp("risk")
     data, bundle = root / "steel", root / "bundle"
     write_synthetic(data, 90, generator=SyntheticGenerator(size=(128, 96), seed=1, defect_rate=0.35, contrast=5.0))
-    fit = invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--out", bundle,
-                 "--gate", "supervised", "--steps", 8, "--short-side", 96, "--min-holdout", 5, "--oof-folds", 3)
+    fit = invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--bundle", bundle,
+                 "--gate", "supervised", "--steps", 8, "--short-side", 96, "--min-holdout", 5, "--oof-folds", 3, "--json")
     summary = json.loads([x for x in fit.stdout.splitlines() if x.startswith("{")][-1])
     Specialist.load(SYNTH_DETECTOR, device="cpu").to_bundle(Bundle.open(bundle))
     res = invoke("calibrate", "--bundle", bundle, "--format", "folder", "--root", data, "--domain", DOMAIN,
@@ -89,6 +89,6 @@ def test_run_json_summary_shows_the_calibration(calibrated, tmp_path):
     assert c["l2_target_precision"] == 0.95 and out["l2_bars"] == c["l2_bars"]
     lines = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
     for line in lines:  # every Layer-2 decision names the bar it cleared
-        if line.get("layer") == 2:
+        if line.get("layer") == "2":
             spec = [t for t in line["trace"] if t["layer"] == "specialist"][0]
             assert spec["bar"] == out["l2_bars"][line["label"]]

@@ -33,7 +33,7 @@ def built(tmp_path_factory):
     data = root / "data"
     invoke("data", "synth", "--out", data, "--n", 90, "--size", "128x128", "--contrast", 5, "--seed", 7)
     bundle = root / "bundle"
-    invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--out", bundle,
+    invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--bundle", bundle,
            "--backbone", "random", "--seed", 0, "--short-side", 128, "--min-holdout", 5)
     shutil.copytree(bundle, root / "uncalibrated")
     res = invoke("calibrate", "--bundle", bundle, "--format", "folder", "--root", data, "--domain", DOMAIN,
@@ -76,7 +76,7 @@ def test_run_decides_every_frame_and_reports(built, tmp_path):
     assert len(lines) == n_good + 2 == summary["frames"]
     errors = [x for x in lines if "error" in x]
     assert {os.path.basename(x["image"]) for x in errors} == {"broken.png", "missing.png"}
-    assert all(x["layer"] in (1, 2, 3, "review") for x in lines if "error" not in x)
+    assert all(x["layer"] in ("1", "2", "3", "review") for x in lines if "error" not in x)
     assert summary["decided_by"]["1"] + summary["decided_by"]["review"] == n_good  # no detector, no LLM
     assert summary["oracle"] == "review" and summary["cost_usd"] == 0.0
     assert (tmp_path / "d.parquet").stat().st_size > 0
@@ -112,7 +112,7 @@ def test_evaluate_writes_report_naming_the_stand_in(built, tmp_path):
     tracks.write_text(f"tracks:\n  - name: synth\n    kind: A\n    format: folder\n    root: {data}\n"
                       f"    domain: {DOMAIN}\n    split: test\n")
     res = invoke("evaluate", "--bundle", bundle, "--tracks", tracks, "--out", tmp_path / "ev",
-                 "--oracle", "ground-truth", "--resamples", 200, "--no-images")
+                 "--oracle", "ground-truth", "--resamples", 200, "--no-images", "--json")
     head = json.loads(res.stdout.strip().splitlines()[-1])
     assert head["oracle"].startswith("ground-truth stand-in")
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
@@ -155,3 +155,41 @@ def test_strict_exits_1_when_an_input_is_an_error_and_bracket_paths_are_paths(bu
     strict = runner.invoke(app, bad + ["--strict"])
     assert strict.exit_code == 1 and "1 input(s) ended as error records" in strict.output
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 3  # every record written all the same
+
+
+def test_run_on_a_folder_leaves_masks_out_with_a_count(built, tmp_path):
+    root, data, bundle, _ = built
+    out = tmp_path / "d.jsonl"
+    res = invoke("run", data, "--bundle", bundle, "--domain", DOMAIN, "--out", out, "--db", tmp_path / "l.db",
+                 "--exclude", "*/good/*", "--json")
+    masks = list(data.glob("*/masks/*.png"))
+    frames = [p for p in data.glob("*/*.png") if p.parent.name != "good"]
+    assert masks and frames
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(x["image"] for x in lines) == sorted(map(str, frames))  # no mask decided, good/ excluded
+    n_good = len(list((data / "good").glob("*.png")))
+    assert f"left out {len(masks) + n_good} non-frame file(s)" in res.stderr
+
+
+@pytest.mark.realdata
+def test_run_on_a_kolektor_item_folder_decides_images_not_label_masks(built, real_data, tmp_path):
+    _, _, bundle, _ = built
+    item = real_data / "ksdd1" / "kos01"
+    if not item.is_dir():
+        pytest.skip(f"{item} missing: real-data test skipped")
+    out = tmp_path / "d.jsonl"
+    res = invoke("run", item, "--bundle", bundle, "--domain", DOMAIN, "--out", out, "--db", tmp_path / "l.db")
+    images = sorted(str(p) for p in item.iterdir() if not p.stem.endswith("_label"))
+    assert sorted(json.loads(x)["image"] for x in out.read_text().splitlines()) == images
+    assert f"left out {len(list(item.iterdir())) - len(images)} non-frame file(s)" in res.stderr
+
+
+def test_run_with_format_prints_its_summary_and_accuracy_on_stdout(built, tmp_path):
+    root, data, bundle, _ = built
+    res = invoke("run", "--format", "folder", "--root", data, "--split", "test", "--bundle", bundle,
+                 "--domain", DOMAIN, "--db", tmp_path / "l.db")
+    assert "decided by" in res.stdout and "vs ground truth (" in res.stdout
+    res = invoke("run", "--format", "folder", "--root", data, "--split", "test", "--bundle", bundle,
+                 "--domain", DOMAIN, "--db", tmp_path / "l2.db", "--json")
+    a = json.loads(res.stdout.strip().splitlines()[-1])["accuracy_vs_truth"]
+    assert a["labelled"] + a["to_review"] == a["tp"] + a["fp"] + a["fn"] + a["tn"] + a["to_review"] > 0

@@ -183,7 +183,7 @@ def test_poison_messages_are_dead_lettered_after_bounded_deliveries(setup, redis
     assert client.xpending("poison", "cascade")["pending"] == 0 and backlog(client, "poison") == 0
 
 
-def test_backpressure_refuses_frames_when_the_backlog_is_full(setup, redis_server, tmp_path):
+def test_backpressure_refuses_frames_when_the_backlog_is_full(setup, redis_server, tmp_path, caplog):
     from typer.testing import CliRunner
 
     from cascade_defect.cli import app
@@ -199,8 +199,12 @@ def test_backpressure_refuses_frames_when_the_backlog_is_full(setup, redis_serve
                                    "--stream", "small", "--max-backlog", "4"])
     assert res.exit_code == 3 and "queue full" in res.output
     worker, _ = make_worker(bundle, tmp_path / "b.db", client, "small")
-    worker.run(exit_when_idle_s=0.3)
+    with caplog.at_level("INFO", logger="cascade_defect.distributed"):
+        worker.run(exit_when_idle_s=0.3)
     assert backlog(client, "small") == 0
+    batches = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch ")]
+    assert batches and all(" message(s)" in b and " decided, " in b for b in batches)  # one line per batch
+    assert sum(int(b.split(": ", 1)[1].split(" message")[0]) for b in batches) == 4
     producer.send(FrameMessage("room-again", DOMAIN, uri=str(frames[4])))  # accepted once drained
     assert backlog(client, "small") == 1
 
@@ -256,7 +260,7 @@ def test_hostile_messages_are_dead_lettered_with_the_reason_and_a_changed_image_
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1",
            "CASCADE_QUEUE_SOURCES": str(allowed)}
     cmd = [sys.executable, "-m", "cascade_defect", "worker", "--bundle", str(bundle), "--queue", redis_server.url,
-           "--stream", "term", "--db", str(tmp_path / "t.db"), "--max-deliveries", "1"]
+           "--stream", "term", "--db", str(tmp_path / "t.db"), "--max-deliveries", "1", "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

@@ -138,6 +138,6 @@ def test_cli_engine_options_are_checked(tmp_path):
     res = runner.invoke(app, ["run", "--engine", "ray", "x.png", "--bundle", "b", "--domain", DOMAIN])
     assert res.exit_code == 2 and "--out DIR" in res.output
     res = runner.invoke(app, ["run", "--engine", "spark", "x.png", "--bundle", "b", "--domain", DOMAIN])
-    assert res.exit_code == 2 and "local or ray" in res.output
+    assert res.exit_code == 2 and "'spark' is not one of 'local', 'ray'" in res.output
     res = runner.invoke(app, ["serve", "gate", "--engine", "ray", "--config", str(tmp_path / "s.yaml")])
     assert res.exit_code == 2 and "serves the router" in res.output

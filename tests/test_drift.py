@@ -50,7 +50,7 @@ def calibrated(tmp_path_factory):
     root = tmp_path_factory.mktemp("drift")
     data, bundle = root / "data", root / "bundle"
     _invoke("data", "synth", "--out", data, "--n", "80", "--size", "96x96", "--contrast", "3", "--seed", "2")
-    _invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--out", bundle,
+    _invoke("gate", "fit", "--format", "folder", "--root", data, "--domain", DOMAIN, "--bundle", bundle,
             "--backbone", "random", "--seed", "0", "--short-side", "96", "--min-holdout", "5",
             "--normalize", "imagenet")
     _invoke("calibrate", "--bundle", bundle, "--format", "folder", "--root", data, "--domain", DOMAIN)

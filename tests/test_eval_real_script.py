@@ -57,7 +57,7 @@ def test_the_build_fits_every_source_a_layer2_per_domain_and_calibrates_the_stat
     assert _option(steel, "--sources") == str(REPO / "docs/eval/sources-steel.yaml") and _option(steel, "--domain") == "steel"
     assert _option(ksdd1, "--root") == f"{data}/ksdd1" and _option(ksdd1, "--domain") == "ksdd1"
     for fit in (steel, ksdd1):
-        assert _option(fit, "--gate") == "supervised" and _option(fit, "--out") == bundle
+        assert _option(fit, "--gate") == "supervised" and _option(fit, "--bundle") == bundle
         assert _option(fit, "--oof-folds") == "3"
     assert _option(steel, "--synthetic-share") == "0.2" and "--synthetic-share" not in ksdd1
     [export] = by_cmd["specialist export-onnx"]
@@ -123,8 +123,8 @@ def test_eval_real_runs_end_to_end_on_the_shared_data(real_data, tmp_path):
 
 PATCHCORE_BUILD = """set -euo pipefail
 $CLI data tile --format severstal --root "$CASCADE_DATA_ROOT/severstal" --out "$OUT/severstal-tiles" --tile 256
-$CLI gate fit --format folder --root "$OUT/severstal-tiles" --domain steel --out "$OUT/bundle" --gate patchcore --backbone random --seed 0 --max-normals 2000
-$CLI gate fit --format ksdd1 --root "$CASCADE_DATA_ROOT/ksdd1" --domain ksdd1 --out "$OUT/bundle" --gate patchcore --backbone random --seed 0 --max-normals 2000
+$CLI gate fit --format folder --root "$OUT/severstal-tiles" --domain steel --bundle "$OUT/bundle" --gate patchcore --backbone random --seed 0 --max-normals 2000
+$CLI gate fit --format ksdd1 --root "$CASCADE_DATA_ROOT/ksdd1" --domain ksdd1 --bundle "$OUT/bundle" --gate patchcore --backbone random --seed 0 --max-normals 2000
 $CLI specialist export-onnx --weights src/cascade_defect/models/specialist-neu-cpu --bundle "$OUT/bundle"
 $CLI calibrate --bundle "$OUT/bundle" --format folder --root "$OUT/severstal-tiles" --domain steel --mode knee --l2-precision 0
 $CLI calibrate --bundle "$OUT/bundle" --format ksdd1 --root "$CASCADE_DATA_ROOT/ksdd1" --domain ksdd1 --mode knee --l2-precision 0

@@ -271,7 +271,9 @@ def test_one_frame_track_all_one_class_and_undefined_roc():
     r = ev.results
     solo = r["metrics"]["solo"]["cascade"]
     assert solo["n"] == 1 and solo["accuracy"]["estimate"] == 1.0
-    assert solo["accuracy"]["low"] == solo["accuracy"]["high"] == 1.0  # every resample is that frame
+    # every resample is that frame: the bootstrap degenerates, so the exact binomial interval of 1/1 stands
+    assert solo["accuracy"]["high"] == 1.0 and solo["accuracy"]["low"] == pytest.approx(0.025)
+    assert solo["accuracy"]["method"].startswith("exact binomial")
     assert solo["f1"]["estimate"] is None and solo["recall"]["estimate"] is None  # no positive: undefined
     assert r["mcnemar"]["solo"]["oracle_only"]["method"] == "none"
     big = r["metrics"]["big"]["layer1_only"]  # every frame escalated and defective: all predictions one class

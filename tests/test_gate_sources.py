@@ -68,8 +68,8 @@ def test_a_steel_gate_fitted_on_every_source_passes_neu_defects_on(real_data, tm
     sources.write_text(f"domain: steel\nsources:\n  - {{name: severstal-tiles, format: folder, root: {tiles}}}\n"
                        f"  - {{name: neu-det, format: neu, root: {neu}, split_ratios: [0.7, 0.15, 0.15], limit: 60}}\n")
     bundle = tmp_path / "b"
-    fit = json.loads(_cli("gate", "fit", "--sources", str(sources), "--domain", "steel", "--out", str(bundle),
-                          "--gate", "supervised", "--steps", "80", "--seed", "0").stdout.strip().splitlines()[-1])
+    fit = json.loads(_cli("gate", "fit", "--sources", str(sources), "--domain", "steel", "--bundle", str(bundle),
+                          "--gate", "supervised", "--steps", "80", "--seed", "0", "--json").stdout.strip().splitlines()[-1])
     by_name = {s["name"]: s for s in fit["sources"]}
     assert by_name["neu-det"]["defective"] == 60 and by_name["neu-det"]["normal"] == 0
     assert by_name["severstal-tiles"]["normal"] > 20

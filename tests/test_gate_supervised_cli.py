@@ -26,7 +26,7 @@ def lines(output):
 
 def fit(root, out, *extra):
     return runner.invoke(app, ["gate", "fit", "--format", "folder", "--root", str(root), "--domain", "s",
-                               "--out", str(out), "--short-side", "64", "--steps", "5", *extra])
+                               "--bundle", str(out), "--short-side", "64", "--steps", "5", "--json", *extra])
 
 
 def test_supervised_fit_with_max_defectives_then_score(root, tmp_path):

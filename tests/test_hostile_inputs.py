@@ -193,6 +193,24 @@ def test_frame_claims_are_seen_by_every_connection_and_expire_with_their_lease(t
     assert a.claim(["f4"]) == []  # the owner died mid-decision: its claim expired
 
 
+def test_a_claim_of_a_process_that_no_longer_exists_is_taken_over_at_once(tmp_path):
+    """A worker killed between claiming and recording must not block its frames for the whole lease."""
+    import subprocess
+    import sys
+
+    db = Database(tmp_path / "c.db")
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(child.stdout)  # reaped: no process with this PID (unless reused, which only delays)
+    alive = FrameClaims(db, "queue:s:g", lease_s=3600)
+    dead = FrameClaims(db, "queue:s:g", lease_s=3600,
+                       owner=alive.owner.rsplit(":", 2)[0] + f":{dead_pid}:deadbeef")
+    elsewhere = FrameClaims(db, "queue:s:g", lease_s=3600, owner=f"other-host:1:{dead_pid}:cafe")
+    assert dead.claim(["k1"]) == [] and elsewhere.claim(["k2"]) == []
+    assert alive.claim(["k1"]) == []  # its owner's process is gone on this host: taken over
+    assert alive.claim(["k2"]) == ["k2"]  # another host cannot be checked: the lease holds
+    assert FrameClaims(db, "queue:s:g", lease_s=3600).claim(["k1"]) == ["k1"]  # a live owner keeps its claim
+
+
 # -- 10. truncated images are refused ---------------------------------------------------------------
 @pytest.mark.parametrize("data", [png_missing_rows(), png_declaring(6000, 6000), png(200, 100)[:300],
                                   jpeg_cut_with_end_marker()],

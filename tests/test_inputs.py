@@ -61,3 +61,30 @@ def test_dangling_links_loops_and_fifos_become_error_records(tmp_path):
     assert fifo.path is None and "FIFO" in fifo.error
     [dangling] = resolve_inputs([str(d / "dangling.png")])
     assert "dangling symlink" in dangling.error
+
+
+def test_masks_found_in_folders_or_by_patterns_are_left_out_and_counted(tmp_path):
+    frames = [_png(tmp_path / "kos01" / "Part0.jpg"), _png(tmp_path / "kos01" / "Part1.jpg"),
+              _png(tmp_path / "train" / "10000.png"), _png(tmp_path / "scratch" / "s1.png")]
+    masks = [_png(tmp_path / "kos01" / "Part0_label.png"), _png(tmp_path / "kos01" / "Part1_label.bmp"),
+             _png(tmp_path / "train" / "10000_GT.png"), _png(tmp_path / "scratch" / "masks" / "s1.png")]
+    skipped: list[str] = []
+    items = resolve_inputs([str(tmp_path)], skipped=skipped)
+    assert sorted(i.image for i in items) == sorted(map(str, frames))
+    assert sorted(skipped) == sorted(map(str, masks))
+    skipped = []
+    items = resolve_inputs([str(tmp_path / "kos01" / "*")], skipped=skipped)  # a pattern: masks left out too
+    assert [i.image for i in items] == [str(frames[0]), str(frames[1])] and len(skipped) == 2
+    # a file named explicitly is read, whatever its name
+    [named] = resolve_inputs([str(masks[0])])
+    assert named.error is None and named.image == str(masks[0])
+
+
+def test_exclude_globs_leave_out_matching_inputs_even_named_ones(tmp_path):
+    keep = _png(tmp_path / "a" / "cam1.png")
+    drop = _png(tmp_path / "a" / "cam1_preview.png")
+    skipped: list[str] = []
+    items = resolve_inputs([str(tmp_path / "a"), str(drop)], exclude=["*_preview.png"], skipped=skipped)
+    assert [i.image for i in items] == [str(keep)] and skipped == [str(drop), str(drop)]
+    only = resolve_inputs([str(tmp_path / "a" / "*_preview.png")], exclude=["*_preview*"])
+    assert len(only) == 1 and "only masks or excluded files" in only[0].error

@@ -75,3 +75,32 @@ def test_core_dependencies_leave_the_heavy_libraries_to_the_roles():
     assert any(d.startswith("torch") for d in extras["gate"]) and any(d.startswith("ultralytics") for d in extras["specialist"])
     assert set(extras["all"][0].split("[")[1].rstrip("]").split(",")) >= {"oracle", "gate", "specialist", "eval"}
     assert ".[test,all]" in (REPO / "scripts" / "bootstrap.sh").read_text()
+
+
+POLICY_SCRIPT = textwrap.dedent("""
+    import sys
+    HEAVY = {heavy!r}
+
+    class Blocked:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in HEAVY:
+                raise ImportError(f"{{name}} is not installed in this role")
+            return None
+
+    sys.meta_path.insert(0, Blocked())
+    from cascade_defect.bundles.bundle import Bundle
+    from cascade_defect.cascade.assemble import load_policy, write_calibration
+
+    bundle = Bundle.create({root!r})
+    write_calibration(bundle, "steel", 1.5, {{"mode": "test"}}, l2_bar=0.3)
+    policy = load_policy(Bundle.open({root!r}), ["steel"])
+    print(policy.domains["steel"].tau, sorted(m for m in sys.modules if m.split(".")[0] in HEAVY))
+""")
+
+
+def test_router_service_loads_its_policy_without_torch_or_opencv(tmp_path):
+    """What `serve router` does first with remote layers (found by running the router's container image)."""
+    code = POLICY_SCRIPT.format(heavy=HEAVY, root=str(tmp_path / "bundle"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "1.5 []"

@@ -23,7 +23,7 @@ from cascade_defect.store import Database, LabelStore, RetrainQueue
 
 runner = CliRunner()
 TINY = ["--rounds", "2", "--seed-frames", "24", "--per-round", "16", "--imgsz", "64", "--epochs0", "1",
-        "--epochs", "1", "--gate-epochs", "1", "--batch", "8", "--holdout-limit", "16"]
+        "--epochs", "1", "--gate-epochs", "1", "--batch-size", "8", "--holdout-limit", "16"]
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +184,8 @@ def test_learn_command_updates_a_bundle_in_place_for_a_reload(loop, tmp_path):
     LabelStore(db).add(frame_id=s.id, image_ref=str(s.image_path), domain=s.domain, label=s.boxes[0].cls,
                        source="human", labelled_by="t", boxes=list(s.boxes))
     db.close()
-    res = runner.invoke(app, ["learn", "--bundle", str(bundle), "--db", str(db_path), "--out", str(bundle),
-                              "--epochs", "1", "--imgsz", "64", "--batch", "8", "--holdout-limit", "10"])
+    res = runner.invoke(app, ["learn", "run", "--bundle", str(bundle), "--db", str(db_path), "--out", str(bundle),
+                              "--epochs", "1", "--imgsz", "64", "--batch-size", "8", "--holdout-limit", "10", "--json"])
     assert res.exit_code == 0, res.output + str(res.exception)
     result = json.loads(res.stdout.strip().splitlines()[-1])
     Bundle.open(bundle)  # verifies every checksum
@@ -195,7 +195,7 @@ def test_learn_command_updates_a_bundle_in_place_for_a_reload(loop, tmp_path):
     else:
         assert (bundle / "manifest.json").read_bytes() == before
     if result["written"]:  # the queue was drained: a second learn has nothing to do and writes nothing
-        res = runner.invoke(app, ["learn", "--bundle", str(bundle), "--db", str(db_path), "--out", str(tmp_path / "x")])
+        res = runner.invoke(app, ["learn", "run", "--bundle", str(bundle), "--db", str(db_path), "--out", str(tmp_path / "x"), "--json"])
         assert res.exit_code == 0 and json.loads(res.stdout.strip().splitlines()[-1])["status"] == "nothing_to_learn"
         assert not (tmp_path / "x").exists()
 
@@ -213,7 +213,7 @@ def from_bundle(loop):
     Specialist.load(root / "run" / "bundle-0" / "specialist", device="cpu").to_bundle(Bundle.create(root / "det-only"))
     res = runner.invoke(app, ["learn", "simulate", "--from-bundle", str(root / "det-only"),
                               "--out", str(root / "from-bundle"), "--json", "--rounds", "1", "--measure-final",
-                              "--per-round", "8", "--epochs", "1", "--batch", "8", "--holdout-limit", "12",
+                              "--per-round", "8", "--epochs", "1", "--batch-size", "8", "--holdout-limit", "12",
                               "--l2-precision", "0.9"])
     assert res.exit_code == 0, res.output + str(res.exception)
     return root, [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]

@@ -147,7 +147,16 @@ def test_browser_labels_a_frame_with_a_box_and_the_screenshot_shows_image_and_bo
         drv.find_element(By.ID, "key").send_keys(KEYS["ana"] + Keys.ENTER)
         wait.until(lambda d: d.execute_script("return !!(window.reviewState.img && window.reviewState.item)"))
         assert "reviewer: ana" in drv.find_element(By.ID, "who").text
-        assert "vs τ" in drv.find_element(By.ID, "evidence").text or "τ unknown" in drv.find_element(By.ID, "evidence").text
+        evidence = drv.find_element(By.ID, "evidence").text
+        assert "threshold" in evidence and "τ" not in evidence and " z " not in f" {evidence} "  # plain words
+        assert "no AI oracle is configured, so a person decides" in evidence and "frame1.png" in evidence
+        page = drv.find_element(By.TAG_NAME, "body").text
+        assert "no_backend" not in page
+        entry = drv.find_element(By.CSS_SELECTOR, "#list button")
+        assert "frame1.png" in entry.text and "no AI oracle is configured" in entry.text  # file name, plain reason
+        wait.until(lambda d: d.execute_script(  # the list's thumbnail is the frame itself, loaded with the key
+            "const i = document.querySelector('#list button img.thumb'); return i && i.complete && i.naturalWidth"))
+        assert drv.execute_script("return document.querySelector('#list button img.thumb').naturalWidth") == 200
         scale = drv.execute_script("return window.reviewState.scale")
         canvas = drv.find_element(By.ID, "canvas")
         cw, ch = canvas.size["width"], canvas.size["height"]

@@ -50,8 +50,8 @@ def test_every_input_is_one_decision_or_error(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(lines) == 6
     by = {x["image"]: x for x in lines}
-    assert by[str(d / "a.png")]["label"] == "no_defect" and by[str(d / "a.png")]["layer"] == 1
-    assert by[str(d / "b.png")]["layer"] == 2 and by[str(d / "c.png")]["layer"] == 3
+    assert by[str(d / "a.png")]["label"] == "no_defect" and by[str(d / "a.png")]["layer"] == "1"
+    assert by[str(d / "b.png")]["layer"] == "2" and by[str(d / "c.png")]["layer"] == "3"
     assert "corrupt.png" in by[str(d / "corrupt.png")]["error"]
     assert "no such file" in by[str(d / "nope.png")]["error"]
     assert "no file matches" in by[str(tmp_path / "*.jpg")]["error"]
@@ -109,7 +109,7 @@ def test_resume_keeps_one_current_record_per_input_path(tmp_path):
     router = Router(POLICY, BrightnessGate(), CornerDetector(), LabelOracle())
     CascadeRunner(router, log, jsonl_path=out).run(resolve_inputs(specs), "steel", run)
     first = {json.loads(x)["image"]: json.loads(x) for x in out.read_text().splitlines()}
-    assert "error" in first[specs[1]] and "error" in first[specs[3]] and first[specs[2]]["layer"] == 2
+    assert "error" in first[specs[1]] and "error" in first[specs[3]] and first[specs[2]]["layer"] == "2"
 
     _write(d, "b.png", 100)  # fixed
     _write(d, "missing.png", 100)  # created
@@ -119,7 +119,7 @@ def test_resume_keeps_one_current_record_per_input_path(tmp_path):
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert sorted(x["image"] for x in lines) == sorted(specs)
     by = {x["image"]: x for x in lines}
-    assert by[specs[1]]["layer"] == 1 and by[specs[3]]["layer"] == 1 and by[specs[2]]["layer"] == 3
+    assert by[specs[1]]["layer"] == "1" and by[specs[3]]["layer"] == "1" and by[specs[2]]["layer"] == "3"
     rows = log.db.query("SELECT image, error, layer FROM decisions WHERE run_id = ?", (run,))
     assert sorted(r["image"] for r in rows) == sorted(specs)
     assert all(r["error"] is None for r in rows)

@@ -137,7 +137,8 @@ def test_a_retried_frame_id_returns_the_stored_decision_without_paying_again(svc
     frame = noise_png(10)
     calls = len(chat.requests)
     first = post_frame(url, frame, frame_id="cam1-000042")
-    assert first.status_code == 200 and first.json()["layer"] == 3 and first.json()["cost_usd"] > 0
+    assert first.status_code == 200 and first.json()["layer"] == "3" and first.json()["cost_usd"] > 0
+    assert first.json()["timestamp"].endswith("+00:00") and len(first.json()["bundle_version"]) == 16
     assert len(chat.requests) == calls + 1
     again = post_frame(url, frame, frame_id="cam1-000042")
     assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
@@ -252,6 +253,6 @@ def test_sigterm_finishes_the_in_flight_frame(svc):
     time.sleep(0.8)
     svc["s"].proc.send_signal(signal.SIGTERM)
     t.join(30)
-    assert box["r"].status_code == 200 and box["r"].json()["layer"] == 3
+    assert box["r"].status_code == 200 and box["r"].json()["layer"] == "3"
     assert svc["s"].proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean stop
     assert '"msg": "stopped"' in svc["s"].log()  # the lifespan's shutdown ran: a graceful stop, not a kill

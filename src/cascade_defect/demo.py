@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .records import Sample
-from .cascade.summary import RunSummary
+from .cascade.summary import RunSummary, accuracy_vs_truth
 
 SYNTH_DOMAIN = "steel-synthetic"
 DEMO_TARGET_RECALL = 0.98
@@ -58,34 +58,12 @@ def _real(data_root: Path) -> tuple[str, list[Sample], list[Sample]]:
     return "ksdd1", samples, samples
 
 
-def _accuracy(decisions, samples_by_image: dict[str, Sample]) -> dict[str, Any]:
-    """Binary agreement with ground truth over the frames the cascade labelled (review excluded)."""
-    tp = fp = fn = tn = review = 0
-    for d in decisions:
-        truth = samples_by_image.get(d.image)
-        if truth is None or truth.defective is None or d.error:
-            continue
-        if d.layer == "review":
-            review += 1
-            continue
-        pred = d.label != "no_defect"
-        tp += pred and truth.defective
-        fp += pred and not truth.defective
-        fn += (not pred) and truth.defective
-        tn += (not pred) and not truth.defective
-    labelled = tp + fp + fn + tn
-    return {"labelled": labelled, "to_review": review, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-            "accuracy": (tp + tn) / labelled if labelled else None,
-            "recall": tp / (tp + fn) if tp + fn else None,
-            "precision": tp / (tp + fp) if tp + fp else None}
-
-
 DEMO_SUPERVISED_STEPS = 150
 """Training steps of the demo's supervised gate (128x128 working frames, batches of 8)."""
 
 
 def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: str, notes: list, say,
-                   steps: int = DEMO_SUPERVISED_STEPS):
+                   steps: int = DEMO_SUPERVISED_STEPS, on_step=None):
     """The supervised gate when the train split has labelled defectives (`kind` "auto" or
     "supervised"), else PatchCore-lite."""
     from .gate import PatchCoreGate, SupervisedGate, defectives_from_samples
@@ -98,7 +76,7 @@ def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: 
         notes.append("Layer 1 is the supervised gate (segmentation + decision CNN trained from scratch on the "
                      "train split's labelled defectives; no downloaded weights)")
         return SupervisedGate(seed=seed, steps=steps).fit(
-            paths, names, domain=domain, defectives=defectives_from_samples(labelled))
+            paths, names, domain=domain, defectives=defectives_from_samples(labelled), on_step=on_step)
     if backbone == "random":
         notes.append("Layer 1 uses a seeded RANDOM ResNet18 backbone (no ImageNet weights offline); "
                      "pass --backbone imagenet where torchvision's weights are available")
@@ -111,8 +89,10 @@ def _fit_demo_gate(kind: str, train, normals, domain: str, seed: int, backbone: 
 def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str = "random",
              contrast: float = 5.0, real: bool = False, data_root: Path | None = None,
              gate_kind: str = "auto", supervised_steps: int = DEMO_SUPERVISED_STEPS,
-             say: Callable[[str], None] = print) -> DemoResult:
-    """Build `out/bundle`, calibrate, run on held-back frames; returns what was printed, as data."""
+             say: Callable[[str], None] = print,
+             on_step: Callable[[int, int, float], None] | None = None) -> DemoResult:
+    """Build `out/bundle`, calibrate, run on held-back frames; returns what was printed, as data.
+    `on_step(step, steps, loss)` follows the supervised gate's training (progress for people)."""
     from .data.selection import select_split
     from .gate import save_gate
     from .oracle.prompt import build_exemplar_set, save_exemplars
@@ -146,7 +126,8 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
         shutil.rmtree(bundle_dir)
     bundle = Bundle.create(bundle_dir)
     normals = [s for s in train if s.defective is False]
-    gate = _fit_demo_gate(gate_kind, train, normals, domain, seed, backbone, notes, say, supervised_steps)
+    gate = _fit_demo_gate(gate_kind, train, normals, domain, seed, backbone, notes, say, supervised_steps,
+                          on_step=on_step)
     save_gate(bundle, domain, gate)
 
     if not real and (SYNTH_DETECTOR / "weights.pt").is_file():
@@ -188,7 +169,7 @@ def run_demo(out: str | Path, *, frames: int = 240, seed: int = 0, backbone: str
     CascadeRunner(cascade.router, log, jsonl_path=decisions_path).run(items_from_samples(test), domain, run_id)
     decisions = log.decisions(run_id)
     summary = summarise(decisions)
-    accuracy = _accuracy(decisions, {str(s.image_path): s for s in test})
+    accuracy = accuracy_vs_truth(decisions, {str(s.image_path): s for s in test})
     (out / "summary.json").write_text(json.dumps(
         {"domain": domain, "summary": summary.to_dict(), "accuracy_vs_truth": accuracy, "notes": notes,
          "cascade": cascade.describe()}, indent=2, default=float))

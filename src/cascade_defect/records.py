@@ -165,6 +165,15 @@ class LayerResult(MeteredUsage):
 
 
 DecidingLayer = Literal[1, 2, 3, "review"]
+"""The deciding layer in memory; records (JSONL, SQLite, HTTP) write it as one type, a string:
+"1", "2", "3" or "review"."""
+
+
+def utc_timestamp() -> str:
+    """Now, UTC, ISO 8601 with milliseconds (``2026-12-06T16:04:26.123+00:00``)."""
+    import datetime as _dt
+
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -179,6 +188,10 @@ class Decision:
     box: tuple[float, float, float, float] | None = None
     trace: list[LayerResult] = field(default_factory=list)
     error: str | None = None
+    timestamp: str | None = None
+    """When the decision was made: UTC, ISO 8601 (set by the router)."""
+    bundle_version: str | None = None
+    """The version (manifest digest) of the bundle whose models decided (set by the router)."""
 
     @property
     def defective(self) -> bool | None:

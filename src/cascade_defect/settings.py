@@ -28,6 +28,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .errors import ConfigError
 
 DATA_ROOT_ENV = "CASCADE_DATA_ROOT"
+CONFIG_ENV = "CASCADE_CONFIG"
+"""A YAML settings file: the same names as the variables; a variable set in the environment wins."""
 BLOB_SUFFIX = "_MODEL_BLOB"
 TAU_PREFIX = "CASCADE_TAU_"
 MSE_PREFIX = "MSE_THRESHOLD_"
@@ -145,6 +147,8 @@ class Settings(BaseSettings):
     # -- HTTP services (docs/services.md) ----------------------------------------------------
     api_keys: SecretStr | None = Field(None, validation_alias="CASCADE_API_KEYS",
                                        description="comma-separated client keys of the router, plain or sha256:HEX (secret)")
+    client_key: SecretStr | None = Field(None, validation_alias="CASCADE_API_KEY",
+                                         description="the key `ingest --to` sends to the router (secret)")
     admin_keys: SecretStr | None = Field(None, validation_alias="CASCADE_ADMIN_KEYS",
                                          description="keys allowed on /v1/admin/* (default: the API keys) (secret)")
     service_key: SecretStr | None = Field(None, validation_alias="CASCADE_SERVICE_KEY",
@@ -258,6 +262,7 @@ class Settings(BaseSettings):
         Raises `ConfigError` naming the variable when a value is invalid.
         """
         env = os.environ if environ is None else environ
+        env, origin = _with_settings_file(env)
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for name, f in cls.model_fields.items():
@@ -267,7 +272,7 @@ class Settings(BaseSettings):
             for var in (alias.choices if isinstance(alias, AliasChoices) else [alias]):
                 if str(env.get(var, "")).strip():
                     values[name] = str(env[var]).strip()
-                    sources[name] = f"environment {var}"
+                    sources[name] = origin(var)
                     break
         tau, mse, blobs, scrubbed = {}, {}, {}, {}
         for var in sorted(env):
@@ -275,15 +280,15 @@ class Settings(BaseSettings):
             for prefix, field in ((TAU_PREFIX, "tau"), (MSE_PREFIX, "mse_threshold")):
                 if var.startswith(prefix) and len(var) > len(prefix):  # set but empty is an error here
                     (tau if field == "tau" else mse)[var[len(prefix):]] = _number(var, raw)
-                    sources[f"{field}.{var[len(prefix):]}"] = f"environment {var}"
+                    sources[f"{field}.{var[len(prefix):]}"] = origin(var)
             if not raw:
                 continue
             if var in SCRUBBED:
                 scrubbed[var] = raw
-                sources[f"scrubbed_secrets.{var}"] = f"environment {var}"
+                sources[f"scrubbed_secrets.{var}"] = origin(var)
             if var.endswith(BLOB_SUFFIX) and var != "CASCADE_MODEL_BLOB" and len(var) > len(BLOB_SUFFIX):
                 blobs[var[: -len(BLOB_SUFFIX)]] = raw
-                sources[f"component_blobs.{var[: -len(BLOB_SUFFIX)]}"] = f"environment {var}"
+                sources[f"component_blobs.{var[: -len(BLOB_SUFFIX)]}"] = origin(var)
         values.update(tau=tau, mse_threshold=mse, component_blobs=blobs, scrubbed_secrets=scrubbed, sources=sources)
         try:
             return cls(**values)
@@ -291,7 +296,7 @@ class Settings(BaseSettings):
             raise ConfigError(_explain(exc)) from None
 
     def source(self, name: str) -> str:
-        """Where a setting's value came from: "environment VAR" or "default"."""
+        """Where a setting's value came from: "environment VAR", "file PATH" or "default"."""
         return self.sources.get(name, "default")
 
     def secret(self, name: str) -> str | None:
@@ -326,6 +331,58 @@ class Settings(BaseSettings):
             shown = "(unset)" if value is None else ("****" if isinstance(value, SecretStr) else str(value))
             out.append((variables[name], shown, self.source(name)))
         return out
+
+
+def settings_file() -> str | None:
+    """The settings file this process reads (`$CASCADE_CONFIG`), or None."""
+    return os.environ.get(CONFIG_ENV, "").strip() or None
+
+
+def use_settings_file(path: str | os.PathLike) -> None:
+    """Read settings from this YAML file from now on, in this process and the processes it starts
+    (`--config FILE`: the same as `CASCADE_CONFIG=FILE`)."""
+    os.environ[CONFIG_ENV] = str(Path(path).expanduser().resolve())
+
+
+def _with_settings_file(env: Mapping[str, str]):
+    """`env` merged over the YAML file `$CASCADE_CONFIG` names (the environment wins), and a function naming
+    each variable's origin. The file maps variable names to values; secrets stay in the environment."""
+    path = str(env.get(CONFIG_ENV, "")).strip()
+    if not path:
+        return env, lambda var: f"environment {var}"
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).expanduser().read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{CONFIG_ENV}={path}: cannot read the settings file ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{CONFIG_ENV}={path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{CONFIG_ENV}={path}: expected a mapping of variable names to values")
+    variables = Settings.variables()
+    known = {v for names in variables.values() for v in names.split(" or ") if "<" not in v}
+    secrets = {v for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)
+               for v in variables.get(name, "").split(" or ") if v}
+    file_values: dict[str, str] = {}
+    for key, value in data.items():
+        key = str(key)
+        family = key.startswith((TAU_PREFIX, MSE_PREFIX)) or (key.endswith(BLOB_SUFFIX) and key != BLOB_SUFFIX)
+        if key in secrets or key in SECRET_VARIABLES or key in SCRUBBED:
+            raise ConfigError(f"{path}: {key} is a secret; secrets are read only from the environment "
+                              "(never from a file that could be committed or copied)")
+        if key not in known and not family:
+            raise ConfigError(f"{path}: unknown setting {key!r} (the names are the environment variables of "
+                              "docs/configuration.md)")
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{path}: {key} must be a single value, not a {type(value).__name__}")
+        file_values[key] = "" if value is None else ("1" if value is True else "0" if value is False else str(value))
+    merged = {**file_values, **{k: v for k, v in env.items() if str(v).strip()}}
+
+    def origin(var: str) -> str:
+        return f"environment {var}" if str(env.get(var, "")).strip() else f"file {path}"
+
+    return merged, origin
 
 
 def _number(var: str, raw: str) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import shutil
 import uuid
 from contextlib import contextmanager
@@ -111,6 +110,13 @@ class Bundle:
     def has(self, name: str) -> bool:
         return name in self.components
 
+    @property
+    def version(self) -> str:
+        """Short SHA-256 of the manifest (it lists every file's checksum): the bundle's identity."""
+        import hashlib
+
+        return hashlib.sha256((self.root / MANIFEST).read_bytes()).hexdigest()[:16]
+
     def path(self, name: str) -> Path:
         """Folder of a component; `BundleError` when the bundle lacks it."""
         if name not in self.components:
@@ -189,6 +195,6 @@ class Bundle:
 
     def _write_manifest(self) -> None:
         self.manifest["package_version"] = __version__
-        tmp = self.root / f".{MANIFEST}.{uuid.uuid4().hex[:8]}"
-        tmp.write_text(json.dumps(self.manifest, indent=2, sort_keys=True))
-        os.replace(tmp, self.root / MANIFEST)
+        from ..atomic import atomic_write
+
+        atomic_write(self.root / MANIFEST, json.dumps(self.manifest, indent=2, sort_keys=True))

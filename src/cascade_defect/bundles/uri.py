@@ -79,8 +79,14 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     s = _settings(environ)
     if s.bundle_cache is not None:
         return s.bundle_cache.expanduser()
+    return cache_base(environ) / "bundles"
+
+
+def cache_base(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/cascade-defect`` (``~/.cache/cascade-defect``): the package's caches."""
+    s = _settings(environ)
     base = str(s.xdg_cache_home or "") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cascade-defect" / "bundles"
+    return Path(base) / "cascade-defect"
 
 
 # -- credentials ------------------------------------------------------------------------------

@@ -161,4 +161,5 @@ def build_cascade(bundle_ref: str | Path | Bundle, domain: str, *, oracle=None, 
 
         oracle = load_oracle(bundle, db, oracle_config)
         review = ReviewIntake(oracle.review, oracle.prompt.labels)
-    return Cascade(Router(policy, gate, specialist, oracle, review), bundle, domain, oracle)
+    return Cascade(Router(policy, gate, specialist, oracle, review, bundle_version=bundle.version), bundle, domain,
+                   oracle)

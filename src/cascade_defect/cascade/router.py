@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from ..contracts import GateLayer, OracleLayer, ReviewSink, SpecialistLayer, call_isolated
-from ..records import Decision, Frame, LayerResult
+from ..records import Decision, Frame, LayerResult, utc_timestamp
 from .decide import NO_ORACLE, FrameOutputs, Next, decide, top_detection
 from .policy import Policy
 
@@ -36,8 +36,10 @@ class Router:
     """
 
     def __init__(self, policy: Policy, gate: GateLayer, specialist: SpecialistLayer | None = None,
-                 oracle: OracleLayer | None = None, review: ReviewSink | None = None, drift: Any = None):
+                 oracle: OracleLayer | None = None, review: ReviewSink | None = None, drift: Any = None,
+                 bundle_version: str | None = None):
         self.policy = policy
+        self.bundle_version = bundle_version
         self.gate = gate
         self.specialist = specialist
         self.oracle = oracle
@@ -74,6 +76,9 @@ class Router:
         self._run_specialist(frames, sorted(i for i, _ in waiting["specialist"]), traces, step)
         self._run_oracle(frames, sorted(waiting["oracle"]), traces, step)
         self._submit_reviews(decisions, outputs, review_hints)
+        stamp = utc_timestamp()
+        for d in decisions.values():
+            d.timestamp, d.bundle_version = stamp, self.bundle_version
         return [decisions[i] for i in range(len(frames))]
 
     def _submit_reviews(self, decisions: dict[int, Decision], outputs: dict[int, FrameOutputs],

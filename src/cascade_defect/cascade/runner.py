@@ -32,15 +32,17 @@ class InputItem:
     error: str | None = None
 
 
-def resolve_inputs(specs: Sequence[str], *, glob: bool | None = None) -> list[InputItem]:
+def resolve_inputs(specs: Sequence[str], *, glob: bool | None = None, exclude: Sequence[str] = (),
+                   skipped: list[str] | None = None) -> list[InputItem]:
     """Expand files, folders (recursively, image files) and globs, in a stable order.
 
     An existing path is a path even when its name holds `[`, `*` or `?`; only a spec that names
     nothing is a pattern (`glob=True` / `False` forces either reading; see `data.inputs`). A spec
     that matches nothing, a dangling symlink, a loop or a FIFO becomes an error item, so it is
-    reported rather than dropped.
+    reported rather than dropped. Masks and `exclude` matches are left out (named in `skipped`).
     """
-    return [InputItem(i.name, i.path, error=i.error) for i in expand_inputs(specs, glob=glob)]
+    return [InputItem(i.name, i.path, error=i.error)
+            for i in expand_inputs(specs, glob=glob, exclude=exclude, skipped=skipped)]
 
 
 def items_from_samples(samples: Iterable[Sample]) -> list[InputItem]:

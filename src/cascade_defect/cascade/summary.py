@@ -83,3 +83,26 @@ def summarise(decisions: Sequence[Decision]) -> RunSummary:
     return RunSummary(frames=n, errors=errors, decided_by=decided, escalation=escalation,
                       oracle_calls=calls, cache_hits=hits, cost_usd=cost,
                       latency_ms={k: _percentiles(v) for k, v in lat.items()})
+
+
+def accuracy_vs_truth(decisions, samples_by_image) -> dict:
+    """Binary agreement with ground truth over the frames the cascade labelled (review and errors excluded);
+    `samples_by_image` maps a decision's `image` to its `Sample`."""
+    tp = fp = fn = tn = review = 0
+    for d in decisions:
+        truth = samples_by_image.get(d.image)
+        if truth is None or truth.defective is None or d.error:
+            continue
+        if d.layer == "review":
+            review += 1
+            continue
+        pred = d.label != "no_defect"
+        tp += pred and truth.defective
+        fp += pred and not truth.defective
+        fn += (not pred) and truth.defective
+        tn += (not pred) and not truth.defective
+    labelled = tp + fp + fn + tn
+    return {"labelled": labelled, "to_review": review, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "accuracy": (tp + tn) / labelled if labelled else None,
+            "recall": tp / (tp + fn) if tp + fn else None,
+            "precision": tp / (tp + fp) if tp + fp else None}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .common import emit_json, err_console, fail, run_guarded
+from .common import StepProgress, err_console, fail, run_guarded
 
 
 def fit_with_labels(*, gate: str, train, specs, skip_invalid: bool, normals, available: int, used_split: str, domain: str, out: Path,
@@ -20,12 +20,13 @@ def fit_with_labels(*, gate: str, train, specs, skip_invalid: bool, normals, ava
                     aggregate: str, coreset: str, coreset_fraction: float, index: str, normalize: str,
                     epochs: int, max_defectives: int | None, steps: int, candidates: str,
                     synthetic_kinds: str | None = None, synthetic_share: float | None = None,
-                    oof_folds: int | None = None) -> None:
+                    oof_folds: int | None = None, json_out: bool = False) -> None:
     from ..gate import save_gate
     from ..gate.combined import CombinedGate
     from ..evaluation.gate_selection import select_gate
     from ..gate.supervised import SupervisedGate, defectives_from_samples
-    from .gate import source_record
+
+    from .gate import read_split, report_fit, source_record
 
     defective = [s for s in train.samples if s.defective]
     defectives = defectives_from_samples(defective,
@@ -52,45 +53,48 @@ def fit_with_labels(*, gate: str, train, specs, skip_invalid: bool, normals, ava
     names = [str(p) for p in paths]
     t0 = time.perf_counter()
     extra: dict = {}
-    with err_console.status(f"fitting {gate} gate for '{domain}' on {len(normals)} normals and "
-                            f"{len(defectives) if max_defectives is None else min(max_defectives, len(defectives))} "
-                            "labelled defectives", spinner="dots"):
-        if gate == "supervised":
-            model = SupervisedGate(seed=seed, holdout_fraction=holdout, min_holdout=min_holdout, **sup)
-            run_guarded(model.fit, paths, names, domain=domain, defectives=defectives)
-            if oof_folds:
-                from ..gate.out_of_fold import out_of_fold_scores
+    what = (f"fitting {gate} gate for '{domain}' on {len(normals)} normals and "
+            f"{len(defectives) if max_defectives is None else min(max_defectives, len(defectives))} labelled defectives")
+    if gate == "supervised":  # the long one: a bar with step, loss and ETA (log lines when not on a terminal)
+        err_console.print(what, highlight=False)
+        model = SupervisedGate(seed=seed, holdout_fraction=holdout, min_holdout=min_holdout, **sup)
+        with StepProgress(f"supervised gate '{domain}'") as on_step:
+            run_guarded(model.fit, paths, names, domain=domain, defectives=defectives, on_step=on_step)
+        if oof_folds:
+            from ..gate.out_of_fold import out_of_fold_scores
 
+            with err_console.status(f"{oof_folds}-fold out-of-fold scores for '{domain}'", spinner="dots"):
                 model.out_of_fold_ = run_guarded(
                     out_of_fold_scores,
                     lambda: SupervisedGate(seed=seed, holdout_fraction=holdout, min_holdout=min_holdout, **sup),
                     paths, [s.group or str(s.image_path) for s in normals], defectives,
                     [s.group or str(s.image_path) for s in defective if s.defective], folds=oof_folds, seed=seed,
                     domain=domain)
-        elif gate == "combined":
-            model = CombinedGate(unsupervised="patchcore", unsupervised_params={**pc, "normalize": normalize},
-                                 supervised_params=sup, seed=seed, holdout_fraction=holdout, min_holdout=min_holdout)
-            run_guarded(model.fit, paths, names, domain=domain, defectives=defectives)
-        else:
-            wanted = [c.strip() for c in candidates.split(",") if c.strip()]
-            from .gate import read_split
-
-            val = [s for s in read_split(specs, domain, "val", seed, skip_invalid).samples if s.defective is not None]
-            if not val:
-                fail(f"--gate auto needs labelled validation images (split 'val' of {domain}'s sources is empty)")
-            model = run_guarded(
-                select_gate, paths, [s.image_path for s in val], [bool(s.defective) for s in val], domain=domain,
-                defectives=defectives, candidates=wanted, seed=seed, patchcore_params=pc, supervised_params=sup,
-                autoencoder_params={"epochs": epochs, "short_side": pc["short_side"]}, holdout_fraction=holdout,
-                min_holdout=min_holdout, say=lambda m: err_console.print(m, highlight=False))
-            extra = {"chosen": model.selection_["chosen"]}
+    else:
+        with err_console.status(what, spinner="dots"):
+            if gate == "combined":
+                model = CombinedGate(unsupervised="patchcore", unsupervised_params={**pc, "normalize": normalize},
+                                     supervised_params=sup, seed=seed, holdout_fraction=holdout, min_holdout=min_holdout)
+                run_guarded(model.fit, paths, names, domain=domain, defectives=defectives)
+            else:
+                wanted = [c.strip() for c in candidates.split(",") if c.strip()]
+                val = [s for s in read_split(specs, domain, "val", seed, skip_invalid).samples
+                       if s.defective is not None]
+                if not val:
+                    fail(f"--gate auto needs labelled validation images (split 'val' of {domain}'s sources is empty)")
+                model = run_guarded(
+                    select_gate, paths, [s.image_path for s in val], [bool(s.defective) for s in val], domain=domain,
+                    defectives=defectives, candidates=wanted, seed=seed, patchcore_params=pc, supervised_params=sup,
+                    autoencoder_params={"epochs": epochs, "short_side": pc["short_side"]}, holdout_fraction=holdout,
+                    min_holdout=min_holdout, say=lambda m: err_console.print(m, highlight=False))
+                extra = {"chosen": model.selection_["chosen"]}
     seconds = time.perf_counter() - t0
     model.sources_ = source_record(train)
     run_guarded(save_gate, out, domain, model)
     summary = model.summary()
     if getattr(model, "selection_", None):
         summary["selection"] = model.selection_
-    emit_json({"bundle": str(out), "domain": domain, "gate": gate, **extra, "normals": len(normals),
-               "normals_available": available, "defectives_available": len(defectives), "split": used_split,
-               "sources": source_record(train),
-               "seconds": round(seconds, 2), **summary})
+    report_fit({"bundle": str(out), "domain": domain, "gate": gate, **extra, "normals": len(normals),
+                "normals_available": available, "defectives_available": len(defectives), "split": used_split,
+                "sources": source_record(train),
+                "seconds": round(seconds, 2), **summary}, json_out)

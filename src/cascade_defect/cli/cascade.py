@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
-from .common import emit_json, err_console, escape, fail, held, read_format, run_guarded
+from .common import Format, emit_json, err_console, escape, fail, held, out_console, read_format, run_guarded
 
 
 def _read_samples(fmt: str, root: Path, domain: str, split: str, seed: int):
@@ -35,7 +35,7 @@ def _risk_line(c: dict) -> str:
 
 def print_summary(summary, describe: dict, skipped: int = 0, drift: dict | None = None,
                   calibration: dict | None = None, drift_held: dict | None = None) -> None:
-    """The closing summary as a table on stderr."""
+    """The closing summary as a table on stdout."""
     from rich.table import Table
 
     d = summary.to_dict()
@@ -68,7 +68,14 @@ def print_summary(summary, describe: dict, skipped: int = 0, drift: dict | None 
         t.add_row(escape(f"drift {domain}"), f"PSI {psi} over {dr['frames']} frames: "
                   + (f"[bold red]DRIFT[/] {escape(dr['reason'])} → {escape(dr['recommendation'])}" if dr["drift"]
                      else escape(dr["reason"])))
-    err_console.print(t)
+    out_console.print(t)
+
+
+def accuracy_line(a: dict) -> str:
+    """The closing line against ground truth (`cascade.summary.accuracy_vs_truth`)."""
+    r = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+    return (f"vs ground truth ({a['labelled']} labelled, {a['to_review']} to review): accuracy {r(a['accuracy'])}, "
+            f"recall {r(a['recall'])}, precision {r(a['precision'])}")
 
 
 def run(
@@ -78,23 +85,31 @@ def run(
     domain: str = typer.Option(..., "--domain", help="Domain of the frames (selects τ and the gate)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write one JSON line per frame here."),
     parquet: Optional[Path] = typer.Option(None, "--parquet", help="Also export the run's decisions as Parquet."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Decision log / oracle store (default $CASCADE_DB or ./cascade.db)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Read a dataset with ground truth instead of PATHs."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Decision log / oracle store (default: $CASCADE_DB, else "
+                                                         "cascade.db beside --out, else ./cascade.db)."),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="Read a dataset with ground truth instead of PATHs."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset root for --format."),
     split: str = typer.Option("all", "--split", help="With --format: train, val, test or all."),
     seed: int = typer.Option(0, "--seed", help="Seed of the group-aware split (with --split)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest run, skipping decided frames."),
     batch_size: int = typer.Option(16, "--batch-size", help="Frames per batch through the layers."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="Oracle backend: azure, openai or review."),
+    backend: Optional[Literal["azure", "openai", "review"]] = typer.Option(
+        None, "--backend", help="Oracle backend (default: $CASCADE_ORACLE_BACKEND, else review)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
     model: Optional[str] = typer.Option(None, "--model", help="Oracle model name."),
-    specialist_engine: str = typer.Option("torch", "--specialist-engine", help="torch, onnx or none."),
+    specialist_engine: Literal["torch", "onnx", "none"] = typer.Option(
+        "torch", "--specialist-engine", help="How Layer 2 runs (none: without a detector)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
     glob: Optional[bool] = typer.Option(None, "--glob/--no-glob",
                                         help="Read every PATH as a glob pattern / never (default: an existing "
                                              "path is a path; only one that names nothing is a pattern)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any input ended as an error record."),
-    engine: str = typer.Option("local", "--engine", help="local, or ray (Ray Data; --out is then a folder)."),
+    engine: Literal["local", "ray"] = typer.Option(
+        "local", "--engine", help="local (--out is a JSONL file), or ray (Ray Data; --out is a folder)."),
+    exclude: Optional[List[str]] = typer.Option(None, "--exclude", metavar="GLOB",
+                                                help="Leave out inputs whose path or name matches GLOB (repeatable). "
+                                                     "Masks (*_label, *_GT, *_mask, masks/) found in folders "
+                                                     "or by patterns are always left out."),
 ) -> None:
     """Run the cascade on frames: one logged decision (or error) per input frame.
 
@@ -106,8 +121,6 @@ def run(
         from .scale import run_on_ray
 
         return run_on_ray(paths, bundle, domain, out, batch_size, specialist_engine, json_out)
-    if engine != "local":
-        fail(f"--engine must be local or ray, not {engine!r}")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..cascade.assemble import build_cascade, read_calibration
@@ -124,11 +137,16 @@ def run(
         fail("give either PATH... or --format with --root")
     if fmt and root is None:
         fail("--format needs --root")
-    items = (items_from_samples(_read_samples(fmt, root, domain, split, seed)) if fmt
-             else resolve_inputs(paths, glob=glob))
+    left_out: list[str] = []
+    truth = _read_samples(fmt, root, domain, split, seed) if fmt else []
+    items = (items_from_samples(truth) if fmt
+             else resolve_inputs(paths, glob=glob, exclude=exclude or (), skipped=left_out))
+    if left_out:
+        err_console.print(escape(f"left out {len(left_out)} non-frame file(s) (masks or --exclude matches), "
+                                 f"e.g. {left_out[0]}"), highlight=False)
     # one writer per decisions file and per run: a second concurrent run is refused before any work
     out_lock = held(ctx, run_guarded(lock_output, out) if out else None)
-    database = run_guarded(Database, db or default_db_path())
+    database = run_guarded(Database, db or default_db_path(beside=out))
     config = run_guarded(BackendConfig.from_env, backend=backend, base_url=base_url, model=model)
     cascade = run_guarded(build_cascade, bundle, domain, oracle_config=config, db=database,
                           specialist_engine=specialist_engine)
@@ -149,6 +167,9 @@ def run(
         if lock is not None:
             lock.release()
     summary = summarise(all_decisions)
+    from ..cascade.summary import accuracy_vs_truth
+
+    accuracy = accuracy_vs_truth(all_decisions, {str(s.image_path): s for s in truth}) if truth else None
     drift = run_guarded(drift_for_decisions, calibration_data, all_decisions)
     calibration = calibration_summary(calibration_data, domain)
     drift_held = cascade.router.drift.held()
@@ -157,9 +178,11 @@ def run(
     if json_out:
         emit_json({"run_id": run_id, **cascade.describe(), **summary.to_dict(), "skipped": skipped,
                    "out": str(out) if out else None, "drift": drift, "calibration": calibration,
-                   "drift_held": drift_held})
+                   "drift_held": drift_held, "accuracy_vs_truth": accuracy})
     else:
         print_summary(summary, cascade.describe(), skipped, drift, calibration, drift_held)
+        if accuracy and accuracy["labelled"]:
+            typer.echo(accuracy_line(accuracy))
     if out:
         err_console.print(escape(f"decisions: {out} ({len(all_decisions)} lines), log: {database.path} run {run_id}"),
                           highlight=False)
@@ -170,13 +193,13 @@ def run(
 
 def calibrate(
     bundle: Path = typer.Option(..., "--bundle", help="Local bundle folder to write the calibration into."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Dataset format of the validation data (one source)."),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="Dataset format of the validation data (one source)."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (one source)."),
     source: Optional[list[str]] = typer.Option(
         None, "--source", help="A labelled source of the domain as FORMAT:ROOT; repeat for every source."),
     sources: Optional[Path] = typer.Option(None, "--sources", help="A sources YAML file (as for `gate fit`)."),
     domain: str = typer.Option(..., "--domain", help="Domain to calibrate."),
-    mode: str = typer.Option("risk", "--mode",
+    mode: Literal["risk", "knee", "recall"] = typer.Option("risk", "--mode",
                              help="risk (default: the least escalation meeting --target-recall), "
                                   "knee (of escalation rate vs F1) or recall (largest τ certified at the target)."),
     target_recall: Optional[float] = typer.Option(
@@ -203,8 +226,6 @@ def calibrate(
     from ..evaluation.bundle_calibration import calibrate_domain
     from ..settings import path_as_written
 
-    if mode not in ("risk", "knee", "recall"):
-        fail(f"--mode must be risk, knee or recall, not {mode!r}")
     if target_recall is not None and not 0.0 < target_recall < 1.0:
         fail(f"--target-recall must be in (0, 1), got {target_recall}")
     if l2_precision is not None and not 0.0 <= l2_precision <= 1.0:
@@ -273,7 +294,7 @@ def demo(
     backbone: str = typer.Option("random", "--backbone",
                                  help="Gate backbone: random (seeded, offline) or imagenet / a weights file."),
     real: bool = typer.Option(False, "--real", help="Use KolektorSDD under $CASCADE_DATA_ROOT instead."),
-    gate: str = typer.Option("auto", "--gate",
+    gate: Literal["auto", "supervised", "patchcore"] = typer.Option("auto", "--gate",
                              help="Layer 1: auto (supervised when the train split has labelled defectives, "
                                   "else patchcore), supervised or patchcore."),
     steps: int = typer.Option(150, "--steps", help="Training steps of the supervised gate."),
@@ -289,21 +310,18 @@ def demo(
     root = data_root() if real else None
     if real and root is None:
         fail("--real needs CASCADE_DATA_ROOT set to the folder holding ksdd1/")
-    if gate not in ("auto", "supervised", "patchcore"):
-        fail(f"unknown --gate {gate!r}; choose auto, supervised or patchcore")
-    result = run_guarded(run_demo, out, frames=frames, seed=seed, backbone=backbone, real=real,
-                         data_root=root, gate_kind=gate, supervised_steps=steps, say=say)
+    from .common import StepProgress
+
+    with StepProgress("demo: supervised gate") as on_step:
+        result = run_guarded(run_demo, out, frames=frames, seed=seed, backbone=backbone, real=real,
+                             data_root=root, gate_kind=gate, supervised_steps=steps, say=say, on_step=on_step)
     if json_out:
         emit_json({"domain": result.domain, "bundle": str(result.bundle), "decisions": str(result.decisions),
                    **result.summary.to_dict(), "accuracy_vs_truth": result.accuracy, "notes": result.notes})
         return
     print_summary(result.summary, result.describe)
-    a = result.accuracy
-    if a["labelled"]:
-        err_console.print(f"vs ground truth ({a['labelled']} labelled, {a['to_review']} to review): "
-                          f"accuracy {a['accuracy']:.2f}, recall {a['recall'] if a['recall'] is None else round(a['recall'], 2)}, "
-                          f"precision {a['precision'] if a['precision'] is None else round(a['precision'], 2)}",
-                          highlight=False)
+    if result.accuracy["labelled"]:
+        typer.echo(accuracy_line(result.accuracy))
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     typer.echo(f"bundle: {result.bundle}  (domain '{result.domain}')")
@@ -339,8 +357,10 @@ def evaluate(
                                     "ground-truth (upper-bound stand-in) or replay:FILE.jsonl."),
     db: Optional[Path] = typer.Option(None, "--db", help="Oracle store for a configured backend (default OUT/cascade.db)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
-    specialist_engine: str = typer.Option("torch", "--specialist-engine", help="torch, onnx or none."),
+    specialist_engine: Literal["torch", "onnx", "none"] = typer.Option(
+        "torch", "--specialist-engine", help="How Layer 2 runs (none: without a detector)."),
     images: bool = typer.Option(True, "--images/--no-images", help="Embed example frames in report.html."),
+    json_out: bool = typer.Option(False, "--json", help="Print the headline numbers and paths as one JSON object."),
 ) -> None:
     """Evaluate the cascade and its baselines on tracks; write an HTML/Markdown/JSON report."""
     from ..cascade.assemble import load_policy, load_specialist, open_bundle
@@ -380,6 +400,15 @@ def evaluate(
     ev.results["notes"].extend(o.note for o in overlaps)
     paths = write_report(ev, out, include_images=images)
     cascade_overall = ev.results["metrics"]["overall"]["cascade"]
-    emit_json({"out": str(out), **{k: str(v) for k, v in paths.items()},
-               "oracle": ev.results["oracle"]["name"],
-               **{m: cascade_overall[m] for m in ("f1", "precision", "recall", "accuracy") if m in cascade_overall}})
+    head = {"out": str(out), **{k: str(v) for k, v in paths.items()}, "oracle": ev.results["oracle"]["name"],
+            **{m: cascade_overall[m] for m in ("f1", "precision", "recall", "accuracy") if m in cascade_overall}}
+    if json_out:
+        emit_json(head)
+        return
+    from ..evaluation.report_format import fmt_ci
+
+    typer.echo(f"evaluated {cascade_overall['n']} frames on {len(specs)} track(s); oracle: {head['oracle']}")
+    typer.echo("cascade: " + ", ".join(f"{m} {fmt_ci(cascade_overall[m])}" for m in ("f1", "precision", "recall",
+                                                                                    "accuracy") if m in cascade_overall))
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Iterable, Iterator, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +16,8 @@ from ..errors import CascadeError
 T = TypeVar("T")
 
 err_console = Console(stderr=True)
+out_console = Console()
+"""Human summaries go to stdout (machines ask for --json); progress, notes and errors to stderr."""
 
 
 def emit_json(obj: Any) -> None:
@@ -24,8 +26,30 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-__all__ = ["emit_json", "err_console", "escape", "fail", "held", "print_skipped", "progress", "read_format",
+__all__ = ["DEVICE_HELP", "Format", "deprecated", "prefer", "StepProgress", "emit_json", "err_console", "out_console", "escape", "fail", "held", "print_skipped", "progress", "read_format",
            "run_guarded"]
+
+
+Format = Literal["severstal", "ksdd2", "ksdd1", "neu", "folder"]
+"""The dataset formats (`data.registry.FORMATS`), so --format lists them and refuses others."""
+
+DEVICE_HELP = "Where the network runs: cpu, or a CUDA GPU by index (0, 1, ...) or name (cuda:0)."
+"""The one description of --device (every command that takes it)."""
+
+
+def deprecated(old: str, new: str) -> None:
+    """Note on stderr that an old option spelling still works but will go."""
+    err_console.print(f"[yellow]deprecated:[/] {escape(old)} is now {escape(new)} (the old spelling still works "
+                      "for now)", highlight=False)
+
+
+def prefer(new, old, old_name: str, new_name: str):
+    """The value of an option that also has a hidden old spelling: the old one when it was given
+    (with a deprecation note on stderr), else the new one."""
+    if old is None:
+        return new
+    deprecated(old_name, new_name)
+    return old
 
 
 def held(ctx: typer.Context, lock):
@@ -62,6 +86,54 @@ def progress(items: Iterable[T], description: str, total: int | None = None) -> 
         for item in items:
             yield item
             bar.advance(task)
+
+
+class StepProgress:
+    """Progress of a long fit, called once per step with its loss: a rich bar with step, loss, elapsed time
+    and ETA on a terminal; otherwise a plain log line on stderr every `every_s` seconds (and at the end),
+    so a job's log shows it is alive."""
+
+    def __init__(self, description: str, *, console: Console | None = None, every_s: float = 10.0,
+                 clock=None):
+        import time
+
+        self.description = description
+        self.console = console or err_console
+        self.every_s = every_s
+        self.clock = clock or time.monotonic
+        self._bar = None
+        self._task = None
+        self._t0 = self._last = None
+
+    def __enter__(self) -> "StepProgress":
+        from rich.progress import TimeRemainingColumn
+
+        self._t0 = self._last = self.clock()
+        if self.console.is_terminal:
+            columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                       TimeRemainingColumn()]
+            self._bar = Progress(*columns, console=self.console, transient=True)
+            self._bar.__enter__()
+        return self
+
+    def __call__(self, step: int, steps: int, loss: float) -> None:
+        if self._bar is not None:
+            if self._task is None:
+                self._task = self._bar.add_task(escape(self.description), total=steps, loss="—")
+            self._bar.update(self._task, completed=step, loss=f"{loss:.4f}")
+            return
+        now = self.clock()
+        if now - self._last >= self.every_s or step == steps:
+            self._last = now
+            elapsed = now - self._t0
+            eta = elapsed / step * (steps - step) if step else float("nan")
+            self.console.print(escape(f"{self.description}: step {step}/{steps}, loss {loss:.4f}, "
+                                      f"{elapsed:.0f} s elapsed, ETA {eta:.0f} s"), highlight=False, soft_wrap=True)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
 
 
 def print_skipped(errors) -> None:

@@ -6,7 +6,7 @@ import typer
 
 from .common import emit_json, run_guarded
 
-app = typer.Typer(help="The settings the environment gives (docs/configuration.md).", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="The settings the environment and the settings file give (docs/configuration.md).", no_args_is_help=True)
 
 
 @app.command("show")
@@ -17,10 +17,15 @@ def show(as_json: bool = typer.Option(False, "--json", help="Print one JSON obje
 
     from ..settings import Settings
 
+    from ..settings import CONFIG_ENV, settings_file
+
     rows = run_guarded(Settings.load).rows()
     if as_json:
         emit_json({var: {"value": value, "source": source} for var, value, source in rows})
         return
+    file = settings_file()
+    typer.echo(f"settings file: {file} (the environment wins over it)" if file else
+               f"settings file: none (set {CONFIG_ENV} or pass --config FILE)")
     table = Table("variable", "value", "source", box=None, pad_edge=False)
     for row in rows:
         table.add_row(*row)

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import emit_json, err_console, escape, fail, print_skipped, read_format, run_guarded
+from .common import Format, emit_json, err_console, escape, fail, print_skipped, read_format, run_guarded
 
-app = typer.Typer(help="Datasets: summarise any supported format, export to YOLO, cut tiles, generate synthetic frames.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Datasets: summarise any supported format, export to YOLO, cut tiles, generate synthetic frames.", no_args_is_help=True)
 
 
 SkipInvalidOption = Annotated[bool, typer.Option(
@@ -23,8 +23,8 @@ DomainOption = Annotated[Optional[str], typer.Option("--domain", help="Domain na
 
 @app.command("summary")
 def summary(
-    fmt: str = typer.Option(
-        ..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
+    fmt: Format = typer.Option(
+        ..., "--format", "-f", help="Dataset format."),
     root: Path = typer.Option(..., "--root", help="Dataset root folder."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     skip_invalid: SkipInvalidOption = False,
@@ -50,8 +50,8 @@ def summary(
 
 @app.command("export-yolo")
 def export_yolo_cmd(
-    fmt: str = typer.Option(
-        ..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
+    fmt: Format = typer.Option(
+        ..., "--format", "-f", help="Dataset format."),
     root: Path = typer.Option(..., "--root", help="Dataset root folder."),
     out: Path = typer.Option(..., "--out", help="Folder to write the YOLO dataset to."),
     tile: Optional[int] = typer.Option(
@@ -131,7 +131,7 @@ def export_yolo_cmd(
 
 @app.command("tile")
 def tile_cmd(
-    fmt: str = typer.Option(
+    fmt: Format = typer.Option(
         ..., "--format", "-f", help="Dataset format with masks: severstal, ksdd2, ksdd1 or folder."),
     root: Path = typer.Option(..., "--root", help="Dataset root folder."),
     out: Path = typer.Option(..., "--out", help="Folder to write the tiles to (folder format, with groups.csv)."),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
-from .common import emit_json, err_console, escape, fail, print_skipped, progress, read_format, run_guarded
+from .common import Format, DEVICE_HELP, emit_json, err_console, escape, fail, prefer, print_skipped, progress, read_format, run_guarded
 
-app = typer.Typer(help="Layer-1 gate: fit on a domain's defect-free images, score images.",
+app = typer.Typer(rich_markup_mode=None, help="Layer-1 gate: fit on a domain's defect-free images, score images.",
                   no_args_is_help=True)
 
 GATES = ("patchcore", "autoencoder", "supervised", "combined", "auto")
@@ -74,8 +74,7 @@ def read_split(specs, domain: str, split: str, seed: int, skip_invalid: bool):
 
 @app.command("fit")
 def fit(
-    fmt: Optional[str] = typer.Option(None, "--format", "-f",
-                                      help="Dataset format: severstal, ksdd2, ksdd1, neu or folder (one source)."),
+    fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Dataset format (one source)."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset root folder (one source)."),
     source: Optional[list[str]] = typer.Option(
         None, "--source", help="A labelled source of the domain as FORMAT:ROOT; repeat for every source "
@@ -83,8 +82,10 @@ def fit(
     sources: Optional[Path] = typer.Option(
         None, "--sources", help="A sources YAML file (format, root, split_ratios per source; docs/gate.md)."),
     domain: str = typer.Option(..., "--domain", help="Domain the gate is for (its key in the bundle)."),
-    out: Path = typer.Option(..., "--out", help="Bundle folder to add the domain's gate to (created if missing)."),
-    gate: str = typer.Option(
+    bundle: Optional[Path] = typer.Option(None, "--bundle",
+                                          help="Bundle folder to add the domain's gate to (created if missing)."),
+    out_old: Optional[Path] = typer.Option(None, "--out", hidden=True, help="Old spelling of --bundle."),
+    gate: Literal["patchcore", "autoencoder", "supervised", "combined", "auto"] = typer.Option(
         "patchcore", "--gate",
         help="patchcore (default), autoencoder, supervised (learns from labelled defectives + synthetic "
              "anomalies), combined (max z of patchcore and supervised) or auto (best validation AUROC)."),
@@ -96,11 +97,14 @@ def fit(
         None, "--short-side", help="Working scale: pixels of the short side (0: native; default 256, supervised 128)."),
     holdout: float = typer.Option(0.2, "--holdout", help="Share of normals held out for the statistics."),
     min_holdout: int = typer.Option(10, "--min-holdout", help="Fewest held-out normals accepted."),
-    coreset: str = typer.Option("random", "--coreset", help="random (default) or greedy k-center."),
+    coreset: Literal["random", "greedy"] = typer.Option("random", "--coreset",
+                                                        help="random (default) or greedy k-center."),
     coreset_fraction: float = typer.Option(0.1, "--coreset-fraction", help="Share of patches kept in the bank."),
-    aggregate: str = typer.Option("max", "--aggregate", help="Image score from patch scores: max or p99."),
-    index: str = typer.Option("ivf", "--index", help="Bank search: ivf (certified max), hnsw, flat or exact."),
-    normalize: str = typer.Option("image", "--normalize", help="Input normalisation: image (own mean/std) or imagenet."),
+    aggregate: Literal["max", "p99"] = typer.Option("max", "--aggregate", help="Image score from patch scores."),
+    index: Literal["ivf", "hnsw", "flat", "exact"] = typer.Option(
+        "ivf", "--index", help="Bank search: ivf (certified max), hnsw, flat or exact."),
+    normalize: Literal["image", "imagenet"] = typer.Option(
+        "image", "--normalize", help="Input normalisation: image (own mean/std) or imagenet."),
     epochs: int = typer.Option(20, "--epochs", help="Autoencoder training epochs."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to fit on: train (default; the dataset's own or the group-aware split), val, test or all."),
     max_normals: Optional[int] = typer.Option(
@@ -126,17 +130,19 @@ def fit(
         help="auto: comma-separated candidates (patchcore, patchcore-imagenet, autoencoder, supervised, "
              "supervised-textures, combined)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid items (listed on stderr)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the fit record as one JSON object."),
 ) -> None:
     """Fit a gate on a domain's training images and add it to the bundle (patchcore/autoencoder:
     the defect-free ones; supervised/combined/auto: the labelled defectives as well)."""
     import time
 
+    out = prefer(bundle, out_old, "gate fit --out", "--bundle")
+    if out is None:
+        fail("gate fit needs --bundle (the bundle folder to add the gate to)")
     _quiet_openmp()
     from ..data.selection import seeded_subset
     from ..gate import AutoencoderGate, PatchCoreGate, save_gate
 
-    if gate not in GATES:
-        fail(f"unknown --gate {gate!r}; choose one of {', '.join(GATES)}")
     if max_normals is not None and max_normals <= min_holdout:
         fail(f"--max-normals must exceed --min-holdout ({min_holdout}): the gate holds out normals for its "
              f"statistics, got {max_normals}")
@@ -165,7 +171,8 @@ def fit(
                         min_holdout=min_holdout, backbone=backbone, aggregate=aggregate, coreset=coreset,
                         coreset_fraction=coreset_fraction, index=index, normalize=normalize, epochs=epochs,
                         max_defectives=max_defectives, steps=steps, candidates=candidates,
-                        synthetic_kinds=synthetic_kinds, synthetic_share=synthetic_share, oof_folds=oof_folds)
+                        synthetic_kinds=synthetic_kinds, synthetic_share=synthetic_share, oof_folds=oof_folds,
+                        json_out=json_out)
         return
     side = 256 if short_side is None else (short_side or None)
     if gate == "patchcore":
@@ -185,9 +192,9 @@ def fit(
     seconds = time.perf_counter() - t0
     model.sources_ = source_record(train)
     run_guarded(save_gate, out, domain, model)
-    emit_json({"bundle": str(out), "domain": domain, "gate": gate, "normals": len(normals),
-               "normals_available": available, "split": used_split, "sources": source_record(train),
-               "seconds": round(seconds, 2), **model.summary()})
+    report_fit({"bundle": str(out), "domain": domain, "gate": gate, "normals": len(normals),
+                "normals_available": available, "split": used_split, "sources": source_record(train),
+                "seconds": round(seconds, 2), **model.summary()}, json_out)
 
 
 def source_record(data) -> list[dict]:
@@ -197,17 +204,35 @@ def source_record(data) -> list[dict]:
             for spec in data.specs]
 
 
+def report_fit(record: dict, json_out: bool) -> None:
+    """`gate fit`'s result: the record as JSON, or a short summary for people."""
+    if json_out:
+        emit_json(record)
+        return
+    chosen = f" (auto chose {record['chosen']})" if record.get("chosen") else ""
+    defectives = (f" and {record['defectives_available']} labelled defectives"
+                  if record.get("defectives_available") is not None else "")
+    typer.echo(f"fitted the {record['gate']} gate{chosen} for domain '{record['domain']}' on {record['normals']} "
+               f"normals{defectives} of split '{record['split']}' in {record['seconds']:.1f} s")
+    for src in record.get("sources") or []:
+        if len(record["sources"]) > 1:
+            typer.echo(f"  source {src['name']}: {src['images']} images ({src['normal']} normal, "
+                       f"{src['defective']} defective)")
+    typer.echo(f"bundle: {record['bundle']}  (next: cascade-defect calibrate --bundle {record['bundle']} "
+               f"--domain {record['domain']} ...)")
+
+
 @app.command("score")
 def score(
     bundle: Path = typer.Option(..., "--bundle", help="Bundle folder holding the gate."),
-    fmt: str = typer.Option(..., "--format", "-f", help="Dataset format: severstal, ksdd2, ksdd1, neu or folder."),
+    fmt: Format = typer.Option(..., "--format", "-f", help="Dataset format."),
     root: Path = typer.Option(..., "--root", help="Dataset root folder."),
     domain: str = typer.Option(..., "--domain", help="Domain whose gate scores the images."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per image on stdout."),
     split: Optional[str] = typer.Option(None, "--split", help="Only this split: train, val, test (as `gate fit` splits) or all (default)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the group-aware split (with --split)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="onnx or torch (default: as fitted)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: as fitted)."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " Default: as fitted."),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per batch."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip invalid items (listed on stderr)."),
 ) -> None:

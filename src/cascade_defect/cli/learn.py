@@ -7,9 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from .common import emit_json, err_console, fail, run_guarded
+from .common import Format, DEVICE_HELP, deprecated, emit_json, err_console, fail, prefer, run_guarded
 
-app = typer.Typer(help="Learn from the oracle's and reviewers' labels (docs/learning-loop.md).",
+app = typer.Typer(rich_markup_mode=None, help="Learn from the oracle's and reviewers' labels (docs/learning-loop.md).",
                   invoke_without_command=True, no_args_is_help=True)
 
 
@@ -21,15 +21,42 @@ def _quiet() -> None:
 
 
 @app.callback()
-def learn_cmd(
+def learn_group(
     ctx: typer.Context,
+    bundle: Optional[str] = typer.Option(None, "--bundle", hidden=True),
+    db: Optional[Path] = typer.Option(None, "--db", hidden=True),
+    out: Optional[Path] = typer.Option(None, "--out", hidden=True),
+    epochs: int = typer.Option(10, "--epochs", min=1, hidden=True),
+    imgsz: Optional[int] = typer.Option(None, "--imgsz", hidden=True),
+    batch: int = typer.Option(16, "--batch", min=1, hidden=True),
+    device: str = typer.Option("cpu", "--device", hidden=True),
+    alpha: float = typer.Option(0.05, "--alpha", hidden=True),
+    holdout_limit: Optional[int] = typer.Option(None, "--holdout-limit", min=1, hidden=True),
+    no_recalibrate: bool = typer.Option(False, "--no-recalibrate", hidden=True),
+    json_out: bool = typer.Option(False, "--json", hidden=True),
+) -> None:
+    """Learn from labels: `learn run` publishes a fine-tuned bundle version, `learn simulate` measures the loop.
+
+    (`learn --bundle ...` without a subcommand is the old spelling of `learn run` and still works.)
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    deprecated("learn --bundle ... (without a subcommand)", "learn run --bundle ...")
+    learn_run(bundle=bundle, db=db, out=out, epochs=epochs, imgsz=imgsz, batch_size=batch, batch_old=None,
+              device=device, alpha=alpha, holdout_limit=holdout_limit, no_recalibrate=no_recalibrate,
+              lr0=None, mosaic=None, json_out=json_out)
+
+
+@app.command("run")
+def learn_run(
     bundle: Optional[str] = typer.Option(None, "--bundle", help="Current bundle (folder or URI)."),
     db: Optional[Path] = typer.Option(None, "--db", help="SQLite store with the labels [env CASCADE_DB]."),
     out: Optional[Path] = typer.Option(None, "--out", help="New bundle folder (or the bundle itself: in place)."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Fine-tuning epochs (CPU-feasible default)."),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Training size (default: the detector's)."),
-    batch: int = typer.Option(16, "--batch", min=1),
-    device: str = typer.Option("cpu", "--device", help="cpu or a GPU index."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per training batch."),
+    batch_old: Optional[int] = typer.Option(None, "--batch", min=1, hidden=True, help="Old spelling of --batch-size."),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level of 'significantly worse'."),
     holdout_limit: Optional[int] = typer.Option(None, "--holdout-limit", min=1,
                                                 help="Compare on a seeded subset of the hold-out (faster)."),
@@ -37,12 +64,12 @@ def learn_cmd(
     lr0: Optional[float] = typer.Option(None, "--lr0", min=0.0, help="Fine-tuning learning rate (default 0.002)."),
     mosaic: Optional[float] = typer.Option(None, "--mosaic", min=0.0, max=1.0,
                                            help="Share of mosaic-augmented batches (default 0.5)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result record as one JSON object."),
 ) -> None:
     """Fine-tune Layer 2 on the queue + original training data, re-calibrate τ, compare, publish if not worse."""
-    if ctx.invoked_subcommand is not None:
-        return
+    batch = prefer(batch_size, batch_old, "--batch", "--batch-size")
     if not bundle or not out:
-        fail("learn needs --bundle and --out (or a subcommand: simulate)")
+        fail("learn run needs --bundle (the current bundle) and --out (the new bundle folder)")
     _quiet()
     from ..learning.learn import LearnSettings, finetune_args, learn
     from ..store import Database, default_db_path
@@ -55,7 +82,29 @@ def learn_cmd(
                              train_args=finetune_args(lr0, mosaic))
     result = run_guarded(learn, bundle, run_guarded(Database, path), out, settings=settings,
                          log=lambda m: err_console.print(m, highlight=False))
-    emit_json(result)
+    if json_out:
+        emit_json(result)
+    else:
+        typer.echo(learn_summary(result))
+
+
+def learn_summary(result: dict) -> str:
+    """One human line per fact of a `learn` result."""
+    status = result.get("status")
+    queue = result.get("queue") or {}
+    lines = [f"learn: {status} ({queue.get('pending', 0)} labelled frame(s) pending"
+             + (f", {queue['drained']} drained)" if "drained" in queue else ")")]
+    if status == "nothing_to_learn":
+        lines.append("nothing written: no labelled frames wait in the retrain queue "
+                     "(reviewers' and the oracle's labels fill it)")
+    cmp_ = result.get("comparison") or {}
+    if cmp_:
+        d = cmp_.get("map50_diff") or {}
+        lines.append(f"hold-out mAP50: current {cmp_['current']['estimate']:.3f}, candidate "
+                     f"{cmp_['candidate']['estimate']:.3f} (difference {d.get('estimate', 0):+.3f})")
+    if result.get("written"):
+        lines.append(f"new bundle version: {result.get('out') or result.get('bundle')}")
+    return "\n".join(lines)
 
 
 @app.command("simulate")
@@ -77,7 +126,8 @@ def simulate_cmd(
     lr0: Optional[float] = typer.Option(None, "--lr0", min=0.0, help="Fine-tuning learning rate (default 0.002)."),
     mosaic: Optional[float] = typer.Option(None, "--mosaic", min=0.0, max=1.0,
                                            help="Fine-tuning share of mosaic batches (default 0.5)."),
-    batch: int = typer.Option(16, "--batch", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per training batch."),
+    batch_old: Optional[int] = typer.Option(None, "--batch", min=1, hidden=True, help="Old spelling of --batch-size."),
     l2_bar: Optional[float] = typer.Option(None, "--l2-bar", help="Layer-2 confidence bar (default: the policy's)."),
     l2_precision: Optional[float] = typer.Option(None, "--l2-precision", min=0.0, max=1.0,
                                                  help="Per-class Layer-2 bars for this precision, set each round "
@@ -88,10 +138,11 @@ def simulate_cmd(
                                        "round through the learned bundle and measure it (no learn)."),
     gate_epochs: int = typer.Option(10, "--gate-epochs", min=1),
     seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per round on stdout."),
 ) -> None:
     """Replay labelled data as a production stream: per round to_oracle, hold-out mAP50, cost."""
+    batch = prefer(batch_size, batch_old, "--batch", "--batch-size")
     if len(fmt) != len(root):
         fail(f"give one --root per --format ({len(fmt)} formats, {len(root)} roots)")
     if not fmt and not from_bundle:

@@ -7,9 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from .common import emit_json, err_console, escape, fail, run_guarded
+from .common import Format, emit_json, err_console, escape, fail, run_guarded
 
-app = typer.Typer(help="Layer 3 oracle: classify frames with a vision LLM, build its exemplars.",
+app = typer.Typer(rich_markup_mode=None, help="Layer 3 oracle: classify frames with a vision LLM, build its exemplars.",
                   no_args_is_help=True)
 
 
@@ -91,7 +91,7 @@ def classify(
 @app.command("build-exemplars")
 def build_exemplars(
     bundle: Path = typer.Option(..., "--bundle", help="Bundle to write the oracle component into (created if new)."),
-    fmt: str = typer.Option(..., "--format", help="Dataset format of the domain's samples."),
+    fmt: Format = typer.Option(..., "--format", help="Dataset format of the domain's samples."),
     root: Path = typer.Option(..., "--root", help="Dataset root."),
     domain: Optional[str] = typer.Option(None, "--domain", help="Domain name (default: the format's)."),
     commutator_format: str = typer.Option("ksdd1", "--commutator-format", help="ksdd1 or ksdd2."),

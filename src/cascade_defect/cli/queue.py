@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
@@ -17,6 +17,7 @@ def enqueue(
     stream: str = typer.Option("frames", "--stream", help="Stream name."),
     inline: bool = typer.Option(False, "--inline", help="Send the image bytes in the message (small files only)."),
     max_backlog: int = typer.Option(10_000, "--max-backlog", help="Refuse frames while this many are waiting."),
+    json_out: bool = typer.Option(False, "--json", help="Print the counts as one JSON object."),
 ) -> None:
     """Put one message per frame on the queue; a full queue refuses the rest (exit code 3)."""
     from ..distributed.enqueue import enqueue_paths
@@ -33,7 +34,11 @@ def enqueue(
         fail(str(exc))
     for e in errors:
         err_console.print(f"[yellow]not sent:[/] {e}", highlight=False)
-    emit_json({"stream": stream, "sent": sent, "not_sent": len(errors)})
+    if json_out:
+        emit_json({"stream": stream, "sent": sent, "not_sent": len(errors)})
+    else:
+        typer.echo(f"enqueued {sent} frame(s) on stream '{stream}'" + (f"; {len(errors)} not sent (listed above)"
+                                                                       if errors else ""))
     if errors:
         raise typer.Exit(1)
 
@@ -49,7 +54,9 @@ def worker(
     claim_idle_s: float = typer.Option(30.0, "--claim-idle-s", help="Claim messages pending this long on another consumer."),
     max_deliveries: int = typer.Option(3, "--max-deliveries", help="Dead-letter an unusable message after this many deliveries."),
     exit_when_idle: Optional[float] = typer.Option(None, "--exit-when-idle", help="Stop after this many seconds with nothing to do."),
-    specialist_engine: str = typer.Option("torch", "--specialist-engine", help="torch, onnx or none."),
+    specialist_engine: Literal["torch", "onnx", "none"] = typer.Option(
+        "torch", "--specialist-engine", help="How Layer 2 runs (none: without a detector)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the closing counts as one JSON object."),
 ) -> None:
     """Consume frames from a Redis stream, decide them, log durably, publish results, then acknowledge."""
     import signal
@@ -70,10 +77,21 @@ def worker(
     w = QueueWorker(loaded.router, records, client, stream=stream, group=group, consumer=consumer,
                     domains=loaded.domains, batch_size=batch_size, claim_idle_ms=int(claim_idle_s * 1000),
                     max_deliveries=max_deliveries)
+    import logging
+
+    handler = logging.StreamHandler()  # stderr: one line per batch, so a long backfill shows it is moving
+    handler.setFormatter(logging.Formatter("%(asctime)s worker %(message)s", "%H:%M:%S"))
+    worker_log = logging.getLogger("cascade_defect.distributed")
+    worker_log.addHandler(handler)
+    worker_log.setLevel(min(worker_log.level or logging.INFO, logging.INFO))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # finish the batch in hand, then exit
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     err_console.print(f"worker {w.consumer}: {stream}/{group} on {queue}, domains {', '.join(loaded.domains)}",
                       highlight=False)
     stats = w.run(stop, exit_when_idle_s=exit_when_idle)
-    emit_json({"consumer": w.consumer, **stats.as_dict()})
+    if json_out:
+        emit_json({"consumer": w.consumer, **stats.as_dict()})
+    else:
+        typer.echo(f"worker {w.consumer} stopped: " + ", ".join(f"{k.replace('_', ' ')} {v}"
+                                                               for k, v in stats.as_dict().items()))

@@ -10,7 +10,7 @@ import typer
 
 from .common import emit_json, fail, run_guarded
 
-app = typer.Typer(help="Human review queue: frames the oracle could not (or was not allowed to) label.",
+app = typer.Typer(rich_markup_mode=None, help="Human review queue: frames the oracle could not (or was not allowed to) label.",
                   no_args_is_help=True)
 
 
@@ -34,13 +34,15 @@ def list_items(
     """List review items, oldest first."""
     if status not in ("pending", "labelled", "all"):
         fail(f"--status must be pending, labelled or all, not {status!r}")
+    from ..store.review import plain_reason
+
     items = _queue(db).list(None if status == "all" else status, domain=domain, limit=limit)
     for it in items:
         if json_out:
             emit_json(it.as_dict())
         else:
             done = f" -> {it.label} by {it.labelled_by}" if it.status == "labelled" else ""
-            typer.echo(f"#{it.id} {it.image_ref} [{it.domain}] {it.reason}: {it.detail or ''} "
+            typer.echo(f"#{it.id} {it.image_ref} [{it.domain}] — {plain_reason(it.reason, it.detail)} "
                        f"(labels: {', '.join(it.classes)}){done}")
     if not json_out and not items:
         typer.echo("review queue is empty" if status == "pending" else "no items")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
+import typer
+
 from .common import emit_json, err_console, fail, run_guarded
 
 def run_on_ray(paths: Optional[Sequence[str]], bundle: str, domain: str, out: Optional[Path], batch_size: int,
@@ -37,9 +39,11 @@ def run_on_ray(paths: Optional[Sequence[str]], bundle: str, domain: str, out: Op
     if json_out:
         emit_json(summary)
     else:
-        err_console.print(f"ray: {summary['frames']} frames in {out} ({summary['new']} new, {summary['skipped']} "
-                          f"already decided), decided by {summary['decided_by']}, {summary['errors']} errors",
-                          highlight=False)
+        by = summary.get("decided_by") or {}
+        typer.echo(f"ray run: {summary['frames']} frames in {out} ({summary['new']} new, {summary['skipped']} "
+                   f"already decided, {summary['errors']} errors)")
+        typer.echo("decided by: " + "   ".join(f"{'review' if k == 'review' else 'layer ' + str(k)}: {v}"
+                                             for k, v in by.items()))
 
 
 def serve_on_ray(config_path: Optional[Path], bundle: Optional[str], db: Optional[Path], host: Optional[str],

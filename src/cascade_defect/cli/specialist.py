@@ -11,9 +11,9 @@ from typing import Any, List, Optional
 
 import typer
 
-from .common import emit_json, err_console, escape, fail, run_guarded
+from .common import Format, DEVICE_HELP, emit_json, err_console, escape, fail, prefer, run_guarded
 
-app = typer.Typer(help="Layer 2 specialist (YOLOv8n): train, predict, eval, export-onnx.",
+app = typer.Typer(rich_markup_mode=None, help="Layer 2 specialist (YOLOv8n): train, predict, eval, export-onnx.",
                   no_args_is_help=True)
 
 
@@ -75,7 +75,7 @@ def _check_source(data, fmt, root) -> None:
 @app.command("train")
 def train(
     data: Optional[Path] = typer.Option(None, "--data", help="A YOLO data.yaml to train on."),
-    fmt: Optional[str] = typer.Option(
+    fmt: Optional[Format] = typer.Option(
         None, "--format", "-f", help="Or a reader format: severstal, neu, ksdd2, ksdd1 or folder."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (with --format)."),
     out: Path = typer.Option(Path("runs/specialist"), "--out", help="Folder for Ultralytics' run."),
@@ -88,8 +88,9 @@ def train(
         help="Architecture yaml (random init) or a LOCAL .pt to start from (e.g. yolov8n.pt); never downloaded."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (default: recipe's, else 50)."),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Input size in pixels (default: recipe's, else 640)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default: recipe's, else 16)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, 0, cuda:0 (default: GPU if present)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per batch (default: recipe's, else 16)."),
+    batch_old: Optional[int] = typer.Option(None, "--batch", hidden=True, help="Old spelling of --batch-size."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " Default: a GPU if present."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Data-loader workers."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
     ratios: str = typer.Option("0.6,0.2,0.2", "--ratios", help="train,val,test fractions (with --format)."),
@@ -110,6 +111,7 @@ def train(
     """Train a YOLOv8n specialist from a data.yaml or a reader format (offline, no downloads)."""
     from ..specialist.recipes import recipe as get_recipe
 
+    batch = prefer(batch_size, batch_old, "--batch", "--batch-size")
     _check_source(data, fmt, root)
     try:
         settings = get_recipe(recipe)
@@ -192,12 +194,14 @@ def predict(
     images: List[Path] = typer.Argument(..., help="Image files."),
     weights: Path = typer.Option(..., "--weights", "-w", help="Specialist folder, .pt or .onnx file."),
     conf: Optional[float] = typer.Option(None, "--conf", help="Confidence floor of reported detections."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or a GPU index (torch path)."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " (torch weights)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads."),
-    batch: int = typer.Option(16, "--batch", help="Images per batch."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per batch."),
+    batch_old: Optional[int] = typer.Option(None, "--batch", hidden=True, help="Old spelling of --batch-size."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per image."),
 ) -> None:
     """Detect defects: every detection (class, confidence, box in image pixels) and the top one."""
+    batch = prefer(batch_size, batch_old, "--batch", "--batch-size")
     detector = _load_detector(weights, device, conf, threads)
     for start in range(0, len(images), batch):
         part = images[start:start + batch]
@@ -215,7 +219,7 @@ def predict(
 def evaluate(
     weights: Path = typer.Option(..., "--weights", "-w", help="Specialist folder, .pt or .onnx file."),
     data: Optional[Path] = typer.Option(None, "--data", help="A YOLO data.yaml."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Or a reader format."),
+    fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Or a reader format."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (with --format)."),
     split: str = typer.Option(
         "test", "--split",
@@ -223,7 +227,7 @@ def evaluate(
     ratios: str = typer.Option("0.6,0.2,0.2", "--ratios", help="Split fractions used at training time."),
     split_seed: int = typer.Option(0, "--split-seed", help="Split seed used at training time."),
     class_names: Optional[str] = typer.Option(None, "--class-names", help="Severstal ids to names."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or a GPU index (torch path)."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " (torch weights)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

@@ -8,11 +8,18 @@ Nothing vanishes: a spec that matches nothing, a dangling symlink, a symlink loo
 another non-regular file found in a folder or by a pattern each become an `InputPath` with an
 `error`, so the run records them. Folders are walked recursively (symlinked folders followed,
 each real folder once) and keep the entries with an image extension.
+
+Non-frames found by walking a folder or matching a pattern are skipped and counted, never
+decided: ground-truth masks (a name ending in `_label`, `_GT` or `_mask`, as KolektorSDD,
+KolektorSDD2 and common layouts name them, or a file in a `masks/` folder, the `folder` format's
+layout), and whatever matches an `exclude` glob (applied to every input, named ones too).
+A file named explicitly is always read, mask-like name or not.
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
 import glob as globlib
 import os
 import stat
@@ -23,6 +30,21 @@ from typing import Sequence
 from .files import IMAGE_EXTENSIONS
 
 GLOB_CHARS = frozenset("*?[")
+MASK_SUFFIXES = ("_label", "_gt", "_mask")
+"""Stem endings (case-insensitive) of ground-truth masks: KolektorSDD `_label`, KolektorSDD2 `_GT`."""
+MASK_FOLDERS = ("masks",)
+
+
+def is_mask_name(path: str | Path) -> bool:
+    """True when `path` is named like a ground-truth mask rather than a frame."""
+    p = Path(path)
+    return p.stem.lower().endswith(MASK_SUFFIXES) or any(part.lower() in MASK_FOLDERS for part in p.parts[:-1])
+
+
+def excluded(path: str | Path, patterns: Sequence[str]) -> bool:
+    """True when `path` (as written, or its file name) matches one of the `--exclude` globs."""
+    text = str(path)
+    return any(fnmatch.fnmatch(text, pat) or fnmatch.fnmatch(Path(text).name, pat) for pat in patterns)
 
 
 @dataclass(frozen=True)
@@ -107,18 +129,40 @@ def _from_pattern(spec: str) -> list[InputPath]:
     return out or [InputPath(spec, error=f"{spec}: no file matches this pattern")]
 
 
-def expand_inputs(specs: Sequence[str], *, glob: bool | None = None) -> list[InputPath]:
-    """Files, folders and patterns -> inputs in a stable order (see the module docstring)."""
+def expand_inputs(specs: Sequence[str], *, glob: bool | None = None, exclude: Sequence[str] = (),
+                  skipped: list[str] | None = None) -> list[InputPath]:
+    """Files, folders and patterns -> inputs in a stable order (see the module docstring).
+
+    Masks found in folders or by patterns, and inputs matching an `exclude` glob, are left out;
+    their names are appended to `skipped` when given.
+    """
     items: list[InputPath] = []
+    left_out = skipped if skipped is not None else []
+
+    def keep(found: list[InputPath]) -> list[InputPath]:
+        kept = []
+        for i in found:
+            if i.error is None and (is_mask_name(i.name) or excluded(i.name, exclude)):
+                left_out.append(i.name)
+            else:
+                kept.append(i)
+        return kept
+
     for spec in specs:
         exists = os.path.lexists(spec)
         if glob is True or (glob is None and not exists and is_pattern(spec)):
-            items.extend(_from_pattern(spec))
+            kept = keep(_from_pattern(spec))
+            items.extend(kept or [InputPath(spec, error=f"{spec}: only masks or excluded files match this pattern")])
             continue
         path = Path(spec)
+        if exclude and excluded(spec, exclude):
+            left_out.append(spec)
+            continue
         if exists and path.is_dir():
             walked = _walk(path)
-            items.extend(walked or [InputPath(spec, error=f"{spec}: folder holds no image files")])
+            kept = keep(walked)
+            items.extend(kept or [InputPath(spec, error=f"{spec}: folder holds no image files"
+                                            + (" other than masks or excluded files" if walked else ""))])
         elif not exists:
             hint = " (a pattern? glob matching is off)" if glob is False and is_pattern(spec) else ""
             items.append(InputPath(spec, error=f"{spec}: no such file or folder{hint}"))

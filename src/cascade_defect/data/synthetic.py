@@ -26,10 +26,11 @@ are defective, and of which class, is drawn once per set (`SyntheticGenerator.pl
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -448,3 +449,20 @@ def synthetic_classes(root: str | Path) -> list[str] | None:
     data = _marker(root)
     classes = (data or {}).get("params", {}).get("classes")
     return [str(c) for c in classes] if isinstance(classes, list) else None
+
+
+def regenerate(spec: Mapping[str, Any], cache: str | Path) -> Path:
+    """The synthetic set a recorded `spec` names (``{"frames", "style", "seed", "contrast", ...}``, as a
+    detector trained on generated frames records its data), written once under `cache` and reused.
+
+    The generator is seeded, so the same spec gives the same frames: a model trained on a temporary
+    folder of synthetic frames can still name its exact training, validation and test frames later.
+    """
+    spec = dict(spec)
+    n = int(spec.pop("frames"))
+    key = hashlib.sha256(json.dumps({"frames": n, **spec}, sort_keys=True).encode()).hexdigest()[:16]
+    root = Path(cache) / key
+    marker = _marker(root)
+    if marker is None or marker.get("images") != n:
+        write_synthetic(root, n, generator=SyntheticGenerator(**spec), overwrite=True)
+    return root

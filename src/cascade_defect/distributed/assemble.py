@@ -24,4 +24,4 @@ def load_router(bundle_ref, db: Database, *, specialist_engine: str = "torch", o
     if oracle is None:
         oracle = load_oracle(bundle, db)
     domains = sorted(d for d in policy.domains if d in set(gate.domains))
-    return LoadedCascade(Router(policy, gate, specialist, oracle), bundle, domains)
+    return LoadedCascade(Router(policy, gate, specialist, oracle, bundle_version=bundle.version), bundle, domains)

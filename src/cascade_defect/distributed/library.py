@@ -13,6 +13,7 @@ from ..cascade.router import Router
 from ..cascade.runner import InputItem, resolve_inputs
 from ..contracts import GateScore, OracleVerdict
 from ..data.files import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
+from ..data.inputs import is_mask_name
 from ..serialize import decision_from_dict, decision_to_dict
 from ..settings import settings
 from ..cascade.summary import RunSummary, summarise
@@ -24,7 +25,7 @@ from ..store.decisions import DecisionLog, FrameClaims, write_jsonl
 
 
 __all__ = [
-    "IMAGE_SUFFIXES", "settings", "Bundle", "BundleError", "CascadeError", "ConfigError", "DataError", "Database", "Decision",
+    "IMAGE_SUFFIXES", "is_mask_name", "settings", "Bundle", "BundleError", "CascadeError", "ConfigError", "DataError", "Database", "Decision",
     "DecisionLog", "Detection", "Frame", "FrameClaims", "GateScore", "InputItem", "LayerResult", "OracleVerdict", "Router",
     "RunSummary", "build_cascade", "decision_from_dict", "decision_to_dict", "default_db_path", "is_local",
     "load_gate", "load_image", "load_oracle", "load_policy", "load_specialist", "local_path", "open_bundle",

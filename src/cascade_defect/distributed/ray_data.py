@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .library import (IMAGE_SUFFIXES, CascadeError, Database, DecisionLog, Frame, decision_from_dict,
-                      decision_to_dict, load_gate, load_image, load_oracle, load_policy, load_specialist, open_bundle,
+                      decision_to_dict, is_mask_name, load_gate, load_image, load_oracle, load_policy, load_specialist, open_bundle,
                       resolve_inputs, storage_options_for, summarise)
 from .sources import read_uri
 from .staged import run_final_stage, run_gate_stage, run_specialist_stage
@@ -54,7 +54,7 @@ def list_inputs(specs: Sequence[str]) -> list[tuple[str, str | None]]:
             fs, root = fsspec.core.url_to_fs(uri, **options)
             scheme = spec.split("://", 1)[0]
             found = sorted(p for p in (fs.find(root) if fs.isdir(root) else [root])
-                           if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+                           if Path(p).suffix.lower() in IMAGE_SUFFIXES and not is_mask_name(p))
             if not found:
                 out.append((spec, f"{spec}: no image objects under this prefix"))
             out.extend((f"{scheme}://{p}", None) for p in found)
@@ -170,11 +170,14 @@ class OracleStage:
         self.oracle = RateLimitedOracle(load_oracle(bundle, Database(db_path)), max_calls_per_s)
         self.domain = domain
         self.has_specialist = has_specialist
+        self.bundle_version = bundle.version
 
     def __call__(self, batch: dict) -> dict:
         idx, frames, errors = _frames(batch, self.domain)
         decided = run_final_stage(self.policy, self.oracle, frames, [_s(batch["gate"][i]) for i in idx],
                                   [_s(batch["specialist"][i]) for i in idx], self.has_specialist) if frames else []
+        for d in decided:
+            d.bundle_version = self.bundle_version
         records = _spread(idx, [json.dumps(decision_to_dict(d), default=float) for d in decided], len(errors))
         for i, err in enumerate(errors):
             if not records[i]:

@@ -155,7 +155,7 @@ class RouterIngress:
             bundle = _open(bundle_ref)
             policy = load_policy(bundle, [])
             router = Router(policy, HandleGate(gate), HandleSpecialist(specialist) if specialist else None,
-                            HandleOracle(oracle))
+                            HandleOracle(oracle), bundle_version=bundle_version(bundle))
             return Engine(version=bundle_version(bundle), bundle=bundle, domains=sorted(policy.domains),
                           router=router)
 

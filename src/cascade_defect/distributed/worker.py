@@ -118,7 +118,15 @@ class QueueWorker:
         if claimed:
             self.stats.claimed += len(msgs)
         deliveries = self._deliveries([m for m, _ in msgs]) if claimed else {m: 1 for m, _ in msgs}
+        before = (self.stats.decided, self.stats.errors, self.stats.redelivered_already_decided,
+                  self.stats.dead_lettered)
+        t0 = time.perf_counter()
         self._handle(msgs, deliveries)
+        s = self.stats
+        log.info("batch %d: %d message(s)%s in %.0f ms: %d decided, %d errors, %d already decided, %d dead-lettered "
+                 "(totals: %d decided, %d errors)", s.batches, len(msgs), " (claimed)" if claimed else "",
+                 (time.perf_counter() - t0) * 1000, s.decided - before[0], s.errors - before[1],
+                 s.redelivered_already_decided - before[2], s.dead_lettered - before[3], s.decided, s.errors)
         return len(msgs)
 
     def _handle(self, msgs, deliveries) -> None:

@@ -207,10 +207,12 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
     metrics = {g: {s: system_metrics(dec, idx, records, y, class_applicable=class_ok[s], **kw)
                    for s, dec in systems.items()} for g, idx in groups.items()}
     correct = {s: np.array([predicted_defective(lab, review_as) for lab in dec.labels], bool) == y for s, dec in systems.items()}
+    # with no oracle backend, "oracle only" sends every frame to review: a test against it measures nothing
+    untested = {"oracle_only"} if oracle is None else set()
     tests = {g: {s: {**mcnemar(correct["cascade"][idx], correct[s][idx]).as_dict(), "a": "cascade", "b_system": s,
                      "b_meaning": "frames the cascade got right and this baseline wrong",
                      "c_meaning": "frames this baseline got right and the cascade wrong"}
-                 for s in systems if s != "cascade"} for g, idx in groups.items()}
+                 for s in systems if s != "cascade" and s not in untested} for g, idx in groups.items()}
     class_conf = {g: class_confusion(systems["cascade"], idx, records, aliases) for g, idx in groups.items()}
 
     latency_layers = {
@@ -247,7 +249,9 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
         "settings": {
             "n_resamples": n_resamples, "level": level, "seed": seed, "review_as": review_as,
             "batch_size": batch_size, "class_aliases": aliases,
-            "bootstrap": f"percentile bootstrap, {n_resamples} seeded resamples (seed {seed}), {level:.0%} intervals",
+            "bootstrap": f"percentile bootstrap, {n_resamples} seeded resamples (seed {seed}), {level:.0%} intervals; "
+                         "where every resample gives the same value (e.g. recall 1.000 on a few defectives) the "
+                         "exact binomial (Clopper-Pearson) interval of precision, recall and accuracy instead",
             "mcnemar": "exact two-sided binomial when b + c < 25, chi-square with continuity correction otherwise",
             "layer2_only_rule": "Layer 2 only (any detection): defective when the detector returns any detection "
                                 "(its own output threshold); Layer 2 only (top ≥ bar): when the top detection clears "
@@ -274,7 +278,9 @@ def evaluate(frames: Sequence[Frame], policy: Policy, gate: Any, specialist: Any
             "fresh_no_cache": len(need) if oracle is not None else 0,
             "oracle_only_without_hint": len(hinted) if oracle is not None else 0,
         },
-        "notes": [cache_note],
+        "notes": [cache_note] + (["McNemar against 'Oracle only' is omitted: no oracle backend is configured, so that "
+                                  "baseline sends every frame to review and decides nothing to compare with"]
+                                 if untested else []),
         "extra": dict(extra or {}),
         "elapsed_s": None,
     }

@@ -14,7 +14,7 @@ from .curves import roc_curve
 from .frame_records import FrameRecord, gate_statistic
 from .redecide import Decided, predicted_defective
 from .results_io import PER, ReviewAs
-from .stats import batched, BINARY_METRICS, bootstrap, bootstrap_ci, confusion, match_rate
+from .stats import batched, BINARY_METRICS, bootstrap, bootstrap_ci, confusion, exact_when_degenerate, match_rate
 
 
 @batched
@@ -58,8 +58,11 @@ def system_metrics(dec: Decided, idx: np.ndarray, records: Sequence[FrameRecord]
     yt = y[idx]
     cis = bootstrap(BINARY_METRICS, yt, pred, n_resamples=n_resamples, level=level, seed=seed)
     out: dict[str, Any] = {"n": int(idx.size), "n_defective": int(yt.sum())}
-    out.update({k: v.as_dict() for k, v in cis.items()})
     conf = confusion(yt, pred)
+    counts = {"precision": (conf.tp, conf.tp + conf.fp), "recall": (conf.tp, conf.tp + conf.fn),
+              "accuracy": (conf.tp + conf.tn, conf.n)}
+    cis = {k: exact_when_degenerate(v, *counts[k]) if k in counts else v for k, v in cis.items()}
+    out.update({k: v.as_dict() for k, v in cis.items()})
     out["confusion"] = conf.as_dict()
     out["confusion_matrix"] = conf.matrix()
     out["class_accuracy"] = None
@@ -68,6 +71,7 @@ def system_metrics(dec: Decided, idx: np.ndarray, records: Sequence[FrameRecord]
         known = np.array([c for c in cc if c is not None], bool)
         if known.size:
             ci = bootstrap_ci(match_rate, known, np.ones_like(known), n_resamples=n_resamples, level=level, seed=seed)
+            ci = exact_when_degenerate(ci, int(known.sum()), int(known.size))
             out["class_accuracy"] = {**ci.as_dict(), "n_known": int(known.size)}
     layers = [dec.layers[i] for i in idx]
     out["decided_by"] = {str(k): sum(1 for x in layers if x == k) for k in (1, 2, 3, "review")}

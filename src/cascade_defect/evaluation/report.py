@@ -11,7 +11,6 @@ outside the repository; `include_images=False` leaves them out (e.g. for docs/).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,19 +18,14 @@ from .evaluate import Evaluation
 from .report_format import fmt, fmt_ci, fmt_p
 from .report_html import render_html
 from .report_md import render_markdown
+from ..atomic import atomic_write
 from .results_io import write_json_atomic
 
 __all__ = ["fmt", "fmt_ci", "fmt_p", "render_html", "render_markdown", "write_report"]
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, text)
 
 
 def write_report(ev: Evaluation | Mapping[str, Any], out_dir: str | Path, *, include_images: bool = True

@@ -185,6 +185,12 @@ def _boxes_svg(boxes: Iterable[Sequence[float]], scale: float, color: str, width
     return "".join(out)
 
 
+def plain_reason(error: str | None) -> str:
+    from ..store.review import plain_reason as _plain
+
+    return _plain(error.split(":", 1)[0] if error else None) if error else "no answer"
+
+
 def _example_card(ex: Mapping[str, Any], thumb: tuple | None) -> str:
     truth = ex["truth"]
     t_label = ", ".join(truth["classes"]) if truth["defective"] and truth["classes"] else \
@@ -215,11 +221,12 @@ def _example_card(ex: Mapping[str, Any], thumb: tuple | None) -> str:
     o = ex.get("oracle")
     orc = "not asked" if o is None else (
         f"{o['label']}" + (f" ({o['confidence']:.2f})" if o.get("confidence") is not None else "")
-        + (" — cache hit" if o.get("cached") else "") if o.get("label") else f"review ({o.get('error') or 'no answer'})")
+        + (" — cache hit" if o.get("cached") else "") if o.get("label") else f"no answer, sent to review ({plain_reason(o.get('error'))})")
     parts.append(f'<p><b>{escape_html(ex["frame_id"])}</b> <span class="muted">[{escape_html(ex["track"])}]</span></p>'
-                 f'<p>Truth: {escape_html(t_label)} · Decision: <b>{escape_html(ex["label"] if ex["label"] is not None else "review")}'
-                 f'</b> by {layer} · {ok}</p>'
-                 f'<p class="muted">Layer 1: {escape_html(z)} · Layer 2 top: {escape_html(det)} · Oracle: {escape_html(orc)}</p></div>')
+                 f'<p>Truth: {escape_html(t_label)} · Decision: '
+                 + (f'<b>sent to review</b> · {ok}</p>' if ex["layer"] == "review" or ex["label"] is None else
+                    f'<b>{escape_html(ex["label"])}</b> by {layer} · {ok}</p>')
+                 + f'<p class="muted">Layer 1: {escape_html(z)} · Layer 2 top: {escape_html(det)} · Oracle: {escape_html(orc)}</p></div>')
     return "".join(parts)
 
 

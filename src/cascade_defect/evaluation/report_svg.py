@@ -35,6 +35,16 @@ def _tick_label(v: float, step: float) -> str:
     return f"{v:.{decimals}f}"
 
 
+def distinct_tick_labels(ticks: Sequence[float], value_fmt) -> list[str]:
+    """`value_fmt` of each tick, or the step's own decimals when that would print two ticks alike
+    (a count format on ticks 0, 0.25, 0.5 ... would read "0 0 0 1 1")."""
+    labels = [value_fmt(t) for t in ticks]
+    if len(set(labels)) == len(labels):
+        return labels
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    return [_tick_label(t, step) for t in ticks]
+
+
 class SvgPlot:
     """A small x/y chart: lines, step lines, scatter points and markers on linear axes."""
 
@@ -183,10 +193,11 @@ def svg_hbars(rows: Sequence[tuple[str, float | None, float | None, float | None
            f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape_html(title)}">']
     if title:
         out.append(f'<text x="{width / 2:.1f}" y="17" class="ct">{escape_html(title)}</text>')
-    for t in _nice_ticks(0, vmax, 4):
+    ticks = _nice_ticks(0, vmax, 4)
+    for t, text in zip(ticks, distinct_tick_labels(ticks, value_fmt)):
         px = left + t / vmax * pw
         out.append(f'<line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{h - 20}" class="gr"/>')
-        out.append(f'<text x="{px:.1f}" y="{h - 6}" class="tk" text-anchor="middle">{escape_html(value_fmt(t))}</text>')
+        out.append(f'<text x="{px:.1f}" y="{h - 6}" class="tk" text-anchor="middle">{escape_html(text)}</text>')
     for k, (label, v, lo, hi, color) in enumerate(rows):
         y = top + k * (bar_h + gap)
         out.append(f'<text x="{left - 8}" y="{y + bar_h / 2 + 4}" class="lg" text-anchor="end">{escape_html(label)}</text>')

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -86,16 +85,7 @@ def paths_as_written(value: Any, roots: Mapping[str, str]) -> Any:
 
 def write_json_atomic(obj: Any, path: str | Path) -> Path:
     """Write JSON to `path` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(to_jsonable(obj), fh, indent=1, allow_nan=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    from ..atomic import atomic_write
+
+    text = json.dumps(to_jsonable(obj), indent=1, allow_nan=False)  # serialised first: a bad value fails before any write
+    return atomic_write(path, text)

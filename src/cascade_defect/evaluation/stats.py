@@ -18,7 +18,7 @@ Conventions (see docs/statistics.md):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -176,6 +176,32 @@ BINARY_METRICS: Mapping[str, Metric] = {
     "accuracy": accuracy,
 }
 """The four binary metrics the evaluation reports for every track."""
+
+
+# -- exact binomial interval ---------------------------------------------------------------
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Two-sided exact (Clopper–Pearson) interval of a binomial proportion after k successes in n:
+    the α/2 quantile of Beta(k, n - k + 1) and the 1 - α/2 quantile of Beta(k + 1, n - k)."""
+    k, n = int(k), int(n)
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    from scipy.stats import beta
+
+    alpha = 1.0 - level
+    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high
+
+
+def exact_when_degenerate(ci: "BootstrapCI", k: int, n: int) -> "BootstrapCI":
+    """`ci`, or the exact binomial interval of k/n in its place when the bootstrap degenerated
+    (every resample gave the same value, e.g. recall 1.000 on a few defectives: [1.000, 1.000])."""
+    if n < 1 or not (math.isfinite(ci.low) and ci.low == ci.high):
+        return ci
+    low, high = clopper_pearson(k, n, ci.level)
+    return replace(ci, low=low, high=high, method="exact binomial (Clopper-Pearson): the bootstrap degenerated")
 
 
 # -- bootstrap -------------------------------------------------------------------------------

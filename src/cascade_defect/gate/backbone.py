@@ -27,7 +27,8 @@ TRUNK_PREFIXES = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")
 """State-dict keys the gate uses (layer4 and the classifier are dropped)."""
 
 OPTIONS_HINT = (
-    "choose one of: --backbone imagenet (needs network once, or the file "
+    "offline, use --gate supervised (trained from scratch on this machine, no pretrained weights; the demo's "
+    "choice); or, for this gate, one of: --backbone imagenet (needs network once, or the file "
     f"{IMAGENET_FILE} in $TORCH_HOME/hub/checkpoints), --backbone PATH (a local ResNet18 "
     "state dict), or --backbone random --seed N (random weights, for tests only)"
 )

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -206,8 +206,10 @@ class SupervisedGate(OnnxEngine):
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, images: Sequence[ImageLike], names: Sequence[str] | None = None, domain: str = "domain",
-            defectives: Sequence[LabelledDefective] = ()) -> "SupervisedGate":
-        """Train on the normals `images` (a share held out for the statistics) and `defectives`."""
+            defectives: Sequence[LabelledDefective] = (),
+            on_step: Callable[[int, int, float], None] | None = None) -> "SupervisedGate":
+        """Train on the normals `images` (a share held out for the statistics) and `defectives`;
+        `on_step(step, steps, loss)` is called after every training step (progress for people)."""
         import torch
 
         t0 = time.perf_counter()
@@ -332,6 +334,8 @@ class SupervisedGate(OnnxEngine):
             opt.step()
             sched.step()
             losses.append(float(loss.item()))
+            if on_step is not None:
+                on_step(len(losses), self.steps, losses[-1])
             if ema is not None:
                 ema.update_parameters(model)
         model = model if ema is None else ema.module

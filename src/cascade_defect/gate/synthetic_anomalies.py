@@ -21,7 +21,6 @@ gate near chance; see docs/gate.md).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 KINDS = ("stroke", "strip", "blob")
@@ -39,6 +38,7 @@ def _strength(image: np.ndarray, rng: np.random.Generator) -> float:
 
 def stroke(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None = None):
     """A crack or scratch: a jagged polyline, long and thin, mostly darker than its surroundings."""
+    import cv2  # only where anomalies are drawn: the router's image has no OpenCV
     h, w = image.shape
     length = rng.uniform(0.15, 0.8) * max(h, w)
     n = int(rng.integers(4, 13))
@@ -70,6 +70,7 @@ def stroke(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None
 
 def _feathered(shape_mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Blending weights of a region: its mask with a soft rim (no hard edge for the network to learn)."""
+    import cv2  # only where anomalies are drawn: the router's image has no OpenCV
     return np.clip(cv2.GaussianBlur(shape_mask.astype(np.float32), (0, 0), float(rng.uniform(0.5, 2.0))), 0.0, 1.0)
 
 
@@ -102,6 +103,7 @@ def strip(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None 
 def blob(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None = None):
     """A stain, pit or inclusion: an irregular region (thresholded smoothed noise) whose texture comes
     from another normal, rescaled and shifted in level, blended in with a soft rim."""
+    import cv2  # only where anomalies are drawn: the router's image has no OpenCV
     h, w = image.shape
     size = min(int(rng.uniform(0.06, 0.25) * min(h, w)) + 3, h, w)
     noise = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), size / 6)

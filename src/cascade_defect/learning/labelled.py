@@ -33,7 +33,7 @@ def _hint_box(db: Database, frame_id: str) -> tuple[str | None, tuple[float, ...
     """(detector's proposed class, box) of the frame's latest Layer-3 decision."""
     for row in db.query("SELECT record FROM decisions WHERE frame_id = ? ORDER BY id DESC LIMIT 5", (frame_id,)):
         rec = json.loads(row["record"])
-        if rec.get("layer") == 3 and rec.get("box"):
+        if str(rec.get("layer")) == "3" and rec.get("box"):
             proposed = next((r.get("defect_class") for r in rec.get("trace", []) if r.get("layer") == "specialist"),
                             None)
             return proposed, tuple(float(v) for v in rec["box"])

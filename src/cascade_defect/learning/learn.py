@@ -70,7 +70,7 @@ def finetune_args(lr0: float | None = None, mosaic: float | None = None) -> dict
 
 
 def bundle_version(bundle: Bundle) -> str:
-    return hashlib.sha256((bundle.root / MANIFEST).read_bytes()).hexdigest()[:16]
+    return bundle.version
 
 
 def _recalibrate(bundle: Bundle, split: RecordedSplit, production: list, keys: set[str],
@@ -168,6 +168,10 @@ def learn(bundle_ref: str | Path, db: Database, out: str | Path, *, settings: Le
     if not in_place and out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: exists and is not empty; choose a new folder for the new bundle version "
                           "(or the bundle itself to update it in place)")
+    if not bundle.has("specialist"):
+        raise ConfigError(f"{bundle_ref}: the bundle has no Layer-2 detector, and `learn` fine-tunes the detector "
+                          "on the labelled frames; add one first (`cascade-defect specialist train --format ... "
+                          "--bundle ...` on data with boxes, or `specialist export-onnx --weights ... --bundle ...`)")
     current = Specialist.from_bundle(bundle, device=s.device)
     split = RecordedSplit.from_fit_info(getattr(current, "fit_info_", None))
     keys = split.evaluation_keys()

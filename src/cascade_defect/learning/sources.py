@@ -38,6 +38,11 @@ class RecordedSplit:
     @classmethod
     def from_fit_info(cls, fit: Mapping[str, Any] | None) -> "RecordedSplit":
         src = dict((fit or {}).get("source") or {})
+        if src.get("synthetic"):  # generated frames: regenerate them (seeded) instead of reading a temp folder
+            from ..bundles.uri import cache_base
+            from ..data.synthetic import regenerate
+
+            src["root"] = str(regenerate(src["synthetic"], cache_base() / "synthetic"))
         if "datasets" in src:
             datasets = [dict(d) for d in src["datasets"]]
         elif src.get("format") and src.get("root"):
@@ -46,6 +51,12 @@ class RecordedSplit:
             raise ConfigError("the bundle's detector has no recorded training data (specialist.json fit.source "
                               "lacks format/root): retraining cannot keep evaluation frames out; train it with "
                               "`cascade-defect specialist train --format ...` first")
+        missing = [d["root"] for d in datasets if "://" not in str(d["root"]) and not Path(d["root"]).exists()]
+        if missing:
+            raise ConfigError(f"the bundle's detector was trained on {missing[0]}, which no longer exists: `learn` "
+                              "needs the detector's original training data to keep its evaluation frames out of "
+                              "training; put the data back at that path, or retrain the detector with "
+                              "`cascade-defect specialist train --format ... --bundle ...` on data that stays")
         ratios = src.get("ratios") or (0.7, 0.15, 0.15)
         ids = src.get("train_ids")
         return cls(datasets, tuple(float(r) for r in ratios), int(src.get("split_seed", 0)),

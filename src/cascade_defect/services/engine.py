@@ -25,8 +25,8 @@ log = logging.getLogger("cascade_defect.services")
 
 
 def bundle_version(bundle: Bundle) -> str:
-    """Short SHA-256 of the bundle's manifest (it lists every file's checksum): the bundle's identity."""
-    return hashlib.sha256((bundle.root / MANIFEST).read_bytes()).hexdigest()[:16]
+    """The bundle's identity (`Bundle.version`: short SHA-256 of its manifest)."""
+    return bundle.version
 
 
 class Locked:
@@ -124,7 +124,8 @@ def build_engine(role: str, bundle_ref: str | None, settings: ServiceSettings, d
         review = ReviewIntake(ReviewQueue(db), oracle_labels) if db is not None else None
         # drift of the gate's z holds a domain's cheap layers until a recalibrated bundle is loaded
         drift = monitor_from_env(references_from_calibration(read_calibration(bundle)))
-        engine.router = Router(policy, engine.gate, engine.specialist, engine.oracle, review, drift=drift)
+        engine.router = Router(policy, engine.gate, engine.specialist, engine.oracle, review, drift=drift,
+                               bundle_version=version)
     return engine
 
 

@@ -156,21 +156,69 @@ def install_errors(app: FastAPI, metrics: ServiceMetrics) -> None:
         return error_response(ApiError(500, "internal", f"internal error ({type(exc).__name__})"))
 
 
+DOCS_ASSETS = "/docs/assets"
+"""Where the Swagger UI and ReDoc files are served from: the package `fastapi-offline` ships them, so the
+docs work without a CDN (offline, air-gapped lines)."""
+
+
+def docs_assets_dir():
+    from pathlib import Path
+
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).resolve().parent / "static"
+
+
+def openapi_with_bearer(app: FastAPI) -> dict:
+    """The app's OpenAPI schema declaring the bearer key, so Swagger UI shows an "Authorize" button and
+    sends `Authorization: Bearer KEY` with every "Try it out"."""
+    schema = app.openapi()
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http", "scheme": "bearer", "description": "a client, service or reviewer key"}
+    schema.setdefault("security", [{"bearer": []}])
+    return schema
+
+
 def install_docs(app: FastAPI, guard: Callable[[Request], None] | None) -> None:
-    """`/docs` and `/openapi.json`, behind the client keys unless `guard` is None (CASCADE_DOCS_PUBLIC=1)."""
-    from fastapi.openapi.docs import get_swagger_ui_html
+    """`/docs` (Swagger UI), `/redoc` and `/openapi.json`, behind the client keys unless `guard` is None
+    (CASCADE_DOCS_PUBLIC=1); their JavaScript and CSS come from this server, never a CDN."""
+    import mimetypes
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import FileResponse
+
+    assets = docs_assets_dir()
+    files = {p.name: p for p in assets.iterdir() if p.is_file()}
+
+    @app.get(DOCS_ASSETS + "/{name}", include_in_schema=False)
+    async def docs_asset(name: str):
+        if name not in files:
+            raise ApiError(404, "not_found", f"no docs asset {name!r}")
+        return FileResponse(files[name], media_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request):
         if guard is not None:
             guard(request)
-        return JSONResponse(app.openapi())
+        return JSONResponse(openapi_with_bearer(app))
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request):
         if guard is not None:
             guard(request)
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title,
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                                   swagger_ui_parameters={"persistAuthorization": True})
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request):
+        if guard is not None:
+            guard(request)
+        return get_redoc_html(openapi_url="/openapi.json", title=app.title,
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
 
 
 def install_probes(app: FastAPI, metrics: ServiceMetrics, ready: Callable[[], tuple[bool, dict]],

@@ -228,7 +228,7 @@ def create_review_app(db_path: str | Path, *, bundle: str | None = None, image_r
                       reviewers: Reviewers | None = None) -> FastAPI:
     """The review page on its own (`cascade-defect serve review --db DB`): τ shown from `bundle` if given."""
     from .. import __version__
-    from .http import EdgeMiddleware, install_errors, install_probes
+    from .http import EdgeMiddleware, install_docs, install_errors, install_probes
     from .metrics import ServiceMetrics
 
     reviewers = reviewers if reviewers is not None else Reviewers.from_env()
@@ -243,8 +243,10 @@ def create_review_app(db_path: str | Path, *, bundle: str | None = None, image_r
         taus = {d: th.tau for d, th in policy.domains.items() if th.tau is not None}
     metrics = ServiceMetrics("review")
     app = FastAPI(title="cascade-defect review", version=__version__,
-                  description="Human review of the frames the cascade could not decide.")
+                  description="Human review of the frames the cascade could not decide.",
+                  docs_url=None, redoc_url=None, openapi_url=None)
     install_errors(app, metrics)
+    install_docs(app, None)  # public as before; served offline
     install_probes(app, metrics, lambda: (True, {"role": "review", "pending": board_count(db)}), lambda _r: None)
     root = image_root if image_root is not None else review_image_root()
     app.include_router(build_review_api(db, reviewers, taus=lambda: taus,

@@ -37,6 +37,10 @@ class DetectorBase:
     def _detect(self, views: list[np.ndarray], conf: float, max_det: int) -> list[np.ndarray]:
         raise NotImplementedError
 
+    def _detect_for_eval(self, views: list[np.ndarray], conf: float, max_det: int) -> list[np.ndarray]:
+        """Detection for `evaluate` (default: as `_detect`; the torch detector follows the validator)."""
+        return self._detect(views, conf, max_det)
+
     def _check_fitted(self) -> None:
         from ..errors import WeightsUnavailableError
 
@@ -66,14 +70,19 @@ class DetectorBase:
     def evaluate(self, samples: Sequence[Sample], *, batch: int = 16) -> dict:
         """mAP of this detector on samples with ground-truth boxes (defect-free samples count too).
 
-        Uses the validator's settings (confidence floor 0.001, up to 300 detections per image)
-        and the full inference path, tiling included. Returns
+        Uses the validator's settings (confidence floor 0.001, up to 300 detections per image,
+        and for the torch detector its preprocessing and multi-label NMS) and the full inference
+        path, tiling included; the numbers come from Ultralytics' own metric code. Returns
         `{"images", "map50", "map50_95", "per_class": {name: {"ap50", "ap50_95", "instances"}}}`.
         """
         detections, truths = [], []
         for start in range(0, len(samples), batch):
             part = samples[start:start + batch]
-            preds = self.predict([s.image_path for s in part], conf=EVAL_CONF, max_det=EVAL_MAX_DET)
+            self._check_fitted()
+            preds = detect_batch([s.image_path for s in part],
+                                 lambda views: self._detect_for_eval(views, EVAL_CONF, EVAL_MAX_DET), self.names_,
+                                 tile_policy=self.tile_policy, iou=self.iou, max_det=EVAL_MAX_DET, chunk=self.chunk,
+                                 max_pixels=self.max_pixels)
             detections.extend(p.detections for p in preds)
             truths.extend(s.boxes for s in part)
         return detection_metrics(detections, truths, self.class_names)

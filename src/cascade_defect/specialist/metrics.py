@@ -1,53 +1,46 @@
-"""Detection mAP on full frames, computed from `Prediction`s the way Ultralytics' validator does.
+"""Detection mAP on full frames with Ultralytics' own metric code, on the project's predictions.
 
-Predictions are matched to ground-truth boxes of the same class greedily by confidence at
-ten IoU thresholds (0.50:0.95); per-class AP is the area under the monotone precision-recall
-envelope sampled at 101 recall points. Only classes with ground-truth instances enter the mean.
-Working on `Prediction`s (not on tiles) means the numbers include the tiling and merging the
-layer really does, and the same code scores the torch and the ONNX path.
+Matching is the validator's (`BaseValidator.match_predictions`: per image, predictions in falling
+confidence claim the unclaimed ground-truth box of their class with the highest IoU, at ten IoU
+thresholds 0.50:0.95), IoU is `ultralytics.utils.metrics.box_iou` and per-class AP is
+`ultralytics.utils.metrics.ap_per_class` (101-point COCO interpolation). Only classes with
+ground-truth instances enter the mean. Working on `Prediction`s (not on tiles) means the numbers
+include the tiling and merging the layer really does, and the same code scores the torch and the
+ONNX path; with the torch detector's evaluation path (`Specialist._detect_for_eval`) the numbers
+equal `YOLO(weights).val(...)` on the same images (tests/test_specialist_metrics_parity.py).
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
 
 from ..records import Box, Detection
-from .boxes import box_iou
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 
 def match_detections(pred_boxes: np.ndarray, pred_cls: np.ndarray, gt_boxes: np.ndarray,
                      gt_cls: np.ndarray, thresholds: np.ndarray = IOU_THRESHOLDS) -> np.ndarray:
-    """(N, T) booleans: is each prediction (sorted by falling confidence) a true positive at each IoU?"""
-    correct = np.zeros((len(pred_boxes), len(thresholds)), dtype=bool)
+    """(N, T) booleans: is each prediction (sorted by falling confidence) a true positive at each IoU?
+
+    Ultralytics' validator code (`match_predictions` with `ultralytics.utils.metrics.box_iou`)."""
+    import torch
+
+    from .offline import load_ultralytics
+
+    load_ultralytics()  # offline first: Ultralytics probes the network at its first import
+    from ultralytics.engine.validator import BaseValidator
+    from ultralytics.utils.metrics import box_iou
+
     if len(pred_boxes) == 0 or len(gt_boxes) == 0:
-        return correct
-    iou = box_iou(gt_boxes, pred_boxes) * (gt_cls[:, None] == pred_cls[None, :])
-    matched = np.zeros((len(gt_boxes), len(thresholds)), dtype=bool)
-    cols = range(len(thresholds))
-    for j in np.flatnonzero((iou >= thresholds.min()).any(0)):
-        available = np.where(matched, 0.0, iou[:, j, None])
-        k = available.argmax(0)
-        correct[j] = available[k, cols] >= thresholds
-        matched[k, cols] |= correct[j]
-    return correct
-
-
-def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
-    """Area under the precision envelope, sampled at 101 recall points (COCO, as Ultralytics).
-
-    Precision drops to zero right after the highest recall reached, so a perfect detector
-    scores 0.995 (the last of the 101 points), exactly as Ultralytics reports it.
-    """
-    last = recall[-1] if len(recall) else 1.0
-    mrec = np.concatenate(([0.0], recall, [last], [1.0]))
-    mpre = np.concatenate(([1.0], precision, [0.0], [0.0]))
-    mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
-    x = np.linspace(0, 1, 101)
-    return float(np.trapezoid(np.interp(x, mrec, mpre), x))
+        return np.zeros((len(pred_boxes), len(thresholds)), dtype=bool)
+    iou = box_iou(torch.as_tensor(gt_boxes, dtype=torch.float32), torch.as_tensor(pred_boxes, dtype=torch.float32))
+    holder = SimpleNamespace(iouv=torch.as_tensor(thresholds, dtype=torch.float32))
+    return BaseValidator.match_predictions(holder, torch.as_tensor(pred_cls), torch.as_tensor(gt_cls),
+                                           iou).numpy()
 
 
 def detection_metrics(predictions: Sequence[Sequence[Detection]], truths: Sequence[Sequence[Box]],
@@ -80,26 +73,21 @@ def detection_metrics(predictions: Sequence[Sequence[Detection]], truths: Sequen
     conf = np.concatenate(conf_rows) if conf_rows else np.zeros(0)
     pred_cls = np.concatenate(cls_rows) if cls_rows else np.zeros(0, np.int64)
     tcls = np.concatenate(target_cls) if target_cls else np.zeros(0, np.int64)
-    order = np.argsort(-conf, kind="stable")
-    tp, pred_cls = tp[order], pred_cls[order]
+    from .offline import load_ultralytics
+
+    load_ultralytics()
+    from ultralytics.utils.metrics import ap_per_class
 
     per_class: dict[str, dict] = {}
-    aps = []
-    for c in sorted(set(tcls.tolist())):
-        n_true = int((tcls == c).sum())
-        hits = tp[pred_cls == c]
-        ap = np.zeros(len(IOU_THRESHOLDS))
-        if len(hits):
-            tpc = hits.cumsum(0)
-            fpc = (1 - hits).cumsum(0)
-            recall = tpc / (n_true + 1e-16)
-            precision = tpc / (tpc + fpc)
-            ap = np.array([average_precision(recall[:, t], precision[:, t]) for t in range(len(IOU_THRESHOLDS))])
-        aps.append(ap)
-        per_class[names[c]] = {"ap50": round(float(ap[0]), 6), "ap50_95": round(float(ap.mean()), 6),
-                               "instances": n_true}
+    aps = np.zeros((0, len(IOU_THRESHOLDS)))
+    if len(tcls):
+        *_, ap, classes, _, _, _, _, _ = ap_per_class(tp, conf, pred_cls, tcls)
+        aps = ap
+        for row, c in zip(ap, classes):
+            per_class[names[int(c)]] = {"ap50": round(float(row[0]), 6), "ap50_95": round(float(row.mean()), 6),
+                                        "instances": int((tcls == c).sum())}
     ordered = {n: per_class[n] for n in names if n in per_class}
-    aps_arr = np.array(aps) if aps else np.zeros((0, 10))
+    aps_arr = aps
     return {
         "images": len(truths),
         "map50": round(float(aps_arr[:, 0].mean()), 6) if len(aps_arr) else 0.0,

@@ -217,9 +217,14 @@ def _check(migrations: Sequence[Migration]) -> None:
                               "(versions must be 1, 2, 3, ... in order)")
 
 
-def default_db_path() -> Path:
-    """`$CASCADE_DB`, or `cascade.db` in the working directory."""
-    return settings().db.expanduser()
+def default_db_path(beside: str | Path | None = None) -> Path:
+    """`$CASCADE_DB` when set; else `cascade.db` beside `beside` (a run's output file, or in an
+    existing output folder), so unrelated runs do not share one log; else in the working directory."""
+    s = settings()
+    if beside is not None and s.source("db") == "default":
+        b = Path(beside).expanduser()
+        return (b if b.is_dir() else b.parent) / "cascade.db"
+    return s.db.expanduser()
 
 
 class Database:

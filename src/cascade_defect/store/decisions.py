@@ -29,20 +29,51 @@ from .db import Database
 
 
 
+def _process_place() -> str:
+    """Where this process's PIDs mean something: the host name and the PID namespace (containers differ)."""
+    try:
+        ns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        ns = 0
+    return f"{socket.gethostname()}:{ns}"
+
+
+def _process_exists(pid: int) -> bool:
+    """True when a process with this PID exists here (one we may not signal exists too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class FrameClaims:
     """Frame ids being decided right now, claimed in the database so that every process sharing it sees them.
 
     Two routers (or workers) on one database must never decide one frame twice: before deciding,
     a process claims the frame's id (`PRIMARY KEY (scope, frame_id)`, taken inside one write
-    transaction), and releases it in the transaction that records the decision. A claim older
-    than `lease_s` belongs to a process that died mid-decision and may be taken over.
+    transaction), and releases it in the transaction that records the decision. A claim may be
+    taken over when its owner is gone: at once when the owner ran on this host and in this PID
+    namespace and its process no longer exists (a killed worker's frames are not blocked), else
+    once the claim is older than `lease_s` (another machine or container cannot be checked).
     """
 
     def __init__(self, db: Database, scope: str, *, lease_s: float = 300.0, owner: str | None = None):
         self.db = db
         self.scope = scope
         self.lease_s = lease_s
-        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{_process_place()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def _abandoned(self, owner: str, ts: float, now: float) -> bool:
+        """True when a claim held by `owner` since `ts` may be taken over (see the class docstring)."""
+        if now - ts >= self.lease_s:
+            return True
+        parts = owner.split(":")  # host:pid-namespace:pid:nonce
+        if len(parts) != 4 or f"{parts[0]}:{parts[1]}" != _process_place() or not parts[2].isdigit():
+            return False  # another host, container or an older owner format: wait for the lease
+        return not _process_exists(int(parts[2]))
 
     def claim(self, frame_ids: Sequence[str], *, all_or_none: bool = True) -> list[str]:
         """Claim the ids; returns those another owner holds (with `all_or_none`, nothing is claimed then)."""
@@ -54,7 +85,7 @@ class FrameClaims:
             for fid in frame_ids:
                 row = conn.execute("SELECT owner, ts FROM frame_claims WHERE scope = ? AND frame_id = ?",
                                    (self.scope, fid)).fetchone()
-                if row is not None and row["owner"] != self.owner and now - row["ts"] < self.lease_s:
+                if row is not None and row["owner"] != self.owner and not self._abandoned(row["owner"], row["ts"], now):
                     taken.append(fid)
             if taken and all_or_none:
                 return taken
@@ -152,13 +183,14 @@ class DecisionLog:
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> int:
     """Write records to `path` atomically (temp file + rename); returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    n = 0
-    with open(tmp, "w") as fh:
+    from ..atomic import atomic_write
+
+    count = [0]
+
+    def write(fh) -> None:
         for r in records:
             fh.write(json.dumps(r, default=float) + "\n")
-            n += 1
-    tmp.replace(path)
-    return n
+            count[0] += 1
+
+    atomic_write(path, write)
+    return count[0]

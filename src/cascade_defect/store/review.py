@@ -25,6 +25,26 @@ from .labels import LabelStore
 
 ReviewReason = Literal["no_backend", "no_oracle", "budget", "circuit_open", "oracle_unavailable", "malformed",
                        "refusal", "truncated", "oracle_error"]
+REASON_TEXT: dict[str, str] = {
+    "no_backend": "no AI oracle is configured, so a person decides",
+    "no_oracle": "no oracle in this cascade, so a person decides",
+    "budget": "the oracle's spending limit was reached",
+    "circuit_open": "the oracle failed repeatedly and is paused",
+    "oracle_unavailable": "the oracle could not be reached",
+    "malformed": "the oracle's answer could not be read",
+    "refusal": "the oracle declined to answer",
+    "truncated": "the oracle's answer was cut off",
+    "oracle_error": "the oracle returned an error",
+}
+"""Each review reason in plain words, for people (the code stays in records and JSON)."""
+
+
+def plain_reason(reason: str | None, detail: str | None = None) -> str:
+    """Why a frame waits for a person, in plain words (with the detail when there is one)."""
+    text = REASON_TEXT.get(reason or "", (reason or "no answer").replace("_", " "))
+    return f"{text}: {detail}" if detail else text
+
+
 FALLBACK_CLASSES = ("defect", NO_DEFECT)
 """What a reviewer may answer for a frame of a domain whose classes nobody knows."""
 

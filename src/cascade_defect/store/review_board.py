@@ -18,6 +18,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
 from ..errors import CascadeError, DataError
@@ -119,9 +120,13 @@ class ReviewBoard:
         return out
 
     def view(self, item: ReviewItem) -> dict[str, Any]:
+        """The item, its evidence, and words for people: `file_name`, `reason_text` (no internal codes)."""
+        from .review import plain_reason
+
         ev = self.evidence(item)
         current = self.labels.get(item.label_id) if item.label_id else None
         return {**item.as_dict(), **ev, "uncertainty": uncertainty(ev),
+                "file_name": PurePath(item.image_ref).name, "reason_text": plain_reason(item.reason, item.detail),
                 "current": label_as_dict(current) if current else None}
 
     def items(self, status: str | None = "pending", domain: str | None = None,

@@ -44,13 +44,28 @@ async function loadList(keepId) {
   S.items.forEach((it, i) => {
     const b = document.createElement("button");
     b.type = "button"; b.dataset.id = it.id;
-    b.innerHTML = `#${it.id} ${esc(it.domain)} <small>${esc(it.reason)} · uncertainty ${fmt(it.uncertainty)}` +
-                  `${it.current ? " · " + esc(it.current.label) : ""}</small>`;
+    b.innerHTML = `<img class="thumb" alt="" width="48" height="48">` +
+                  `<span class="name">${esc(it.file_name)}</span> <small>#${it.id} · ${esc(it.domain)} · ` +
+                  `${esc(it.reason_text)} · uncertainty ${fmt(it.uncertainty)}` +
+                  `${it.current ? " · labelled " + esc(it.current.label) : ""}</small>`;
     b.onclick = () => select(i);
     nav.appendChild(b);
   });
+  loadThumbs(S.items.map((it) => it.id));
   const at = keepId != null ? S.items.findIndex((it) => it.id === keepId) : -1;
   if (S.items.length) await select(at >= 0 ? at : 0); else showEmpty();
+}
+
+async function loadThumbs(ids) {
+  // one at a time: the list stays responsive and the server is not flooded
+  for (const id of ids) {
+    const img = document.querySelector(`#list button[data-id="${id}"] img.thumb`);
+    if (!img) continue;
+    try {
+      const r = await fetch(`/v1/review/items/${id}/image`, { headers: { Authorization: "Bearer " + S.key } });
+      if (r.ok) img.src = URL.createObjectURL(await r.blob()); else img.alt = "no image";
+    } catch (e) { img.alt = "no image"; }
+  }
 }
 
 function showEmpty() {
@@ -77,8 +92,11 @@ function showItem(item) {
   const dets = (item.detections || []).map((d) => `${esc(d.cls)} ${fmt(d.confidence)}`).join(", ") || "none";
   $("evidence").innerHTML =
     `<dt>domain</dt><dd>${esc(item.domain)}</dd>` +
-    `<dt>reason</dt><dd>${esc(item.reason)}${item.detail ? ": " + esc(item.detail) : ""}</dd>` +
-    `<dt>gate z</dt><dd class="${zClass}">${fmt(z)} ${typeof tau === "number" ? "vs τ " + fmt(tau) : "(τ unknown)"}</dd>` +
+    `<dt>file</dt><dd>${esc(item.file_name)}</dd>` +
+    `<dt>why here</dt><dd>${esc(item.reason_text)}</dd>` +
+    `<dt>anomaly score</dt><dd class="${zClass}">${fmt(z)}${typeof tau === "number"
+      ? (z > tau ? " — above the threshold " : " — below the threshold ") + fmt(tau)
+      : " (no threshold known for this domain)"}</dd>` +
     `<dt>detector</dt><dd>${dets}</dd>` +
     `<dt>oracle</dt><dd>${item.oracle_class ? esc(item.oracle_class) + " " + fmt(item.oracle_confidence) : "—"}</dd>` +
     (item.oracle_reasoning ? `<dt>reasoning</dt><dd>${esc(item.oracle_reasoning)}</dd>` : "") +
