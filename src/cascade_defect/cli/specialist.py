@@ -271,6 +271,7 @@ def from_gate_cmd(
     bundle: Path = typer.Option(..., "--bundle", help="Bundle holding the domain's supervised gate."),
     domain: str = typer.Option(..., "--domain", help="The (single-class) domain whose Layer 2 the gate becomes."),
     class_name: str = typer.Option("defect", "--class-name", help="The class its decisions carry."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Let a single-class domain's supervised gate act as its Layer 2: its decision probability is the
     confidence, its defect region the box; the policy's calibrated Layer-2 bar says when it decides."""
@@ -278,7 +279,13 @@ def from_gate_cmd(
     from ..cascade.specialists import use_gate_as_layer2
 
     b = run_guarded(Bundle.open, bundle)
-    emit_json(run_guarded(use_gate_as_layer2, b, domain, class_name))
+    info = run_guarded(use_gate_as_layer2, b, domain, class_name)
+    if json_out:
+        emit_json(info)
+    else:
+        err_console.print(escape(f"Layer 2 of '{domain}' in {bundle}: its supervised gate's decision (class "
+                                 f"'{class_name}'); set its bar with `cascade-defect calibrate --l2-precision`"),
+                          highlight=False)
 
 
 @app.command("export-onnx")
