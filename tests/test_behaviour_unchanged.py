@@ -1,7 +1,7 @@
 """The demo decides exactly as it did before the issue-11 reshaping (recorded log in tests/fixtures/).
 
 The real-data half (the same check on KolektorSDD and the Severstal tiles, with the bundle
-scripts/eval_real.sh builds) is in test_eval_real_script.py, which builds that bundle anyway.
+scripts/eval_real.sh built before the real-data bundle) is in test_eval_real_script.py.
 """
 
 from __future__ import annotations

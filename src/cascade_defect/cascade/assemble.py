@@ -21,17 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from ..errors import ConfigError
-from ..records import Detection
 from ..bundles.bundle import MANIFEST, Bundle
 from ..contracts import ReviewSink
 from .policy import CALIBRATION_FILE, Policy
 from .router import Router
+from .specialists import DetectorLayer, SpecialistSet, load_specialists
 
 CALIBRATION_COMPONENT = "calibration"
-ONNX_FILE = "model.onnx"
 
 
 def open_bundle(ref: str | Path) -> Bundle:
@@ -105,8 +102,6 @@ LOCAL = "local"
 REVIEW_QUEUE = "review-queue"
 """The default `review` of `build_router`: the database's review queue (`store.review.ReviewIntake`)."""
 
-SPECIALIST_COMPONENT = "specialist"
-
 
 @dataclass(frozen=True)
 class LayerOptions:
@@ -126,57 +121,11 @@ class LayerOptions:
     breaker_reset_s: float | None = None
 
 
-class DetectorLayer:
-    """Adapts a detector (`predict(images) -> [Prediction]`) to Layer 2's `detect_batch(images, domain)`.
-
-    `domains` are the domains the detector serves (None: every domain, today's single-detector bundles).
-    """
-
-    def __init__(self, detector, domains: Sequence[str] | None = None):
-        self.detector = detector
-        self.domains = None if domains is None else frozenset(domains)
-
-    def serves(self, domain: str) -> bool:
-        return self.domains is None or domain in self.domains
-
-    def detect_batch(self, images: Sequence[np.ndarray], domain: str) -> list[list[Detection]]:
-        if not self.serves(domain):
-            raise ConfigError(f"no detector for domain '{domain}'")
-        return [list(p.detections) for p in self.detector.predict(list(images))]
-
-
-def specialist_domains(bundle: Bundle) -> list[str] | None:
-    """The domains the bundle's specialist records that it serves (its component info's or specialist.json's
-    `domains`); None when it records none (it serves every domain)."""
-    domains = bundle.info(SPECIALIST_COMPONENT).get("domains")
-    meta = bundle.path(SPECIALIST_COMPONENT) / "specialist.json"
-    if domains is None and meta.is_file():
-        try:
-            domains = json.loads(meta.read_text()).get("domains")
-        except (OSError, json.JSONDecodeError, AttributeError):
-            domains = None
-    return None if domains is None else [str(d) for d in domains]
-
-
-def load_specialist(bundle: Bundle, engine: str = "torch", device: str | None = None) -> DetectorLayer | None:
-    """The bundle's detector wrapped for the router, or None when the bundle has none (or `engine` is none)."""
-    if not bundle.has(SPECIALIST_COMPONENT) or engine == "none":
-        return None
-    domains = specialist_domains(bundle)
-    if engine == "onnx":
-        from ..specialist.onnx_runtime import OnnxSpecialist
-
-        onnx_file = bundle.path(SPECIALIST_COMPONENT) / ONNX_FILE
-        if not onnx_file.is_file():
-            raise ConfigError(f"{bundle.root}: the specialist has no ONNX export ({ONNX_FILE}); "
-                              "run `cascade-defect specialist export-onnx` into the bundle or use the torch engine")
-        return DetectorLayer(OnnxSpecialist(onnx_file), domains)
-    if engine != "torch":
-        raise ConfigError(f"specialist engine must be torch, onnx or none, not {engine!r}")
-    from ..specialist.yolo import Specialist
-
-    overrides = {"device": device} if device else {}
-    return DetectorLayer(Specialist.from_bundle(bundle, **overrides), domains)
+def load_specialist(bundle: Bundle, engine: str = "torch", device: str | None = None,
+                    domains: Sequence[str] | None = None) -> SpecialistSet | None:
+    """The bundle's Layer 2 of every domain (or of `domains`) as a `SpecialistSet` (`cascade.specialists`),
+    or None when it has none (or `engine` is none)."""
+    return load_specialists(bundle, engine, device, domains)
 
 
 def load_gate(bundle: Bundle, domains: Sequence[str] | None = None, **overrides):
@@ -326,7 +275,8 @@ def load_layers(bundle_ref: str | Path | Bundle, layers: Sequence[str], *, db=No
                 options: LayerOptions = LayerOptions(), domains: Sequence[str] | None = None) -> LoadedCascade:
     """Load `layers` ("gate", "specialist", "oracle") from the bundle, without a router (a layer service).
 
-    `domains` limits the gates loaded (default: all); the result's `domains` are the gates' domains.
+    `domains` limits the gates and the Layer 2s loaded (default: all; a run of one domain loads only
+    that domain's Layer 2); the result's `domains` are the gates' domains.
     A missing specialist is None (the caller decides whether that is an error).
     """
     bundle = _bundle(bundle_ref)
@@ -335,7 +285,7 @@ def load_layers(bundle_ref: str | Path | Bundle, layers: Sequence[str], *, db=No
         loaded.gate = load_gate(bundle, domains, **dict(options.gate_overrides))
         loaded.domains = list(loaded.gate.domains)
     if "specialist" in layers:
-        loaded.specialist = load_specialist(bundle, options.specialist_engine, options.device)
+        loaded.specialist = load_specialist(bundle, options.specialist_engine, options.device, domains)
     if "oracle" in layers:
         loaded.oracle = load_oracle(bundle, db, options.oracle_config, retry_attempts=options.retry_attempts,
                                     breaker_failures=options.breaker_failures, breaker_reset_s=options.breaker_reset_s)
@@ -435,4 +385,4 @@ def _review_queue(oracle: Any, db) -> ReviewSink:
 __all__ = ["LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
            "build_router", "bundle_version", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
            "open_bundle", "oracle_from_settings", "oracle_taxonomy", "price_table", "read_calibration", "review_labels",
-           "specialist_domains", "write_calibration"]
+           "SpecialistSet", "write_calibration"]

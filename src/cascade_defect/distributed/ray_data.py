@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..bundles.uri import storage_options_for
-from ..cascade.assemble import (LayerOptions, build_router, load_layers, load_oracle, load_policy, open_bundle,
-                                specialist_domains)
+from ..cascade.assemble import LayerOptions, build_router, load_layers, load_oracle, load_policy, open_bundle
+from ..cascade.specialists import served_domains
 from ..cascade.runner import resolve_inputs
 from ..cascade.summary import summarise
 from ..data.files import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
@@ -146,7 +146,7 @@ class GateStage:
 
 class SpecialistStage:
     def __init__(self, bundle_ref: str, domain: str, policy, engine: str = "torch"):
-        self.specialist = load_layers(open_bundle(bundle_ref), ["specialist"],
+        self.specialist = load_layers(open_bundle(bundle_ref), ["specialist"], domains=[domain],
                                       options=LayerOptions(specialist_engine=engine)).specialist
         self.policy = policy
         self.domain = domain
@@ -219,8 +219,8 @@ def run_batch(specs: Sequence[str], bundle_ref: str, domain: str, out: str | Pat
     out.mkdir(parents=True, exist_ok=True)
     bundle = open_bundle(bundle_ref)  # fail here, before any worker starts
     policy = load_policy(bundle, [domain])  # once: every stage gets this object
-    has_specialist = bundle.has("specialist") and config.specialist_engine != "none"
-    served = specialist_domains(bundle) if has_specialist else None
+    served = served_domains(bundle) if config.specialist_engine != "none" else []
+    has_specialist = served != []
     specialist_serves = False if not has_specialist else (True if served is None else served)
     db = Database(out / DB_FILE)
     log = DecisionLog(db)

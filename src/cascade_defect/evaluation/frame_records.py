@@ -147,7 +147,7 @@ def record_frames(frames: Sequence[Frame], tracks: Sequence[str], gate: Any, spe
                 recs[i].gate_region = None if r.region is None else tuple(float(v) for v in r.region)
                 recs[i].anomaly_map = _small_map(getattr(r, "anomaly_map", None), map_side)
     if specialist is not None:
-        by_domain = {}
+        by_domain = {}  # each domain's frames to its own Layer 2, if it has one
         for i, r in enumerate(recs):
             r.specialist_served = specialist_serves(specialist, r.domain)
             if not r.excluded and r.specialist_served:
