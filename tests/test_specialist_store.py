@@ -20,7 +20,7 @@ import torch
 
 from cascade_defect.bundles.bundle import Bundle
 from cascade_defect.cascade.assemble import load_specialist
-from cascade_defect.cascade.specialists import SpecialistSet, use_gate_as_layer2
+from cascade_defect.cascade.specialists import DetectorLayer, SpecialistSet, served_domains, use_gate_as_layer2
 from cascade_defect.data.synthetic import SyntheticGenerator
 from cascade_defect.errors import ConfigError
 from cascade_defect.gate import LabelledDefective, PatchCoreGate, SupervisedGate, save_gate
@@ -74,6 +74,10 @@ def test_a_bundle_holds_a_layer2_per_domain_and_serves_only_those(tmp_path, dete
     layers = load_specialist(b, "torch")
     assert isinstance(layers, SpecialistSet)
     assert layers.serves("steel") and layers.serves("parts") and not layers.serves("ksdd1")
+    assert served_domains(b) == ["parts", "steel"]  # what Ray's driver knows without loading a model
+    only = load_specialist(b, "torch", domains=["steel"])  # a run of one domain loads only its Layer 2
+    assert only.domains == ["steel"] and not only.serves("parts")
+    assert isinstance(only.layers["steel"], DetectorLayer)
     with pytest.raises(ConfigError, match="no Layer 2 for domain 'ksdd1'"):
         layers.detect_batch(frames(1), "ksdd1")
     with pytest.raises(ConfigError, match="say which domain"):
@@ -120,6 +124,7 @@ def test_a_bundle_with_one_detector_and_no_domain_keeps_loading(tmp_path, detect
     detector.to_bundle(b)  # the layout written before detectors per domain
     layers = load_specialist(Bundle.open(tmp_path / "b"), "torch")
     assert layers.serves("steel") and layers.serves("anything")
+    assert served_domains(Bundle.open(tmp_path / "b")) is None
     assert layers.describe() == {"*": "yolo (stored without a domain: serves every domain)"}
     img = frames(1)
     assert layers.detect_batch(img) == layers.detect_batch(img, "steel")  # callers without a domain still work
