@@ -251,7 +251,10 @@ def export_onnx_cmd(
     bundle: Optional[Path] = typer.Option(
         None, "--bundle", help="Or store weights + model.onnx as this bundle's 'specialist' component."),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Input size (default: the training size)."),
-    dynamic: bool = typer.Option(False, "--dynamic", help="Allow any batch and image size (--out only)."),
+    dynamic: bool = typer.Option(
+        True, "--dynamic/--static",
+        help="Any batch and image size (default; needed for eval to match the torch path), or a fixed "
+             "1x3xIMGSZxIMGSZ graph, slightly faster (--out only)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Export to ONNX for the ONNX Runtime CPU path (settings kept in the file's metadata)."""
