@@ -326,6 +326,19 @@ def test_class_accuracy_with_aliases_and_multi_class_truth():
     assert cm["truth_labels"][0] == NO_DEFECT and sum(map(sum, cm["matrix"])) == 3
 
 
+def test_layer2_coverage_and_precision_of_what_it_decided():
+    frames = [frame("a", 130, defective=True, red=250, green=1),                          # L2: scratch, right
+              frame("b", 130, defective=True, classes=("pitting",), red=250, green=1),   # L2: defect right, class wrong
+              frame("c", 130, defective=False, red=250, green=1),                        # L2: false alarm
+              frame("d", 130, defective=True, red=100, green=1),                         # below the bar: oracle
+              frame("e", 80, defective=False)]                                           # Layer 1
+    ev = evaluate(frames, policy(), BrightnessGate(), CornerDetector(), GroundTruthOracle(), **FAST)
+    l2 = ev.results["metrics"]["overall"]["cascade"]["layer2"]
+    assert (l2["reached"], l2["decided"]) == (4, 3) and l2["coverage"] == pytest.approx(0.75)
+    assert l2["precision"] == pytest.approx(2 / 3) and l2["class_precision"] == pytest.approx(1 / 3)
+    assert ev.results["metrics"]["overall"]["oracle_only"]["layer2"]["decided"] == 0
+
+
 # -- routing details, oracle calls, review, failures --------------------------------------------
 
 

@@ -20,7 +20,7 @@ SRC = REPO / "src" / "cascade_defect"
 # modules that touch the environment for another reason than reading a setting
 ENV_WRITERS = {"specialist/offline.py": "sets Ultralytics' offline variables", "cli/gate.py": "sets OMP_WAIT_POLICY",
                "cli/learn.py": "sets OMP_NUM_THREADS / KMP_WARNINGS defaults for training",
-               "evaluation/tracks.py": "expands ${VAR} written in a tracks file"}
+               "data/sources.py": "expands ${VAR} written in a tracks or sources file"}
 
 
 def test_no_module_but_settings_reads_the_environment():

@@ -15,13 +15,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..records import Detection
 from ..bundles.bundle import Bundle
 from .policy import CALIBRATION_FILE, Policy
 from .router import Router
+from .specialists import DetectorLayer, SpecialistSet, load_specialists
 
 CALIBRATION_COMPONENT = "calibration"
-ONNX_FILE = "model.onnx"
 
 
 def open_bundle(ref: str | Path) -> Bundle:
@@ -89,34 +88,14 @@ def write_calibration(bundle: Bundle, domain: str, tau: float, record: dict[str,
     return policy
 
 
-class SpecialistLayer:
-    """Adapts a detector (`predict(images) -> [Prediction]`) to the router's `detect_batch`."""
-
-    def __init__(self, detector):
-        self.detector = detector
-
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        return [list(p.detections) for p in self.detector.predict(list(images))]
+SpecialistLayer = DetectorLayer
+"""A detector adapted to the router's `detect_batch` (kept under its former name)."""
 
 
-def load_specialist(bundle: Bundle, engine: str = "torch", device: str | None = None):
-    """The bundle's detector wrapped for the router, or None when the bundle has none."""
-    if not bundle.has("specialist") or engine == "none":
-        return None
-    if engine == "onnx":
-        from ..specialist.onnx_runtime import OnnxSpecialist
-
-        onnx_file = bundle.path("specialist") / ONNX_FILE
-        if not onnx_file.is_file():
-            raise ConfigError(f"{bundle.root}: the specialist has no ONNX export ({ONNX_FILE}); "
-                              "run `cascade-defect specialist export-onnx` into the bundle or use the torch engine")
-        return SpecialistLayer(OnnxSpecialist(onnx_file))
-    if engine != "torch":
-        raise ConfigError(f"specialist engine must be torch, onnx or none, not {engine!r}")
-    from ..specialist.yolo import Specialist
-
-    overrides = {"device": device} if device else {}
-    return SpecialistLayer(Specialist.from_bundle(bundle, **overrides))
+def load_specialist(bundle: Bundle, engine: str = "torch", device: str | None = None,
+                    domains: Sequence[str] | None = None) -> SpecialistSet | None:
+    """The bundle's Layer 2 of every domain (or of `domains`) as a `SpecialistSet`, or None when it has none."""
+    return load_specialists(bundle, engine, device, domains)
 
 
 @dataclass
@@ -175,7 +154,7 @@ def build_cascade(bundle_ref: str | Path | Bundle, domain: str, *, oracle=None, 
     bundle = bundle_ref if isinstance(bundle_ref, Bundle) else open_bundle(bundle_ref)
     policy = load_policy(bundle, [domain], environ)
     gate = load_gate(bundle, [domain], **(gate_overrides or {}))
-    specialist = load_specialist(bundle, specialist_engine)
+    specialist = load_specialist(bundle, specialist_engine, domains=[domain])  # only this domain's Layer 2
     review = None
     if oracle is None:
         from ..store.review import ReviewIntake

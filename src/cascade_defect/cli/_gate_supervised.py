@@ -1,9 +1,10 @@
 """`gate fit --gate supervised|combined|auto`: the gates that learn from labelled defectives too.
 
-The normals are those `gate fit` already chose (the training split's defect-free images); the
-labelled defectives are the same split's defective samples (masks where the format has them,
-boxes otherwise, the image label otherwise), at most `--max-defectives` of them (seeded). `auto`
-also reads the validation split (as `calibrate` would) to compare its candidates.
+The normals are those `gate fit` already chose (the training split's defect-free images of every
+source of the domain); the labelled defectives are the same split's defective samples of every
+source (masks where the format has them, boxes otherwise, the image label otherwise), at most
+`--max-defectives` of them (seeded), each tagged with its source so that training draws the sources
+evenly. `auto` also reads the validation split (as `calibrate` would) to compare its candidates.
 """
 
 from __future__ import annotations
@@ -14,21 +15,27 @@ from pathlib import Path
 from .common import StepProgress, err_console, fail, run_guarded
 
 
-def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: str, domain: str, out: Path,
+def fit_with_labels(*, gate: str, train, specs, skip_invalid: bool, normals, available: int, used_split: str, domain: str, out: Path,
                     seed: int, short_side: int | None, holdout: float, min_holdout: int, backbone: str,
                     aggregate: str, coreset: str, coreset_fraction: float, index: str, normalize: str,
                     epochs: int, max_defectives: int | None, steps: int, candidates: str,
-                    synthetic_kinds: str | None = None, oof_folds: int | None = None,
-                    json_out: bool = False) -> None:
-    from ..data.selection import select_split
+                    synthetic_kinds: str | None = None, synthetic_share: float | None = None,
+                    oof_folds: int | None = None, json_out: bool = False) -> None:
     from ..gate import save_gate
     from ..gate.combined import CombinedGate
     from ..evaluation.gate_selection import select_gate
     from ..gate.supervised import SupervisedGate, defectives_from_samples
 
-    defective = [s for s in select_split(samples, used_split, seed=seed) if s.defective]
-    defectives = defectives_from_samples(defective)
+    from .gate import read_split, report_fit, source_record
+
+    defective = [s for s in train.samples if s.defective]
+    defectives = defectives_from_samples(defective,
+                                         groups=[n for s, n in zip(train.samples, train.sources) if s.defective])
     sup = {"steps": steps, "max_defectives": max_defectives}
+    if synthetic_share is not None:
+        if not 0.0 <= synthetic_share <= 1.0:
+            fail(f"--synthetic-share must be in [0, 1], got {synthetic_share}")
+        sup["synthetic_share"] = synthetic_share
     if synthetic_kinds is not None:
         from ..gate.synthetic_anomalies import KINDS
 
@@ -71,10 +78,10 @@ def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: 
                 run_guarded(model.fit, paths, names, domain=domain, defectives=defectives)
             else:
                 wanted = [c.strip() for c in candidates.split(",") if c.strip()]
-                val = select_split(samples, "val", seed=seed)
-                val = [s for s in val if s.defective is not None]
+                val = [s for s in read_split(specs, domain, "val", seed, skip_invalid).samples
+                       if s.defective is not None]
                 if not val:
-                    fail(f"--gate auto needs labelled validation images (split 'val' of {len(samples)} samples is empty)")
+                    fail(f"--gate auto needs labelled validation images (split 'val' of {domain}'s sources is empty)")
                 model = run_guarded(
                     select_gate, paths, [s.image_path for s in val], [bool(s.defective) for s in val], domain=domain,
                     defectives=defectives, candidates=wanted, seed=seed, patchcore_params=pc, supervised_params=sup,
@@ -82,12 +89,12 @@ def fit_with_labels(*, gate: str, samples, normals, available: int, used_split: 
                     min_holdout=min_holdout, say=lambda m: err_console.print(m, highlight=False))
                 extra = {"chosen": model.selection_["chosen"]}
     seconds = time.perf_counter() - t0
+    model.sources_ = source_record(train)
     run_guarded(save_gate, out, domain, model)
     summary = model.summary()
     if getattr(model, "selection_", None):
         summary["selection"] = model.selection_
-    from .gate import report_fit
-
     report_fit({"bundle": str(out), "domain": domain, "gate": gate, **extra, "normals": len(normals),
                 "normals_available": available, "defectives_available": len(defectives), "split": used_split,
+                "sources": source_record(train),
                 "seconds": round(seconds, 2), **summary}, json_out)

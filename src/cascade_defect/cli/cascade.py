@@ -193,8 +193,11 @@ def run(
 
 def calibrate(
     bundle: Path = typer.Option(..., "--bundle", help="Local bundle folder to write the calibration into."),
-    fmt: Format = typer.Option(..., "--format", help="Dataset format of the validation data."),
-    root: Path = typer.Option(..., "--root", help="Dataset root."),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="Dataset format of the validation data (one source)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (one source)."),
+    source: Optional[list[str]] = typer.Option(
+        None, "--source", help="A labelled source of the domain as FORMAT:ROOT; repeat for every source."),
+    sources: Optional[Path] = typer.Option(None, "--sources", help="A sources YAML file (as for `gate fit`)."),
     domain: str = typer.Option(..., "--domain", help="Domain to calibrate."),
     mode: Literal["risk", "knee", "recall"] = typer.Option("risk", "--mode",
                              help="risk (default: the least escalation meeting --target-recall), "
@@ -227,13 +230,21 @@ def calibrate(
         fail(f"--target-recall must be in (0, 1), got {target_recall}")
     if l2_precision is not None and not 0.0 <= l2_precision <= 1.0:
         fail(f"--l2-precision must be in (0, 1] (0: skip Layer 2), got {l2_precision}")
+    from .gate import read_split, source_record, source_specs
+
     b = run_guarded(Bundle.open, bundle)
-    samples = _read_samples(fmt, root, domain, split, seed)
+    specs = source_specs(fmt, root, source, sources, domain)
+    data = read_split(specs, domain, split, seed, skip_invalid=False)
+    samples = data.samples
+    if len(specs) == 1 and fmt:
+        info = {"format": fmt, "root": path_as_written(root), "split": split, "seed": seed}
+    else:  # several sources: each split on its own; the slice holds every source's part
+        info = {"sources": source_record(data), "split": split, "seed": seed}
     with err_console.status(escape(f"scoring {len(samples)} {split} images of '{domain}'"), spinner="dots"):
         record = run_guarded(calibrate_domain, b, domain, samples, mode=mode, target_recall=target_recall,
                              confidence=confidence, max_escalation=max_escalation, use_out_of_fold=oof,
                              l2_precision=l2_precision or None, l2_bar=l2_bar,
-                             data_info={"format": fmt, "root": path_as_written(root), "split": split, "seed": seed})
+                             data_info=info, sources=data.sources)
     print_calibration(record)
     if json_out:
         emit_json(record)
@@ -267,6 +278,11 @@ def print_calibration(record: dict) -> None:
                     f"coverage {c['coverage']:.1%}, {c['decided']} of {c['support']} decided"
                     if c["bar"] is not None else c["reason"])
             err_console.print(escape(f"  {cls}: {what}"), highlight=False)
+    if len(record.get("by_source") or {}) > 1:
+        for name, r in record["by_source"].items():
+            rec = "n/a" if r["recall"] is None else f"{r['recall']:.3f}"
+            err_console.print(escape(f"  source {name}: {r['frames']} frames ({r['defective']} defective), "
+                                     f"Layer-1 recall {rec}, escalation {r['escalation']:.1%} at τ"), highlight=False)
     for w in record.get("warnings") or []:
         err_console.print(f"[bold red]WARNING:[/] {escape(w)}", highlight=False)
 
@@ -362,8 +378,10 @@ def evaluate(
     policy = run_guarded(load_policy, b, domains)
     gate = run_guarded(GateSet.load, b, domains)
     specialist = run_guarded(load_specialist, b, specialist_engine)
-    overlaps = [] if specialist is None else run_guarded(
-        detector_overlap, specs, eval_set.samples, eval_set.tracks, training_source(b))
+    overlaps = [] if specialist is None else [  # each domain's tracks against the detector serving that domain
+        o for d in domains if specialist.serves(d)
+        for o in run_guarded(detector_overlap, [s for s in specs if s.domain == d], eval_set.samples,
+                             eval_set.tracks, training_source(b, d))]
     for o in overlaps:
         if o.seen != 0:
             err_console.print(f"[yellow]warning:[/] {escape(o.note)}", highlight=False)

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 import typer
 
-from .common import Format, DEVICE_HELP, emit_json, err_console, escape, fail, prefer, progress, read_format, run_guarded
+from .common import Format, DEVICE_HELP, emit_json, err_console, escape, fail, prefer, print_skipped, progress, read_format, run_guarded
 
 app = typer.Typer(rich_markup_mode=None, help="Layer-1 gate: fit on a domain's defect-free images, score images.",
                   no_args_is_help=True)
@@ -29,25 +29,58 @@ def _read(fmt: str, root: Path, domain: str, skip_invalid: bool):
     return read_format(fmt, root, domain=domain, skip_invalid=skip_invalid)[0].samples
 
 
-def _training_normals(samples, split: Optional[str], seed: int = 0):
-    """Defect-free samples of the training split.
+def source_specs(fmt: Optional[str], root: Optional[Path], source: Optional[list[str]], sources: Optional[Path],
+                 domain: str):
+    """The domain's labelled sources from `--format/--root`, repeatable `--source FORMAT:ROOT` or `--sources FILE`."""
+    from dataclasses import replace
 
-    The split is the project's one protocol (`data.selection`): the dataset's own split when it
-    has one, else the seeded group-aware split, so `calibrate` (val) and `evaluate` (test) never
-    see the images the gate was fitted on. `--split all` fits on every normal.
-    """
-    from ..data.selection import select_split
+    from ..data.registry import FORMATS
+    from ..data.sources import SourceSpec, load_sources, parse_source_option
+    from ..settings import path_as_written
 
-    wanted = split or "train"
-    chosen = [s for s in select_split(samples, wanted, seed=seed) if s.defective is False]
-    unlabelled = sum(1 for s in samples if s.defective is None)
-    return chosen, wanted, unlabelled
+    given = [bool(fmt or root), bool(source), sources is not None]
+    if sum(given) != 1:
+        fail("give the data as --format and --root, as one or more --source FORMAT:ROOT, or as --sources FILE "
+             "(exactly one of the three)")
+    if fmt or root:
+        if not (fmt and root):
+            fail("--format and --root go together")
+        if fmt not in FORMATS:
+            fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return [SourceSpec(name=fmt, format=fmt, root=root, root_as_written=path_as_written(root))]
+    if source:
+        specs, taken = [], set()
+        for text in source:
+            spec = run_guarded(parse_source_option, text, taken)
+            taken.add(spec.name)
+            specs.append(replace(spec, root_as_written=path_as_written(spec.root)))
+        return specs
+    named, specs = run_guarded(load_sources, sources)
+    if named is not None and named != domain:
+        fail(f"{sources}: the sources file is for domain '{named}', not --domain '{domain}'")
+    return specs
+
+
+def read_split(specs, domain: str, split: str, seed: int, skip_invalid: bool):
+    """Every source's `split` (each split on its own, with its ratios), as one `SourceSamples`."""
+    from ..data.sources import read_sources
+
+    what = ", ".join(f"{s.format} at {s.root}" for s in specs)
+    with err_console.status(escape(f"reading {what}"), spinner="dots"):
+        data = run_guarded(read_sources, specs, domain, split, seed=seed, skip_invalid=skip_invalid)
+    print_skipped(data.skipped)
+    return data
 
 
 @app.command("fit")
 def fit(
-    fmt: Format = typer.Option(..., "--format", "-f", help="Dataset format."),
-    root: Path = typer.Option(..., "--root", help="Dataset root folder."),
+    fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Dataset format (one source)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root folder (one source)."),
+    source: Optional[list[str]] = typer.Option(
+        None, "--source", help="A labelled source of the domain as FORMAT:ROOT; repeat for every source "
+                               "(e.g. --source folder:tiles --source neu:data/neu-det)."),
+    sources: Optional[Path] = typer.Option(
+        None, "--sources", help="A sources YAML file (format, root, split_ratios per source; docs/gate.md)."),
     domain: str = typer.Option(..., "--domain", help="Domain the gate is for (its key in the bundle)."),
     bundle: Optional[Path] = typer.Option(None, "--bundle",
                                           help="Bundle folder to add the domain's gate to (created if missing)."),
@@ -80,6 +113,10 @@ def fit(
         None, "--max-defectives",
         help="supervised/combined/auto: use at most N labelled training defectives (seeded draw; 0: normals only)."),
     steps: int = typer.Option(300, "--steps", help="supervised: training steps (batches of 8)."),
+    synthetic_share: Optional[float] = typer.Option(
+        None, "--synthetic-share",
+        help="supervised: share of positive views that are synthetic anomalies rather than labelled defectives "
+             "(default 0.5; lower it when a domain has many labelled defectives, e.g. NEU-DET's)."),
     synthetic_kinds: Optional[str] = typer.Option(
         None, "--synthetic-kinds",
         help="supervised: synthetic anomaly kinds drawn, comma-separated from stroke, strip, blob; a kind named "
@@ -109,12 +146,16 @@ def fit(
     if max_normals is not None and max_normals <= min_holdout:
         fail(f"--max-normals must exceed --min-holdout ({min_holdout}): the gate holds out normals for its "
              f"statistics, got {max_normals}")
-    samples = _read(fmt, root, domain, skip_invalid)
-    normals, used_split, unlabelled = _training_normals(samples, split, seed)
+    specs = source_specs(fmt, root, source, sources, domain)
+    used_split = split or "train"
+    train = read_split(specs, domain, used_split, seed, skip_invalid)
+    normals = [s for s in train.samples if s.defective is False]
+    unlabelled = sum(1 for s in train.samples if s.defective is None)
     if not normals:
-        where = f" in split '{used_split}'" if used_split else ""
+        where = f" in split '{used_split}'"
         extra = f" ({unlabelled} images have no ground truth)" if unlabelled else ""
-        fail(f"{root}: no defect-free training images{where} to fit the gate on{extra}")
+        fail(f"{', '.join(str(s.root) for s in specs)}: no defect-free training images{where} to fit the gate on"
+             f"{extra}")
     available = len(normals)
     normals = seeded_subset(normals, max_normals, seed)
     if max_defectives is not None and max_defectives < 0:
@@ -124,12 +165,14 @@ def fit(
     if gate in LABEL_GATES:
         from ._gate_supervised import fit_with_labels
 
-        fit_with_labels(gate=gate, samples=samples, normals=normals, available=available, used_split=used_split,
+        fit_with_labels(gate=gate, train=train, specs=specs, skip_invalid=skip_invalid, normals=normals,
+                        available=available, used_split=used_split,
                         domain=domain, out=out, seed=seed, short_side=short_side, holdout=holdout,
                         min_holdout=min_holdout, backbone=backbone, aggregate=aggregate, coreset=coreset,
                         coreset_fraction=coreset_fraction, index=index, normalize=normalize, epochs=epochs,
                         max_defectives=max_defectives, steps=steps, candidates=candidates,
-                        synthetic_kinds=synthetic_kinds, oof_folds=oof_folds, json_out=json_out)
+                        synthetic_kinds=synthetic_kinds, synthetic_share=synthetic_share, oof_folds=oof_folds,
+                        json_out=json_out)
         return
     side = 256 if short_side is None else (short_side or None)
     if gate == "patchcore":
@@ -147,10 +190,18 @@ def fit(
         run_guarded(model.fit, [s.image_path for s in normals], [str(s.image_path) for s in normals],
                     domain=domain)
     seconds = time.perf_counter() - t0
+    model.sources_ = source_record(train)
     run_guarded(save_gate, out, domain, model)
     report_fit({"bundle": str(out), "domain": domain, "gate": gate, "normals": len(normals),
-                "normals_available": available, "split": used_split, "seconds": round(seconds, 2),
-                **model.summary()}, json_out)
+                "normals_available": available, "split": used_split, "sources": source_record(train),
+                "seconds": round(seconds, 2), **model.summary()}, json_out)
+
+
+def source_record(data) -> list[dict]:
+    """Per source: where it is and how many images of the split it gave (what a bundle records)."""
+    counts = data.counts()
+    return [{**spec.as_dict(), **counts.get(spec.name, {"images": 0, "defective": 0, "normal": 0})}
+            for spec in data.specs]
 
 
 def report_fit(record: dict, json_out: bool) -> None:
@@ -163,6 +214,10 @@ def report_fit(record: dict, json_out: bool) -> None:
                   if record.get("defectives_available") is not None else "")
     typer.echo(f"fitted the {record['gate']} gate{chosen} for domain '{record['domain']}' on {record['normals']} "
                f"normals{defectives} of split '{record['split']}' in {record['seconds']:.1f} s")
+    for src in record.get("sources") or []:
+        if len(record["sources"]) > 1:
+            typer.echo(f"  source {src['name']}: {src['images']} images ({src['normal']} normal, "
+                       f"{src['defective']} defective)")
     typer.echo(f"bundle: {record['bundle']}  (next: cascade-defect calibrate --bundle {record['bundle']} "
                f"--domain {record['domain']} ...)")
 

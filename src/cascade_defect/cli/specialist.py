@@ -102,6 +102,9 @@ def train(
         None, "--eval-split", help="After training, evaluate on this split (e.g. test) and report it."),
     bundle: Optional[Path] = typer.Option(
         None, "--bundle", help="Also store the specialist as this bundle's 'specialist' component."),
+    domain: Optional[str] = typer.Option(
+        None, "--domain", help="With --bundle: the domain this detector serves (one detector per domain; "
+                               "without it, one detector for every domain as before)."),
     onnx: bool = typer.Option(False, "--onnx", help="With --bundle: include model.onnx for the ONNX engine."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -147,7 +150,14 @@ def train(
     if bundle is not None:
         from ..bundles.bundle import Bundle
 
-        run_guarded(spec.to_bundle, run_guarded(Bundle.create, bundle), onnx=onnx)
+        b = run_guarded(Bundle.create, bundle)
+        if domain:
+            from ..specialist.store import save_detector
+
+            run_guarded(save_detector, b, domain, spec, onnx=onnx)
+            report["domain"] = domain
+        else:
+            run_guarded(spec.to_bundle, b, onnx=onnx)
         report["bundle"] = str(bundle)
     if eval_split:
         if data is not None:
@@ -243,6 +253,41 @@ def evaluate(
         _print_metrics(metrics)
 
 
+def _bundle_detector(b, domain: Optional[str]):
+    """The YOLO detector a bundle holds for `domain` (None: the one stored without a domain)."""
+    from ..errors import ConfigError
+    from ..specialist.store import YOLO, specialist_entries
+    from ..specialist.yolo import Specialist
+
+    entries = specialist_entries(b)
+    entry = entries.get(domain) or entries.get(None)
+    if entry is None or entry["kind"] != YOLO:
+        raise ConfigError(f"{b.root}: no detector for domain '{domain}' to re-export; give --weights")
+    return Specialist.load(entry["path"], device="cpu")
+
+
+@app.command("from-gate")
+def from_gate_cmd(
+    bundle: Path = typer.Option(..., "--bundle", help="Bundle holding the domain's supervised gate."),
+    domain: str = typer.Option(..., "--domain", help="The (single-class) domain whose Layer 2 the gate becomes."),
+    class_name: str = typer.Option("defect", "--class-name", help="The class its decisions carry."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Let a single-class domain's supervised gate act as its Layer 2: its decision probability is the
+    confidence, its defect region the box; the policy's calibrated Layer-2 bar says when it decides."""
+    from ..bundles.bundle import Bundle
+    from ..cascade.specialists import use_gate_as_layer2
+
+    b = run_guarded(Bundle.open, bundle)
+    info = run_guarded(use_gate_as_layer2, b, domain, class_name)
+    if json_out:
+        emit_json(info)
+    else:
+        err_console.print(escape(f"Layer 2 of '{domain}' in {bundle}: its supervised gate's decision (class "
+                                 f"'{class_name}'); set its bar with `cascade-defect calibrate --l2-precision`"),
+                          highlight=False)
+
+
 @app.command("export-onnx")
 def export_onnx_cmd(
     weights: Optional[Path] = typer.Option(
@@ -250,6 +295,9 @@ def export_onnx_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="The .onnx file to write."),
     bundle: Optional[Path] = typer.Option(
         None, "--bundle", help="Or store weights + model.onnx as this bundle's 'specialist' component."),
+    domain: Optional[str] = typer.Option(
+        None, "--domain", help="With --bundle: the domain this detector serves (one detector per domain; "
+                               "without it, one detector for every domain as before)."),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Input size (default: the training size)."),
     dynamic: bool = typer.Option(
         True, "--dynamic/--static",
@@ -266,10 +314,19 @@ def export_onnx_cmd(
         from ..bundles.bundle import Bundle
 
         b = run_guarded(Bundle.create, bundle) if weights is not None else run_guarded(Bundle.open, bundle)
-        spec = run_guarded(Specialist.load, weights, device="cpu") if weights is not None else \
-            run_guarded(Specialist.from_bundle, b, device="cpu")
-        run_guarded(spec.to_bundle, b, onnx=True, onnx_imgsz=imgsz)
-        path = b.path("specialist") / ONNX_FILE
+        if weights is not None:
+            spec = run_guarded(Specialist.load, weights, device="cpu")
+        else:  # re-export what the bundle holds (for --domain: that domain's detector, or the one without a domain)
+            spec = run_guarded(_bundle_detector, b, domain)
+        if domain:
+            from ..specialist.store import save_detector, specialist_entries
+
+            run_guarded(save_detector, b, domain, spec, onnx=True, onnx_imgsz=imgsz,
+                        replace_legacy=weights is None)
+            path = Path(specialist_entries(b)[domain]["path"]) / ONNX_FILE
+        else:
+            run_guarded(spec.to_bundle, b, onnx=True, onnx_imgsz=imgsz)
+            path = b.path("specialist") / ONNX_FILE
     else:
         if weights is None:
             fail("--out needs --weights")

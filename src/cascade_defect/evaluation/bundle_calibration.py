@@ -35,6 +35,21 @@ def gate_z_scores(gate, samples: Sequence[Sample], batch_size: int = 8,
     return np.asarray(z, dtype=np.float64)
 
 
+def by_source(z: np.ndarray, y: np.ndarray, names: Sequence[str], tau: float) -> dict[str, dict[str, Any]]:
+    """Per source: frames, defectives, recall (None without defectives) and escalation at τ (the policy's rule)."""
+    from ..cascade.decide import escalates
+
+    out: dict[str, dict[str, Any]] = {}
+    up = np.asarray(escalates(z, tau), dtype=bool)
+    for name in dict.fromkeys(names):
+        sel = np.array([n == name for n in names])
+        d = int(y[sel].sum())
+        out[name] = {"frames": int(sel.sum()), "defective": d,
+                     "recall": None if d == 0 else float(up[sel & y].sum() / d),
+                     "escalation": float(up[sel].mean())}
+    return out
+
+
 def _evidence_hash(names: Sequence[str], z: np.ndarray, y: np.ndarray) -> str:
     """SHA-256 of one evidence source as used: every item's name, z (repr) and label, in order."""
     h = hashlib.sha256()
@@ -44,7 +59,10 @@ def _evidence_hash(names: Sequence[str], z: np.ndarray, y: np.ndarray) -> str:
 
 
 def _detections(specialist, images: Sequence[np.ndarray], domain: str) -> list:
-    """The detector's detections on each image (the router's `detect_batch` protocol)."""
+    """The detections of `domain`'s Layer 2 on each image (the router's `detect_batch(images, domain)` protocol;
+    a layer object without `serves` takes the images alone)."""
+    if hasattr(specialist, "serves"):
+        return list(specialist.detect_batch(list(images), domain))
     return list(specialist.detect_batch(list(images)))
 
 
@@ -66,6 +84,8 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     base = {"target_precision": target_precision, "confidence": confidence, "frames": len(samples)}
     if specialist is None:
         specialist = load_specialist(bundle)
+    if specialist is not None and hasattr(specialist, "serves") and not specialist.serves(domain):
+        specialist = None  # a detector of other domains never sets this domain's bars
     if specialist is None:  # bars stay as they are: calibrate again once a detector is in the bundle
         return {**base, "detector": None, "bars": None, "classes": {}, "decided": 0, "coverage": None,
                 "precision": None, "certified_precision": None,
@@ -108,13 +128,19 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
                      max_escalation: float | None = None, use_out_of_fold: bool = True,
                      l2_precision: float | None = None, l2_bar: float | None = None,
                      data_info: dict[str, Any] | None = None, batch_size: int = 8, specialist=None,
-                     on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
+                     on_batch: Callable[[int], None] | None = None,
+                     sources: Sequence[str] | None = None) -> dict[str, Any]:
     """Choose τ for `domain` on the slice (and the gate's out-of-fold scores), write it; returns the record.
 
     mode `risk` (default): the least-escalating τ whose recall meets `target_recall` (default 0.98)
     on every evidence source (`calibration.calibrate_risk`); `knee` / `recall` as before. With
     `l2_precision`, also the domain's Layer-2 bars on the slice's frames that τ escalates
     (`calibrate_layer2`). Raises `ConfigError` when no τ can be chosen, leaving the bundle unchanged.
+
+    `sources` (parallel to `samples`) names each sample's data source (a domain with several, e.g. Severstal
+    tiles and NEU-DET): in `risk` mode each source's part of the slice is its own evidence source, so τ meets
+    the recall floor on every one of them; in every mode the record gives recall and escalation at τ per
+    source (`by_source`), so a source the gate misses cannot hide in the pooled figure.
     """
     from .calibration import DEFAULT_TARGET_RECALL, calibrate, calibrate_sources
     from .drift import drift_reference
@@ -123,6 +149,7 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
 
     if mode not in ("risk", "knee", "recall"):
         raise ConfigError(f"calibration mode must be risk, knee or recall, not {mode!r}")
+    names = list(sources) if sources is not None else ["all"] * len(samples)
     labelled = [s for s in samples if s.defective is not None]
     if len(labelled) < len(samples):
         raise DataError(f"domain {domain}", f"{len(samples) - len(labelled)} validation images have no "
@@ -133,6 +160,7 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     z = gate_z_scores(gate, labelled, batch_size, on_batch)
     y = np.array([bool(s.defective) for s in labelled])
     info = {**(data_info or {}), "sha256": data_fingerprint(labelled)}
+    data_sources = [n for s, n in zip(samples, names) if s.defective is not None]
     sources: dict[str, dict[str, Any]] = {"validation": {
         "kind": "held-out validation slice, scored by the bundle's gate", **info,
         "frames": int(y.size), "defective": int(y.sum()), "normal": int((~y).sum()),
@@ -140,6 +168,16 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     if mode == "risk":
         target = target_recall if target_recall is not None else DEFAULT_TARGET_RECALL
         evidence = {"validation": (z, y)}
+        if len(set(data_sources)) > 1:  # every data source's part of the slice must meet the floor too
+            for name in dict.fromkeys(data_sources):
+                sel = np.array([n == name for n in data_sources])
+                if y[sel].any():
+                    evidence[f"validation:{name}"] = (z[sel], y[sel])
+                    sources[f"validation:{name}"] = {
+                        "kind": f"the part of the validation slice from source '{name}'", "frames": int(sel.sum()),
+                        "defective": int(y[sel].sum()), "normal": int((~y[sel]).sum()),
+                        "evidence_sha256": _evidence_hash(
+                            [Path(s.image_path).name for s, k in zip(labelled, sel) if k], z[sel], y[sel])}
         oof = getattr(gate, "out_of_fold_", None) if use_out_of_fold else None
         if oof:
             oz, oy = np.asarray(oof["z"], dtype=float), np.asarray(oof["defective"], dtype=bool)
@@ -181,13 +219,15 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
         "bound": "one-sided Clopper-Pearson lower bound on Layer-1 recall",
         **achieved,
         "escalation_rate": result.metrics().get("escalation_rate"),
-        "evidence": {"sources": sources, "defective": sum(v["defective"] for v in sources.values()),
-                     "normal": sum(v["normal"] for v in sources.values()), "sha256": evidence_hash},
+        "evidence": {"sources": sources,  # a data source's part of the slice (validation:NAME) is counted once
+                     "defective": sum(v["defective"] for k, v in sources.items() if ":" not in k),
+                     "normal": sum(v["normal"] for k, v in sources.items() if ":" not in k), "sha256": evidence_hash},
         "warnings": warnings,
         "frames": int(len(labelled)),
         "defective": int(y.sum()),
         "data": info,
         "result": result.as_dict(include_curve=True),
+        "by_source": by_source(z, y, data_sources, tau),
         "drift": drift_reference(z, tau),  # what production z is compared with (evaluation.drift)
         "layer2": None,
     }

@@ -154,15 +154,23 @@ def record_frames(frames: Sequence[Frame], tracks: Sequence[str], gate: Any, spe
                 recs[i].anomaly_map = _small_map(getattr(r, "anomaly_map", None), map_side)
     if specialist is not None:
         ok = [i for i, r in enumerate(recs) if not r.excluded]
-        def detect(ids: list[int]) -> Sequence[Any]:
-            return specialist.detect_batch([frames[j].image for j in ids])
+        serves = getattr(specialist, "serves", None)
+        for domain, idx in by_domain.items():  # each domain's frames to its own Layer 2, if it has one
+            if serves is not None and not serves(domain):
+                continue
+            keep = set(idx)
+            mine = [i for i in ok if i in keep]
 
-        for i, r, ms in _timed_batches(detect, ok, batch_size):
-            recs[i].specialist_ms = ms
-            if isinstance(r, Exception):
-                recs[i].specialist_error = f"layer 2: {r}"
-            else:
-                recs[i].detections = tuple(r)
+            def detect(ids: list[int], d: str = domain) -> Sequence[Any]:
+                images = [frames[j].image for j in ids]
+                return specialist.detect_batch(images, d) if serves is not None else specialist.detect_batch(images)
+
+            for i, r, ms in _timed_batches(detect, mine, batch_size):
+                recs[i].specialist_ms = ms
+                if isinstance(r, Exception):
+                    recs[i].specialist_error = f"layer 2: {r}"
+                else:
+                    recs[i].detections = tuple(r)
     return recs
 
 

@@ -71,15 +71,24 @@ def detector_overlap(specs: Sequence[TrackSpec], samples: Sequence[Sample], trac
     return out
 
 
-def training_source(bundle) -> Mapping[str, Any] | None:
-    """The training record (`fit.source`) of the bundle's specialist, or None when it has none."""
+def training_source(bundle, domain: str | None = None) -> Mapping[str, Any] | None:
+    """The training record (`fit.source`) of the detector serving `domain` (None: the bundle's only
+    detector), or None when there is none (or it is a gate acting as Layer 2)."""
     import json
 
+    from ..specialist.store import YOLO, specialist_entries
     from ..specialist.yolo import META_FILE
 
-    if not bundle.has("specialist"):
+    entries = specialist_entries(bundle)
+    entry = entries.get(domain) if domain is not None else None
+    if entry is None:
+        entry = entries.get(None)
+    if entry is None and domain is None:
+        yolo = [e for e in entries.values() if e.get("kind") == YOLO]
+        entry = yolo[0] if len(yolo) == 1 else None
+    if entry is None or entry.get("kind") != YOLO:
         return None
-    meta = bundle.path("specialist") / META_FILE
+    meta = entry["path"] / META_FILE
     if not meta.is_file():
         return None
     return (json.loads(meta.read_text()).get("fit") or {}).get("source")

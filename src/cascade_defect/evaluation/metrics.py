@@ -81,6 +81,7 @@ def system_metrics(dec: Decided, idx: np.ndarray, records: Sequence[FrameRecord]
         "to_specialist": float(dec.reached_specialist[idx].sum() / n),
         "to_oracle": float(dec.reached_oracle[idx].sum() / n),
     }
+    out["layer2"] = layer2_metrics(dec, idx, records, aliases, layers, labels)
     cost = dec.cost[idx]
     cost_ci = bootstrap_ci(_per_100k, cost, n_resamples=n_resamples, level=level, seed=seed)
     out["oracle_calls"] = int(dec.oracle_called[idx].sum())
@@ -92,6 +93,21 @@ def system_metrics(dec: Decided, idx: np.ndarray, records: Sequence[FrameRecord]
     out["cost_per_100k"] = cost_ci.as_dict()
     out["latency_ms"] = percentiles(dec.latency[idx])
     return out
+
+
+def layer2_metrics(dec: Decided, idx: np.ndarray, records: Sequence[FrameRecord], aliases: Mapping[str, str],
+                   layers: Sequence[Any], labels: Sequence[str | None]) -> dict[str, Any]:
+    """What Layer 2 did: frames that reached it, how many it decided (coverage = decided / reached) and how many
+    of those were right — the defect/no-defect call, and the class where the frame's classes are known."""
+    reached = int(dec.reached_specialist[idx].sum())
+    mine = [(k, i) for k, i in enumerate(idx) if layers[k] == 2]
+    right = sum(1 for k, i in mine if predicted_defective(labels[k], "defective") == bool(records[i].defective))
+    cls = [_class_correct(labels[k], records[i], aliases) for k, i in mine]
+    known = [c for c in cls if c is not None]
+    return {"reached": reached, "decided": len(mine),
+            "coverage": len(mine) / reached if reached else None,
+            "precision": right / len(mine) if mine else None,
+            "class_precision": sum(known) / len(known) if known else None, "class_known": len(known)}
 
 
 def class_confusion(dec: Decided, idx: np.ndarray, records: Sequence[FrameRecord],

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 
+from ..data.sources import expand_root
 from ..errors import ConfigError, DataError
 from ..records import Frame, Sample
 from .balance import BalancedSample, Short, balanced_sample
@@ -46,7 +47,6 @@ KINDS = {
 _KEYS = {"name", "kind", "format", "root", "domain", "split", "limit", "class_names", "seed",
          "split_ratios", "description"}
 _REQUIRED = ("name", "kind", "format", "root", "domain")
-_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # used with fullmatch
 
 
@@ -83,23 +83,6 @@ class TrackSpec:
 
 
 # -- parsing ---------------------------------------------------------------------------------
-
-
-def expand_root(raw: str, base: Path | None, where: str, environ: Mapping[str, str] | None = None) -> Path:
-    """Expand ``${VAR}``/``$VAR`` and ``~`` in `raw`; relative paths are taken from `base`."""
-    env = os.environ if environ is None else environ
-
-    def sub(m: re.Match) -> str:
-        var = m.group(1) or m.group(2)
-        value = env.get(var)
-        if value is None or not value.strip():
-            raise ConfigError(f"{where}: root {raw!r} uses ${{{var}}}, which is not set")
-        return value
-
-    path = Path(_VAR.sub(sub, raw)).expanduser()
-    if not path.is_absolute() and base is not None:
-        path = base / path
-    return path
 
 
 def _class_names(value: Any, where: str, fmt: str) -> dict[Any, str]:

@@ -63,6 +63,8 @@ def _gate_summary(gate) -> dict:
     summary = gate.summary()
     if getattr(gate, "selection_", None) is not None:
         summary["selection"] = gate.selection_
+    if getattr(gate, "sources_", None):
+        summary["sources"] = gate.sources_
     return summary
 
 
@@ -155,6 +157,7 @@ def _load_domain(folder: Path, domain: str, overrides: Mapping):
     gate.domain_ = domain
     summary = config.get("summary", {})
     gate.selection_ = selection
+    gate.sources_ = summary.get("sources")
     try:
         if hasattr(gate, "read_files"):  # supervised, combined
             gate.read_files(folder, config, lambda sub, name: _load_domain(sub, name, overrides))

@@ -48,29 +48,34 @@ from .synthetic_anomalies import DEFAULT_KINDS, KINDS, add_anomaly
 @dataclass(frozen=True)
 class LabelledDefective:
     """A defective training image: `mask` (HxW bool, original size) when known, else `boxes`
-    (xyxy original pixels) when known, else only the image label."""
+    (xyxy original pixels) when known, else only the image label. `group` names its source (e.g.
+    ``neu-det``): with defectives of several sources, training draws a source evenly, then one of
+    its defectives, so a large source does not drown a small one."""
 
     image: ImageLike
     mask: np.ndarray | None = None
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     name: str | None = None
+    group: str | None = None
 
 
-def defectives_from_samples(samples) -> list[LabelledDefective]:
-    """`LabelledDefective`s of a reader's defective samples (mask loaded lazily at fit time)."""
+def defectives_from_samples(samples, groups: Sequence[str] | None = None) -> list[LabelledDefective]:
+    """`LabelledDefective`s of a reader's defective samples (mask loaded lazily at fit time);
+    `groups` (parallel to `samples`) names each one's source."""
     out = []
-    for s in samples:
+    for i, s in enumerate(samples):
         if not s.defective:
             continue
-        out.append(_SampleDefective(s))
+        out.append(_SampleDefective(s, None if groups is None else groups[i]))
     return out
 
 
 class _SampleDefective:
     """A reader `Sample` viewed as a `LabelledDefective` (mask loaded when first asked for)."""
 
-    def __init__(self, sample):
+    def __init__(self, sample, group: str | None = None):
         self.sample = sample
+        self.group = group
         self.image = sample.image_path
         self.name = str(sample.image_path)
         self.boxes = tuple(tuple(b.as_list()) for b in sample.boxes)
@@ -241,6 +246,12 @@ class SupervisedGate(OnnxEngine):
             pos.append(grey)
             pos_masks.append(None if mask is None else _cells(np.asarray(mask, bool), grey.shape))
         self.supervision_ = supervision
+        groups = [getattr(d, "group", None) for d in defectives]
+        by_group: list[list[int]] = []
+        if len(set(groups)) > 1:  # several sources: draw a source evenly, then one of its defectives
+            by_group = [[j for j, g in enumerate(groups) if g == key] for key in sorted(set(groups), key=str)]
+            self.defectives_by_source_ = {str(key): len(idx) for key, idx in
+                                          zip(sorted(set(groups), key=str), by_group)}
         shape = (min(g.shape[0] for g in normals + pos), min(g.shape[1] for g in normals + pos))
         if self.crop:  # square-ish crops: cheaper steps; a masked defective's crop holds its defect
             shape = (min(shape[0], self.crop), min(shape[1], self.crop))
@@ -294,7 +305,11 @@ class SupervisedGate(OnnxEngine):
                     cells = _cells(m, g.shape)
                     xs.append(g), seg_t.append(cells), seg_w.append(1.0), dec_t.append(1.0)
                 else:
-                    j = int(rng.integers(len(pos)))
+                    if by_group:
+                        members = by_group[int(rng.integers(len(by_group)))]
+                        j = members[int(rng.integers(len(members)))]
+                    else:
+                        j = int(rng.integers(len(pos)))
                     g, cells = draw(pos[j], pos_masks[j])
                     xs.append(g), dec_t.append(1.0)
                     seg_t.append(cells if cells is not None else np.zeros((gh, gw), np.float32))
@@ -399,6 +414,8 @@ class SupervisedGate(OnnxEngine):
             "defectives_available": int(getattr(self, "defectives_available_", 0)),
             "defectives_used": len(getattr(self, "defectives_used_", [])),
             "supervision": dict(getattr(self, "supervision_", {})),
+            **({"defectives_by_source": dict(self.defectives_by_source_)}
+               if getattr(self, "defectives_by_source_", None) else {}),
             "train_shape": list(getattr(self, "train_shape_", [])),
             "train_seconds": round(float(getattr(self, "train_seconds_", 0.0)), 2),
             "final_train_loss": float(np.mean(self.train_losses_[-10:])) if self.train_losses_ else None,
@@ -436,5 +453,6 @@ class SupervisedGate(OnnxEngine):
         self.defectives_used_ = list(config.get("defectives_used", []))
         self.out_of_fold_ = config.get("out_of_fold")
         self.supervision_ = summary.get("supervision", {})
+        self.defectives_by_source_ = summary.get("defectives_by_source", {})
         self.train_shape_ = summary.get("train_shape", [])
         self.train_seconds_ = summary.get("train_seconds", 0.0)

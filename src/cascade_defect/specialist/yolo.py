@@ -275,9 +275,25 @@ class Specialist(DetectorBase):
                 self.export_onnx(folder / ONNX_FILE, imgsz=onnx_imgsz)
 
     @classmethod
-    def from_bundle(cls, bundle: Any, **overrides: Any) -> "Specialist":
-        """Load the specialist stored in a bundle's "specialist" component."""
-        return cls.load(bundle.path(BUNDLE_COMPONENT), **overrides)
+    def from_bundle(cls, bundle: Any, domain: str | None = None, **overrides: Any) -> "Specialist":
+        """Load the detector stored in a bundle's "specialist" component: `domain`'s where the bundle holds one
+        per domain (without `domain`: its only YOLO detector), else the one detector it holds."""
+        from .store import YOLO, specialist_entries
+
+        entries = specialist_entries(bundle)
+        if domain is not None and domain in entries:
+            entry = entries[domain]
+        elif None in entries:
+            entry = entries[None]
+        else:
+            yolo = {d: e for d, e in entries.items() if e.get("kind") == YOLO}
+            if domain is not None or len(yolo) != 1:
+                raise ConfigError(f"{bundle.root}: no single detector to load" + (f" for domain '{domain}'" if domain
+                                  else "") + f" (YOLO detectors for: {', '.join(sorted(map(str, yolo))) or 'none'})")
+            entry = next(iter(yolo.values()))
+        if entry.get("kind") != YOLO:
+            raise ConfigError(f"{bundle.root}: domain '{domain}' has no YOLO detector (its Layer 2 is {entry['kind']})")
+        return cls.load(entry["path"], **overrides)
 
     # -- inference ----------------------------------------------------------------------------
     def _detect(self, views: list[np.ndarray], conf: float, max_det: int) -> list[np.ndarray]:
