@@ -124,7 +124,8 @@ def main() -> None:
         rows = []
         for size in sizes:
             torch_det = Specialist.load(weights, device="cpu", imgsz=size)
-            onnx_det = OnnxSpecialist(torch_det.export_onnx(work / f"m{size}.onnx", imgsz=size), threads=args.threads)
+            fixed = torch_det.export_onnx(work / f"m{size}.onnx", imgsz=size, dynamic=False)  # fastest graph
+            onnx_det = OnnxSpecialist(fixed, threads=args.threads)
             for name, det in (("torch (Ultralytics)", torch_det), ("onnxruntime", onnx_det)):
                 rows.append({"scenario": "image 200x200", "path": name, "imgsz": size, **_latency(det, images)})
                 print(f"{rows[-1]}", file=sys.stderr)
@@ -134,8 +135,8 @@ def main() -> None:
 
             tiles = TilePolicy()  # whatever the weights were trained on, frames are tiled here
             torch_det = Specialist.load(weights, device="cpu", imgsz=320, tile_policy=tiles)
-            onnx_det = OnnxSpecialist(torch_det.export_onnx(work / "m320f.onnx", imgsz=320), threads=args.threads,
-                                      tile_policy=tiles)
+            fixed = torch_det.export_onnx(work / "m320f.onnx", imgsz=320, dynamic=False)
+            onnx_det = OnnxSpecialist(fixed, threads=args.threads, tile_policy=tiles)
             for name, det in (("torch (Ultralytics)", torch_det), ("onnxruntime", onnx_det)):
                 tiles = det.predict(frames[:1])[0].tiles
                 rows.append({"scenario": f"Severstal frame 1600x256 ({tiles} tiles)", "path": name, "imgsz": 320,

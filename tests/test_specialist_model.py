@@ -165,6 +165,24 @@ def test_evaluate_torch_and_onnx_agree(trained, onnx_path):
     assert 0.0 <= m_torch["map50_95"] <= m_torch["map50"] <= 1.0
 
 
+def test_a_fixed_shape_onnx_graph_is_evaluated_as_ultralytics_does(trained, tmp_path):
+    """A --static graph only takes imgsz x imgsz: it is evaluated on that shape, as YOLO.val does."""
+    from cascade_defect.specialist.offline import stdout_to_stderr
+
+    spec, data = trained
+    path = spec.export_onnx(tmp_path / "fixed.onnx", dynamic=False)
+    fixed = OnnxSpecialist(path, threads=1)
+    assert fixed.fixed_hw_ == (64, 64) and fixed.batch_fixed_ == 1
+    assert OnnxSpecialist(spec.export_onnx(tmp_path / "any.onnx"), threads=1).fixed_hw_ is None  # the default
+    ours = evaluate_yaml(fixed, data, split="test")
+    with stdout_to_stderr():
+        theirs = load_ultralytics()(str(path), task="detect").val(
+            data=str(data), split="test", imgsz=64, batch=1, conf=0.001, iou=fixed.iou, max_det=300, device="cpu",
+            plots=False, verbose=False, project=str(tmp_path / "val"), workers=0)
+    assert ours["map50"] == pytest.approx(theirs.box.map50, abs=1e-3)
+    assert ours["map50_95"] == pytest.approx(theirs.box.map, abs=1e-3)
+
+
 def test_save_load_and_bundle_round_trip(trained, test_images, tmp_path):
     from cascade_defect.bundles.bundle import Bundle
 

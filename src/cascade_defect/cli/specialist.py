@@ -299,7 +299,10 @@ def export_onnx_cmd(
         None, "--domain", help="With --bundle: the domain this detector serves (one detector per domain; "
                                "without it, one detector for every domain as before)."),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", help="Input size (default: the training size)."),
-    dynamic: bool = typer.Option(False, "--dynamic", help="Allow any batch and image size (--out only)."),
+    dynamic: bool = typer.Option(
+        True, "--dynamic/--static",
+        help="Any batch and image size (default; needed for eval to match the torch path), or a fixed "
+             "1x3xIMGSZxIMGSZ graph, slightly faster (--out only)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Export to ONNX for the ONNX Runtime CPU path (settings kept in the file's metadata)."""

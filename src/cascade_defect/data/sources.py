@@ -120,6 +120,27 @@ def parse_source_option(text: str, taken: set[str] | None = None) -> SourceSpec:
     return SourceSpec(name=name, format=fmt, root=Path(root).expanduser(), root_as_written=root)
 
 
+def entry_ratios(entry: Mapping[str, Any], label: str):
+    """An entry's optional `split_ratios` (a string or a list), validated; None when absent."""
+    ratios = entry.get("split_ratios")
+    if ratios is None:
+        return None
+    from .splits import parse_ratios
+
+    try:
+        return parse_ratios(ratios if isinstance(ratios, str) else list(ratios))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{label}: split_ratios: {exc}") from None
+
+
+def entry_limit(entry: Mapping[str, Any], label: str) -> int | None:
+    """An entry's optional `limit` (a positive integer); None when absent."""
+    limit = entry.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"{label}: limit must be a positive integer, got {limit!r}")
+    return limit
+
+
 def parse_sources(data: Any, origin: str, base: Path | None = None,
                   environ: Mapping[str, str] | None = None) -> tuple[str | None, list[SourceSpec]]:
     """Validate a sources document: ``{domain?, sources: [...]}`` or a bare list; returns (domain, specs)."""
@@ -154,14 +175,7 @@ def parse_sources(data: Any, origin: str, base: Path | None = None,
         if name in taken:
             raise ConfigError(f"{origin}: source name '{name}' is used twice")
         taken.add(name)
-        ratios = entry.get("split_ratios")
-        if ratios is not None:
-            from .splits import parse_ratios
-
-            try:
-                ratios = parse_ratios(ratios if isinstance(ratios, str) else list(ratios))
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(f"{label}: split_ratios: {exc}") from None
+        ratios = entry_ratios(entry, label)
         names = entry.get("class_names")
         if names is not None:
             from .summary import parse_class_names
@@ -174,9 +188,7 @@ def parse_sources(data: Any, origin: str, base: Path | None = None,
                 names = parse_class_names(str(names))
             except Exception as exc:  # noqa: BLE001 - any parse failure is a config error naming the file
                 raise ConfigError(f"{label}: class_names: {exc}") from None
-        limit = entry.get("limit")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ConfigError(f"{label}: limit must be a positive integer, got {limit!r}")
+        limit = entry_limit(entry, label)
         root = expand_root(str(entry["root"]), base, label, environ)
         specs.append(SourceSpec(name=name, format=fmt, root=root, split_ratios=ratios, class_names=names,
                                 root_as_written=str(entry["root"]), limit=limit))

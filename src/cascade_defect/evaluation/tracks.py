@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 
-from ..data.sources import expand_root
+from ..data.sources import entry_limit, entry_ratios, expand_root
 from ..errors import ConfigError, DataError
 from ..records import Frame, Sample
 from .balance import BalancedSample, Short, balanced_sample
@@ -150,21 +150,11 @@ def parse_track(entry: Any, index: int, origin: str, base: Path | None,
         if norm is None:
             raise ConfigError(f"{label}: split {split!r} must be train, val or test")
         split = norm
-    limit = entry.get("limit")
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigError(f"{label}: limit must be a positive integer, got {limit!r}")
+    limit = entry_limit(entry, label)
     seed = entry.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"{label}: seed must be an integer, got {seed!r}")
-    ratios = entry.get("split_ratios")
-    if ratios is not None:
-        from ..data.splits import parse_ratios
-
-        try:
-            ratios = parse_ratios(ratios if isinstance(ratios, str) else list(ratios))
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{label}: split_ratios: {exc}") from None
+    ratios = entry_ratios(entry, label)
     names = entry.get("class_names")
     return TrackSpec(
         name=name, kind=kind, format=fmt, root=root, domain=domain, split=split, limit=limit,

@@ -10,6 +10,8 @@ Detections travel as float arrays of shape (N, 6): ``x1, y1, x2, y2, confidence,
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -125,3 +127,54 @@ def decode_yolo(raw: np.ndarray, conf: float, iou: float, max_det: int,
     if len(dets) > max_nms:
         dets = dets[np.argsort(-dets[:, 4], kind="stable")[:max_nms]]
     return class_aware_nms(dets, iou, max_det)
+
+
+def validator_shape(h: int, w: int, imgsz: int, stride: int = 32, pad: float = 0.5) -> tuple[int, int]:
+    """The (h, w) input Ultralytics' validator (`rect=True`) gives an h x w image resized to `imgsz`.
+
+    `ceil(shape * imgsz / stride + pad) * stride` with shape the aspect pair of the long side
+    (`YOLODataset.set_rectangle`, one image per batch): 288 x 288 for a square image at 256.
+    """
+    ar = h / w
+    shape = [ar, 1.0] if ar < 1 else [1.0, 1 / ar] if ar > 1 else [1.0, 1.0]
+    out = np.ceil(np.array(shape) * imgsz / stride + pad).astype(int) * stride
+    return int(out[0]), int(out[1])
+
+
+def validator_input(view: np.ndarray, imgsz: int, shape: tuple[int, int] | None = None, stride: int = 32
+                    ) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
+    """`view` (HxWx3 uint8) prepared as Ultralytics' validator prepares an image.
+
+    The long side resized to `imgsz` (`BaseDataset.load_image`: ceil, INTER_LINEAR), then centred
+    on a grey canvas of `shape` (h, w) (`LetterBox(auto=False, scaleup=False)`); `shape` None is
+    the validator's rectangular shape (`validator_shape`). Returns the padded image, the (left, top)
+    offset of the image in it and the resized (w, h), for `validator_unmap`.
+    """
+    h0, w0 = view.shape[:2]
+    r = imgsz / max(h0, w0)
+    im = view
+    if r != 1:
+        im = cv2.resize(view, (min(math.ceil(w0 * r), imgsz), min(math.ceil(h0 * r), imgsz)),
+                        interpolation=cv2.INTER_LINEAR)
+    h1, w1 = im.shape[:2]
+    if shape is None:
+        shape = validator_shape(h1, w1, imgsz, stride)
+    g = min(shape[0] / h1, shape[1] / w1, 1.0)  # scaleup=False: only a too small canvas shrinks the image
+    if g < 1:
+        im = cv2.resize(im, (round(w1 * g), round(h1 * g)), interpolation=cv2.INTER_LINEAR)
+    h2, w2 = im.shape[:2]
+    dw, dh = (shape[1] - w2) / 2, (shape[0] - h2) / 2
+    top, bottom, left, right = round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1)
+    padded = cv2.copyMakeBorder(im, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                                value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
+    return padded, (left, top), (w2, h2)
+
+
+def validator_unmap(dets: np.ndarray, offset: tuple[float, float], resized: tuple[int, int],
+                    shape: tuple[int, int]) -> np.ndarray:
+    """Boxes on a `validator_input` canvas back to the (h, w) `shape` view's pixels, unclipped
+    (the validator matches unclipped boxes against the labels)."""
+    out = np.asarray(dets, dtype=np.float64).copy()
+    out[:, [0, 2]] = (out[:, [0, 2]] - offset[0]) * (shape[1] / resized[0])
+    out[:, [1, 3]] = (out[:, [1, 3]] - offset[1]) * (shape[0] / resized[1])
+    return out.astype(np.float32)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..imaging import DEFAULT_MAX_PIXELS
 from ..records import Sample
+from .boxes import validator_input, validator_unmap
 from .inference import ImageInput, Prediction, detect_batch
 from .metrics import detection_metrics
 from .tiles import TilePolicy
@@ -27,6 +28,7 @@ class DetectorBase:
     """Batch prediction for a YOLO detector, whatever runs the network."""
 
     names_: Mapping[int, str]
+    imgsz: int
     conf: float
     iou: float
     max_det: int
@@ -37,9 +39,38 @@ class DetectorBase:
     def _detect(self, views: list[np.ndarray], conf: float, max_det: int) -> list[np.ndarray]:
         raise NotImplementedError
 
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        """The raw network on a float32 NCHW batch in [0, 1]: (B, 4 + nc, anchors)."""
+        raise NotImplementedError
+
+    def _eval_canvas(self) -> tuple[int, int] | None:
+        """The (h, w) input the network requires (a fixed-shape graph), None when it takes any."""
+        return None
+
     def _detect_for_eval(self, views: list[np.ndarray], conf: float, max_det: int) -> list[np.ndarray]:
-        """Detection for `evaluate` (default: as `_detect`; the torch detector follows the validator)."""
-        return self._detect(views, conf, max_det)
+        """Detect as Ultralytics' validator does (`YOLO.val`), the same for every backend.
+
+        Per view: `boxes.validator_input` (the long side resized to `imgsz`, padded to the
+        validator's rectangular shape, or to the network's fixed input shape when it has one),
+        `_forward`, Ultralytics' multi-label NMS, boxes mapped back unclipped. Only `_forward`
+        differs between the torch and the ONNX detector.
+        """
+        import torch
+
+        from .offline import load_ultralytics
+
+        load_ultralytics()
+        from ultralytics.utils.nms import non_max_suppression
+
+        canvas = self._eval_canvas()
+        out = []
+        for view in views:
+            padded, offset, resized = validator_input(view, self.imgsz, canvas)
+            x = np.ascontiguousarray(padded.transpose(2, 0, 1))[None].astype(np.float32) / 255.0
+            raw = torch.from_numpy(np.ascontiguousarray(self._forward(x), dtype=np.float32))
+            dets = non_max_suppression(raw, conf, self.iou, multi_label=True, max_det=max_det)[0]
+            out.append(validator_unmap(dets[:, :6].numpy(), offset, resized, view.shape[:2]))
+        return out
 
     def _check_fitted(self) -> None:
         from ..errors import WeightsUnavailableError
@@ -70,9 +101,10 @@ class DetectorBase:
     def evaluate(self, samples: Sequence[Sample], *, batch: int = 16) -> dict:
         """mAP of this detector on samples with ground-truth boxes (defect-free samples count too).
 
-        Uses the validator's settings (confidence floor 0.001, up to 300 detections per image,
-        and for the torch detector its preprocessing and multi-label NMS) and the full inference
-        path, tiling included; the numbers come from Ultralytics' own metric code. Returns
+        Uses the validator's settings (confidence floor 0.001, up to 300 detections per image),
+        its preprocessing and multi-label NMS (`_detect_for_eval`, one path for torch and ONNX)
+        and the full inference path, tiling included; the numbers come from Ultralytics' own
+        metric code. Returns
         `{"images", "map50", "map50_95", "per_class": {name: {"ap50", "ap50_95", "instances"}}}`.
         """
         detections, truths = [], []

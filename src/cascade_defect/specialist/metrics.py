@@ -6,7 +6,7 @@ thresholds 0.50:0.95), IoU is `ultralytics.utils.metrics.box_iou` and per-class 
 `ultralytics.utils.metrics.ap_per_class` (101-point COCO interpolation). Only classes with
 ground-truth instances enter the mean. Working on `Prediction`s (not on tiles) means the numbers
 include the tiling and merging the layer really does, and the same code scores the torch and the
-ONNX path; with the torch detector's evaluation path (`Specialist._detect_for_eval`) the numbers
+ONNX path; with the evaluation path both share (`DetectorBase._detect_for_eval`) the numbers
 equal `YOLO(weights).val(...)` on the same images (tests/test_specialist_metrics_parity.py).
 """
 

@@ -308,20 +308,10 @@ class Specialist(DetectorBase):
             )
         return [r.boxes.data.cpu().numpy()[:, :6].astype(np.float32) for r in results]
 
-    def _detect_for_eval(self, views: list[np.ndarray], conf: float, max_det: int) -> list[np.ndarray]:
-        """Detect as Ultralytics' validator does (`YOLO.val`), so mAP agrees with its numbers.
-
-        Per view: the long side resized to `imgsz` (the validator's `load_image`), padded to its
-        rectangular batch shape (`ceil(shape * imgsz / stride + 0.5) * stride`, `rect=True`),
-        the fused network, multi-label NMS; boxes mapped back to the view's pixels unclipped.
-        """
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        """The fused network (as the validator runs it) on a float32 NCHW batch: raw head output."""
         self._check_fitted()
-        import math
-
-        import cv2
         import torch
-        from ultralytics.data.augment import LetterBox
-        from ultralytics.utils.nms import non_max_suppression
 
         net = getattr(self, "_val_net_", None)
         if net is None:
@@ -329,31 +319,10 @@ class Specialist(DetectorBase):
 
             net = copy.deepcopy(self.model_.model).to(self._device_ or "cpu").float().fuse().eval()
             self._val_net_ = net
-        stride = max(int(net.stride.max()), 32)
-        out = []
-        for view in views:
-            h0, w0 = view.shape[:2]
-            r = self.imgsz / max(h0, w0)
-            im = view[..., ::-1]  # the validator reads BGR and converts back to RGB
-            if r != 1:
-                im = cv2.resize(im, (min(math.ceil(w0 * r), self.imgsz), min(math.ceil(h0 * r), self.imgsz)),
-                                interpolation=cv2.INTER_LINEAR)
-            h1, w1 = im.shape[:2]
-            ar = h1 / w1
-            shape = [ar, 1] if ar < 1 else [1, 1 / ar] if ar > 1 else [1, 1]
-            batch_shape = (np.ceil(np.array(shape) * self.imgsz / stride + 0.5).astype(int) * stride).tolist()
-            padded = LetterBox(new_shape=tuple(batch_shape), auto=False, scaleup=False)(image=np.ascontiguousarray(im))
-            top = (padded.shape[0] - h1) / 2
-            left = (padded.shape[1] - w1) / 2
-            x = torch.from_numpy(np.ascontiguousarray(padded[..., ::-1].transpose(2, 0, 1))).float()[None] / 255
-            with torch.inference_mode():
-                pred = net(x.to(next(net.parameters()).device))
-                dets = non_max_suppression(pred, conf, self.iou, multi_label=True, max_det=max_det)[0]
-            d = dets[:, :6].cpu().numpy().astype(np.float64)
-            d[:, [0, 2]] = (d[:, [0, 2]] - round(left - 0.1)) * (w0 / w1)
-            d[:, [1, 3]] = (d[:, [1, 3]] - round(top - 0.1)) * (h0 / h1)
-            out.append(d.astype(np.float32))
-        return out
+        with torch.inference_mode():
+            pred = net(torch.from_numpy(batch).to(next(net.parameters()).device))
+        pred = pred[0] if isinstance(pred, (list, tuple)) else pred
+        return pred.float().cpu().numpy()
 
     def evaluate_format(self, fmt: str, root: str | Path, *, split: str | None = "test",
                         ratios: Sequence[float] | str = DEFAULT_RATIOS, seed: int = 0,
@@ -361,7 +330,7 @@ class Specialist(DetectorBase):
         """`evaluate` on a reader format; `split` picks the export's held-out part (None: all)."""
         return evaluate_format(self, fmt, root, split=split, ratios=ratios, seed=seed, class_names=class_names)
 
-    def export_onnx(self, path: str | Path, *, imgsz: int | None = None, dynamic: bool = False) -> Path:
+    def export_onnx(self, path: str | Path, *, imgsz: int | None = None, dynamic: bool = True) -> Path:
         """Export to ONNX (see `onnx_runtime.export_onnx`); returns the written file."""
         from .onnx_runtime import export_onnx
 
