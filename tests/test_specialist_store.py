@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from cascade_defect.bundles.bundle import Bundle
 from cascade_defect.cascade.assemble import load_specialist
@@ -27,7 +26,7 @@ from cascade_defect.gate import LabelledDefective, PatchCoreGate, SupervisedGate
 from cascade_defect.specialist.store import save_detector, specialist_entries
 from cascade_defect.specialist.yolo import Specialist
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small fits on one thread, restored after
 SYNTH_DETECTOR = Path(__file__).resolve().parent.parent / "src" / "cascade_defect" / "models" / "synthetic-steel"
 SIZE = (96, 64)
 SMALL = {"short_side": 64, "steps": 30, "batch_size": 8, "threads": 1, "widths": (8, 16, 24, 32)}
