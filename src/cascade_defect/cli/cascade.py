@@ -172,7 +172,7 @@ def run(
     accuracy = accuracy_vs_truth(all_decisions, {str(s.image_path): s for s in truth}) if truth else None
     drift = run_guarded(drift_for_decisions, calibration_data, all_decisions, settings())
     calibration = calibration_summary(calibration_data, domain)
-    drift_held = cascade.router.drift.held()
+    drift_held = cascade.router.drift.held() if cascade.router.drift is not None else {}
     if parquet:
         log.export_parquet(run_id, parquet)
     if json_out:
