@@ -32,3 +32,13 @@ def test_a_layer_importing_the_router_breaks_the_contract(tmp_path):
     proc = lint(tmp_path)
     assert proc.returncode == 1 and "BROKEN" in proc.stdout
     assert "cascade_defect.gate -> cascade_defect.cascade.router" in proc.stdout
+
+
+def test_bundle_storage_reading_the_settings_breaks_the_contract(tmp_path):
+    copy = tmp_path / "cascade_defect"
+    shutil.copytree(REPO / "src" / "cascade_defect", copy, ignore=shutil.ignore_patterns("models", "__pycache__"))
+    uri = copy / "bundles" / "uri.py"
+    uri.write_text(uri.read_text() + "\nfrom ..settings import settings  # storage reading its own configuration\n")
+    proc = lint(tmp_path)
+    assert proc.returncode == 1 and "BROKEN" in proc.stdout
+    assert "cascade_defect.bundles.uri -> cascade_defect.settings" in proc.stdout

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
 from ..bundles.bundle import MANIFEST, Bundle
+from ..bundles.storage import BundleStorage
 from ..contracts import ReviewSink
 from .policy import CALIBRATION_FILE, Policy
 from .router import Router
@@ -31,11 +32,29 @@ from .specialists import DetectorLayer, SpecialistSet, load_specialists
 CALIBRATION_COMPONENT = "calibration"
 
 
-def open_bundle(ref: str | Path) -> Bundle:
-    """A verified local bundle from a folder, `file://`, `s3://` or `az://` location."""
-    from ..bundles.uri import resolve_bundle
+def bundle_storage(s=None) -> BundleStorage:
+    """The bundle locations, cache and storage credentials from the settings (default: the process's)."""
+    if s is None:
+        from ..settings import settings
 
-    return resolve_bundle(ref)
+        s = settings()
+    return BundleStorage(
+        bundle=s.bundle, model_blob=s.model_blob, component_blobs=dict(s.component_blobs),
+        cache_dir=s.bundle_cache, xdg_cache_home=s.xdg_cache_home, blob_account=s.blob_account,
+        azure_account_name=s.azure_storage_account_name,
+        connection_string=s.secret("azure_storage_connection_string"),
+        account_key=s.secret("azure_storage_account_key"), sas_token=s.secret("azure_storage_sas_token"),
+        anon=s.azure_storage_anon, scrub=tuple(v.get_secret_value() for v in s.scrubbed_secrets.values()))
+
+
+def open_bundle(ref: str | Path | None = None, storage: BundleStorage | None = None) -> Bundle:
+    """A verified local bundle from a folder, `file://`, `s3://` or `az://` location; `ref` None (or
+    empty): the deployment variables' bundle (`CASCADE_BUNDLE`, `BLOB_ACCOUNT` + `*_MODEL_BLOB`).
+    `storage` defaults to the settings' (`bundle_storage()`)."""
+    from ..bundles.uri import resolve_bundle, resolve_configured_bundle
+
+    storage = storage or bundle_storage()
+    return resolve_bundle(ref, storage=storage) if ref else resolve_configured_bundle(storage)
 
 
 def read_calibration(bundle: Bundle) -> dict[str, Any]:
@@ -383,6 +402,6 @@ def _review_queue(oracle: Any, db) -> ReviewSink:
 
 
 __all__ = ["LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
-           "build_router", "bundle_version", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
+           "build_router", "bundle_storage", "bundle_version", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
            "open_bundle", "oracle_from_settings", "oracle_taxonomy", "price_table", "read_calibration", "review_labels",
            "SpecialistSet", "write_calibration"]

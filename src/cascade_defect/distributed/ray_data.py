@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..bundles.uri import storage_options_for
-from ..cascade.assemble import LayerOptions, build_router, load_layers, load_oracle, load_policy, open_bundle
+from ..bundles.storage import storage_options_for
+from ..cascade.assemble import LayerOptions, build_router, bundle_storage, load_layers, load_oracle, load_policy, open_bundle
 from ..cascade.specialists import served_domains
 from ..cascade.runner import resolve_inputs
 from ..cascade.summary import summarise
@@ -62,7 +62,7 @@ def list_inputs(specs: Sequence[str]) -> list[tuple[str, str | None]]:
         if "://" in spec and not spec.lower().startswith("file://"):
             import fsspec
 
-            uri, options, _ = storage_options_for(spec)
+            uri, options, _ = storage_options_for(spec, bundle_storage())
             fs, root = fsspec.core.url_to_fs(uri, **options)
             scheme = spec.split("://", 1)[0]
             found = sorted(p for p in (fs.find(root) if fs.isdir(root) else [root])
