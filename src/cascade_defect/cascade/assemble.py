@@ -121,6 +121,22 @@ LOCAL = "local"
 REVIEW_QUEUE = "review-queue"
 """The default `review` of `build_router`: the database's review queue (`store.review.ReviewIntake`)."""
 
+DRIFT_WATCH = "drift-watch"
+"""A `drift` argument of `build_router`: the bundle's drift watch (`drift_watch`), holding a drifted domain's
+cheap layers until it is recalibrated. What every serving face passes (run, services, worker, Ray)."""
+
+
+def drift_watch(bundle: Bundle, s=None):
+    """Layer 1's drift watch of a bundle: a `monitoring.drift.DriftMonitor` over its calibration's references,
+    with the settings' `CASCADE_DRIFT_*` options (default: the process's settings)."""
+    from ..monitoring.drift import drift_monitor, references_from_calibration
+
+    if s is None:
+        from ..settings import settings
+
+        s = settings()
+    return drift_monitor(references_from_calibration(read_calibration(bundle)), s)
+
 
 @dataclass(frozen=True)
 class LayerOptions:
@@ -329,9 +345,9 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
       None only for a replay nobody reviews (evaluation).
     * `policy`: the thresholds, when the caller has them already (default: the bundle's calibration
       with `environ`'s overrides, via `load_policy`).
-    * `drift`: the router's Layer 1 drift watch: None (none), a monitor (`observe`, `hold`; e.g.
-      `monitoring.drift.DriftMonitor`) or a function of the opened bundle returning one (e.g.
-      `monitoring.drift.bundle_drift_monitor(settings)`, over the bundle's calibration references).
+    * `drift`: the router's Layer 1 drift watch: `DRIFT_WATCH` (the bundle's, `drift_watch`: what the
+      serving faces pass), None (none: offline replay, simulation), a monitor (`observe`, `hold`; e.g.
+      `monitoring.drift.DriftMonitor`, a `replay.RecordedHold`) or a function of the opened bundle returning one.
 
     Every decision is stamped with the bundle's version (`LoadedCascade.version`).
 
@@ -341,7 +357,7 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
     if gate is None:
         raise ConfigError("a router needs a gate: Layer 1 runs on every frame")
     if bundle_ref is None:
-        if drift is not None and not hasattr(drift, "hold"):
+        if drift is not None and not hasattr(drift, "hold"):  # DRIFT_WATCH or a function of the bundle
             raise ConfigError("without a bundle, give the drift monitor itself (not a function of the bundle)")
         return _from_parts(domains, gate, specialist, oracle, review, db, policy, drift)
     bundle = _bundle(bundle_ref)
@@ -364,7 +380,9 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
     loaded.domains = served
     if _is(review, REVIEW_QUEUE):
         review = _review_queue(loaded.oracle, db)
-    if drift is not None and not hasattr(drift, "hold"):
+    if _is(drift, DRIFT_WATCH):
+        drift = drift_watch(bundle)
+    elif drift is not None and not hasattr(drift, "hold"):
         drift = drift(bundle)
     loaded.router = Router(policy, loaded.gate, loaded.specialist, loaded.oracle, review, drift=drift,
                            bundle_version=loaded.version)
@@ -401,7 +419,7 @@ def _review_queue(oracle: Any, db) -> ReviewSink:
     return ReviewIntake(ReviewQueue(db), review_labels)
 
 
-__all__ = ["LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
-           "build_router", "bundle_storage", "bundle_version", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
-           "open_bundle", "oracle_from_settings", "oracle_taxonomy", "price_table", "read_calibration", "review_labels",
+__all__ = ["DRIFT_WATCH", "LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
+           "build_router", "bundle_storage", "bundle_version", "drift_watch", "load_gate", "load_layers", "load_oracle",
+           "load_policy", "load_specialist", "open_bundle", "oracle_from_settings", "oracle_taxonomy", "price_table", "read_calibration", "review_labels",
            "SpecialistSet", "write_calibration"]

@@ -14,11 +14,9 @@ import logging
 import threading
 from typing import Any, Callable, Mapping
 
-from ..cascade.assemble import LayerOptions, LoadedCascade, build_router, load_layers, open_bundle
+from ..cascade.assemble import DRIFT_WATCH, LayerOptions, LoadedCascade, build_router, load_layers, open_bundle
 from ..errors import ConfigError
-from ..monitoring.drift import bundle_drift_monitor
 from ..settings import reload_settings
-from ..settings import settings as current_settings
 from ..store.db import Database
 from .remote import RemoteGate, RemoteLayer, RemoteOracle, RemoteSpecialist
 from .settings import ServiceSettings
@@ -87,7 +85,7 @@ def build_engine(role: str, bundle_ref: str | None, settings: ServiceSettings, d
                 given[layer] = None if getattr(here, layer) is None else Locked(getattr(here, layer))
         given.update({layer: clients[layer](r) for layer, r in remotes.items()})
         # drift of the gate's z holds a domain's cheap layers until a recalibrated bundle is loaded
-        loaded = build_router(bundle, db=db, options=options, drift=bundle_drift_monitor(current_settings()), **given)
+        loaded = build_router(bundle, db=db, options=options, drift=DRIFT_WATCH, **given)
     except Exception:
         for r in remotes.values():
             r.close()
