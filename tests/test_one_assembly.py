@@ -188,9 +188,21 @@ def run_in_process(w) -> tuple[dict, dict]:
     return by_name(records), review_items(db, w)
 
 
-def run_http(w) -> tuple[dict, dict]:
+def post_frames(url: str, w, timeout: float) -> list[dict]:
+    """Each domain's frames posted to the router API at `url` (one batch per domain): the records it answers."""
     import httpx
 
+    records = []
+    for d in DOMAINS:
+        files = [("files", (p.name, p.read_bytes(), "image/png")) for p in w["frames"][d]]
+        resp = httpx.post(f"{url}/v1/frames/batch", params={"domain": d}, files=files,
+                          headers={"Authorization": f"Bearer {API_KEY}"}, timeout=timeout)
+        assert resp.status_code == 200, resp.text
+        records += resp.json()["frames"]
+    return records
+
+
+def run_http(w) -> tuple[dict, dict]:
     logs, db = w["root"] / "http", w["root"] / "http" / "cascade.db"
     logs.mkdir()
     layers = [Service(role, w["bundle"], logs, **({"db": db} if role == "oracle" else {}))
@@ -203,13 +215,7 @@ def run_http(w) -> tuple[dict, dict]:
             s.wait(180)
         router = Service("router", w["bundle"], logs, db=db, CASCADE_GATE_URL=layers[0].url,
                          CASCADE_SPECIALIST_URL=layers[1].url, CASCADE_ORACLE_URL=layers[2].url).start(180)
-        records = []
-        for d in DOMAINS:
-            files = [("files", (p.name, p.read_bytes(), "image/png")) for p in w["frames"][d]]
-            resp = httpx.post(f"{router.url}/v1/frames/batch", params={"domain": d}, files=files,
-                              headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120)
-            assert resp.status_code == 200, resp.text
-            records += resp.json()["frames"]
+        records = post_frames(router.url, w, timeout=120)
     finally:
         for s in [router, *layers]:
             if s is not None:
@@ -255,7 +261,6 @@ def run_ray_data(w) -> tuple[dict, dict]:
 
 
 def run_ray_serve(w) -> tuple[dict, dict]:
-    import httpx
     from ray import serve
 
     from cascade_defect.distributed.ray_serve import ServeConfig
@@ -268,13 +273,7 @@ def run_ray_serve(w) -> tuple[dict, dict]:
                                        ("router", "gate", "specialist", "oracle")}})
     try:
         start(config)
-        records = []
-        for d in DOMAINS:
-            files = [("files", (p.name, p.read_bytes(), "image/png")) for p in w["frames"][d]]
-            resp = httpx.post(f"http://127.0.0.1:{port}/v1/frames/batch", params={"domain": d}, files=files,
-                              headers={"Authorization": f"Bearer {API_KEY}"}, timeout=180)
-            assert resp.status_code == 200, resp.text
-            records += resp.json()["frames"]
+        records = post_frames(f"http://127.0.0.1:{port}", w, timeout=180)
     finally:
         serve.shutdown()
     return by_name(records), review_items(db, w)
