@@ -421,5 +421,5 @@ def _review_queue(oracle: Any, db) -> ReviewSink:
 
 __all__ = ["DRIFT_WATCH", "LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
            "build_router", "bundle_storage", "bundle_version", "drift_watch", "load_gate", "load_layers", "load_oracle",
-           "load_policy", "load_specialist", "open_bundle", "oracle_from_settings", "oracle_taxonomy", "price_table", "read_calibration", "review_labels",
-           "SpecialistSet", "write_calibration"]
+           "load_policy", "load_specialist", "open_bundle", "oracle_from_settings", "oracle_taxonomy", "price_table",
+           "read_calibration", "review_labels", "SpecialistSet", "write_calibration"]

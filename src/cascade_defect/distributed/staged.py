@@ -5,9 +5,9 @@ the frames of a held domain (`drifted`: the reason); the specialist stage runs L
 `decide` sends there from the gate's output and that mark; the final stage holds the one router (built
 by `build_router`) whose gate, specialist and drift watch are replays (`RecordedLayer`, `RecordedHold`)
 of what the earlier stages recorded, and calls the real oracle. Each frame is decided once, by that
-router, under the policy the driver loaded — no second copy of the routing rules. Layer outputs travel between stages in the one wire form
-(`serialize.output_to_wire`: score, z, region and error; boxes; or the failure), with the
-per-frame latency measured in their own stage.
+router, under the policy the driver loaded — no second copy of the routing rules. Layer outputs travel
+between stages in the one wire form (`serialize.output_to_wire`: score, z, region and error; boxes; or
+the failure), with the per-frame latency measured in their own stage.
 """
 
 from __future__ import annotations
