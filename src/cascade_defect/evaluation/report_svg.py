@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 _RC = {
     "svg.fonttype": "none", "svg.hashsalt": "cascade-defect", "text.parse_math": False,
     "font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"], "font.size": 10,
-    "axes.edgecolor": "#d1d5db", "axes.labelcolor": "#374151", "axes.labelsize": 11, "axes.titlesize": 12.5,
-    "axes.titleweight": "bold", "axes.titlecolor": "#111827", "axes.grid": True, "axes.axisbelow": True,
+    "axes.edgecolor": "#d1d5db", "axes.labelcolor": "#374151", "axes.labelsize": 11, "axes.grid": True,
+    "axes.axisbelow": True,
     "grid.color": "#eef0f3", "grid.linewidth": 1.0, "xtick.color": "#6b7280", "ytick.color": "#6b7280",
     "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 11, "legend.frameon": False,
     "lines.scale_dashes": False, "axes.formatter.useoffset": False, "svg.image_inline": True,
@@ -100,6 +100,11 @@ def _figure(width: float, height: float) -> "Figure":
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width / 72, height / 72), dpi=72)
+
+
+def _title(fig: "Figure", title: str, height: float) -> None:
+    if title:
+        fig.suptitle(title, x=0.5, y=1 - 4 / height, va="top", fontsize=12.5, fontweight="bold", color="#111827")
 
 
 def _to_svg(fig: "Figure", width: float, height: float, title: str,
@@ -204,8 +209,7 @@ class SvgPlot:
         ax.tick_params(length=0, pad=4)
         ax.set_xlabel(self.xlabel, labelpad=4)
         ax.set_ylabel(self.ylabel, labelpad=4)
-        if self.title:
-            fig.suptitle(self.title, x=0.5, y=1 - 4 / h, va="top", fontsize=12.5, fontweight="bold", color="#111827")
+        _title(fig, self.title, h)
         for text in self.notes:
             ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#374151", fontsize=11)
         if handles:
@@ -248,8 +252,7 @@ def svg_hbars(rows: Sequence[tuple[str, float | None, float | None, float | None
     ax.tick_params(length=0, pad=6)
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
-    if title:
-        fig.suptitle(title, x=0.5, y=1 - 4 / h, va="top", fontsize=12.5, fontweight="bold", color="#111827")
+    _title(fig, title, h)
     return _to_svg(fig, width, h, title)
 
 
@@ -291,8 +294,7 @@ def svg_stacked(rows: Sequence[tuple[str, Mapping[str, float]]], order: Sequence
     fig.legend(handles=[Patch(color=colors[key], label=names[key]) for key in order], loc="lower left",
                bbox_to_anchor=(left / width - 0.01, 0), ncol=len(order), handlelength=1.0, handleheight=1.0,
                columnspacing=1.2, borderaxespad=0.2, fontsize=11)
-    if title:
-        fig.suptitle(title, x=0.5, y=1 - 4 / h, va="top", fontsize=12.5, fontweight="bold", color="#111827")
+    _title(fig, title, h)
     return _to_svg(fig, width, h, title, tips)
 
 
