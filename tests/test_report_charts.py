@@ -8,7 +8,6 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-from cascade_defect.evaluation.report_format import fmt_usd
 from cascade_defect.evaluation.report_svg import SvgPlot, svg_hbars, svg_stacked
 
 SVG_NS = "{http://www.w3.org/2000/svg}"

@@ -16,12 +16,9 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, TypeVar
+from typing import Callable, Mapping, TypeVar
 
 from ..redact import redact
-
-if TYPE_CHECKING:
-    import tenacity
 
 T = TypeVar("T")
 
