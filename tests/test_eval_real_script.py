@@ -58,7 +58,8 @@ def test_the_build_fits_every_source_a_layer2_per_domain_and_calibrates_the_stat
     assert _option(ksdd1, "--root") == f"{data}/ksdd1" and _option(ksdd1, "--domain") == "ksdd1"
     for fit in (steel, ksdd1):
         assert _option(fit, "--gate") == "supervised" and _option(fit, "--bundle") == bundle
-        assert _option(fit, "--oof-folds") == "3"
+        assert _option(fit, "--oof-folds") == "5"
+    assert (_option(steel, "--steps"), _option(ksdd1, "--steps")) == ("300", "600")  # docs/cascade.md: folds and steps
     assert _option(steel, "--synthetic-share") == "0.2" and "--synthetic-share" not in ksdd1
     [export] = by_cmd["specialist export-onnx"]
     assert _option(export, "--weights") == str(REPO / "src/cascade_defect/models/specialist-neu-cpu")
