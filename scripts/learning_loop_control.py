@@ -8,7 +8,7 @@ bars set on the val split for the stated precision, and the fixed hold-out route
 loop gains beyond this control is what its labelled production frames gave; the rest is the extra epochs.
 
 Usage: python scripts/learning_loop_control.py BUNDLE OUT --rounds 3 --epochs 5 --lr0 0.001 --mosaic 0 \
-           [--l2-precision 0.95] [--format neu --root DIR] > rows.jsonl
+           [--l2-precision 0.95] [--seed 0] [--format neu --root DIR] > rows.jsonl
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--lr0", type=float, default=None)
     ap.add_argument("--mosaic", type=float, default=None)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0, help="Fine-tuning seed (as `learn simulate --seed`).")
     ap.add_argument("--l2-precision", type=float, default=0.95)
     ap.add_argument("--format", dest="fmt")
     ap.add_argument("--root")
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> None:
     from cascade_defect.store.db import Database
 
     s = SimSettings(from_bundle=args.bundle, l2_precision=args.l2_precision, epochs=args.epochs, batch=args.batch_size,
-                    imgsz=None, lr0=args.lr0, mosaic=args.mosaic)
+                    imgsz=None, lr0=args.lr0, mosaic=args.mosaic, seed=args.seed)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     sources = [(args.fmt, args.root)] if args.fmt else []
     bundle_dir, plan, _ = start_from_bundle(sources, s, args.out, log)
