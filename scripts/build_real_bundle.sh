@@ -11,9 +11,10 @@ OUT=${1:?usage: build_real_bundle.sh OUT}
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLI=${CLI:-$REPO/.venv/bin/cascade-defect}
 SEED=${SEED:-0}
-STEPS=${STEPS:-300}                          # supervised gate training steps
+STEPS=${STEPS:-300}                          # steel supervised gate training steps
+KSDD_STEPS=${KSDD_STEPS:-600}                # ksdd1 supervised gate training steps (few defectives: longer training)
 STEEL_SYNTHETIC_SHARE=${STEEL_SYNTHETIC_SHARE:-0.2}   # steel has ~1,000 labelled defectives: fewer synthetic ones
-OOF_FOLDS=${OOF_FOLDS:-3}                    # out-of-fold scores of the gate's training defectives inform τ
+OOF_FOLDS=${OOF_FOLDS:-5}                    # out-of-fold scores of the gate's training defectives inform τ
 TARGET_RECALL=${TARGET_RECALL:-0.98}         # the stated risk: Layer-1 recall floor per domain
 L2_PRECISION=${L2_PRECISION:-0.95}           # the stated risk: Layer-2 class precision
 MAX_NORMALS=${MAX_NORMALS:-2000}             # cap on a gate's normals (binds only on the full Kaggle Severstal set)
@@ -36,7 +37,7 @@ $CLI gate fit --sources "$STEEL_SOURCES" --domain steel --bundle "$B" --gate sup
   --steps "$STEPS" --synthetic-share "$STEEL_SYNTHETIC_SHARE" --max-normals "$MAX_NORMALS" --oof-folds "$OOF_FOLDS"
 step "gate ksdd1 (supervised) from KolektorSDD"
 $CLI gate fit --format ksdd1 --root "$CASCADE_DATA_ROOT/ksdd1" --domain ksdd1 --bundle "$B" --gate supervised \
-  --seed "$SEED" --steps "$STEPS" --max-normals "$MAX_NORMALS" --oof-folds "$OOF_FOLDS"
+  --seed "$SEED" --steps "$KSDD_STEPS" --max-normals "$MAX_NORMALS" --oof-folds "$OOF_FOLDS"
 
 step "Layer 2 steel: the package's NEU-DET detector ($NEU_DETECTOR)"
 $CLI specialist export-onnx --weights "$NEU_DETECTOR" --bundle "$B" --domain steel

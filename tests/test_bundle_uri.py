@@ -15,14 +15,16 @@ import numpy as np
 import pytest
 
 from cascade_defect.bundles.bundle import Bundle
+from cascade_defect.bundles.storage import BundleStorage, storage_options_for
 from cascade_defect.bundles.uri import (
-    bundle_sources_from_env,
+    bundle_sources,
     publish_bundle,
     resolve_bundle,
-    resolve_bundle_from_env,
-    storage_options_for,
+    resolve_configured_bundle,
 )
+from cascade_defect.cascade.assemble import bundle_storage, open_bundle
 from cascade_defect.errors import BundleError, ConfigError
+from cascade_defect.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 AWS_SECRET = "s3cr3t-" + uuid.uuid4().hex
@@ -41,6 +43,11 @@ def clean_env(monkeypatch):
     for var in list(os.environ):
         if var in CLEARED or var.endswith("_MODEL_BLOB"):
             monkeypatch.delenv(var, raising=False)
+
+
+def storage(environ: dict[str, str]) -> BundleStorage:
+    """The bundle storage a face builds from these variables (as `bundle_storage()` does from the process's)."""
+    return bundle_storage(Settings.load(environ))
 
 
 def make_bundle(root: Path, seed: int = 0) -> Bundle:
@@ -286,20 +293,20 @@ def test_az_round_trip_tamper_and_no_secret(tmp_path, az, caplog):
     caplog.set_level(logging.DEBUG)
     fs, container = az
     b = make_bundle(tmp_path / "b")
-    publish_bundle(b, f"az://{container}/cascade/v1")
-    got = resolve_bundle(f"az://{container}/cascade/v1", cache_dir=tmp_path / "cache")
+    publish_bundle(b, f"az://{container}/cascade/v1", storage=bundle_storage())
+    got = resolve_bundle(f"az://{container}/cascade/v1", cache_dir=tmp_path / "cache", storage=bundle_storage())
     assert listed_files(got) == listed_files(b)
     # The account may also be named in the URI.
     same = resolve_bundle(f"az://{container}@{AZURITE_ACCOUNT}.blob.core.windows.net/cascade/v1",
-                          cache_dir=tmp_path / "cache")
+                          cache_dir=tmp_path / "cache", storage=bundle_storage())
     assert same.root == got.root
     fs.pipe(f"{container}/cascade/v1/gate/ksdd2/config.json", b'{"seed": 666}')
     shutil.rmtree(tmp_path / "cache")
     with pytest.raises(BundleError, match=r"gate/ksdd2/config\.json: checksum mismatch"):
-        resolve_bundle(f"az://{container}/cascade/v1", cache_dir=tmp_path / "cache")
+        resolve_bundle(f"az://{container}/cascade/v1", cache_dir=tmp_path / "cache", storage=bundle_storage())
     assert tree(tmp_path / "cache") == []
     with pytest.raises(BundleError, match="no manifest.json") as err:
-        resolve_bundle(f"az://{container}/absent", cache_dir=tmp_path / "cache")
+        resolve_bundle(f"az://{container}/absent", cache_dir=tmp_path / "cache", storage=bundle_storage())
     assert_no_secret(AZURITE_KEY, caplog.text, str(err.value), folder=tmp_path / "cache")
 
 
@@ -307,12 +314,12 @@ def test_az_model_blob_variables_compose_components(tmp_path, az, monkeypatch):
     fs, container = az
     gate_bundle = make_bundle(tmp_path / "g", seed=1)
     yolo_bundle = make_bundle(tmp_path / "y", seed=2)
-    publish_bundle(gate_bundle, f"az://{container}/autoencoder_metal")
-    publish_bundle(yolo_bundle, f"az://{container}/yolo_metal")
+    publish_bundle(gate_bundle, f"az://{container}/autoencoder_metal", storage=bundle_storage())
+    publish_bundle(yolo_bundle, f"az://{container}/yolo_metal", storage=bundle_storage())
     # Whole bundle from CASCADE_MODEL_BLOB, specialist overridden by SPECIALIST_MODEL_BLOB.
     monkeypatch.setenv("CASCADE_MODEL_BLOB", f"{container}/autoencoder_metal")
     monkeypatch.setenv("SPECIALIST_MODEL_BLOB", f"{container}/yolo_metal")
-    got = resolve_bundle_from_env(cache_dir=tmp_path / "cache")
+    got = resolve_configured_bundle(bundle_storage(), cache_dir=tmp_path / "cache")
     assert sorted(got.components) == ["calibration", "gate", "specialist"]
     assert (got.root / "gate" / "bank.npy").read_bytes() == (gate_bundle.root / "gate" / "bank.npy").read_bytes()
     assert (got.root / "specialist" / "weights.pt").read_bytes() == \
@@ -324,37 +331,38 @@ def test_az_model_blob_variables_compose_components(tmp_path, az, monkeypatch):
     monkeypatch.delenv("SPECIALIST_MODEL_BLOB")
     monkeypatch.setenv("GATE_MODEL_BLOB", f"{container}/autoencoder_metal")
     monkeypatch.setenv("CALIBRATION_MODEL_BLOB", f"{container}/yolo_metal")
-    l1 = resolve_bundle_from_env(cache_dir=tmp_path / "cache")
+    l1 = resolve_configured_bundle(bundle_storage(), cache_dir=tmp_path / "cache")
     assert sorted(l1.components) == ["calibration", "gate"] and not (l1.root / "specialist").exists()
     assert (l1.root / "calibration" / "calibration.json").read_text() == \
         (yolo_bundle.root / "calibration" / "calibration.json").read_text()
     monkeypatch.setenv("ORACLE_MODEL_BLOB", f"{container}/yolo_metal")
     with pytest.raises(BundleError, match="ORACLE_MODEL_BLOB: bundle az://.*yolo_metal has no 'oracle'"):
-        resolve_bundle_from_env(cache_dir=tmp_path / "cache")
+        resolve_configured_bundle(bundle_storage(), cache_dir=tmp_path / "cache")
     assert_no_secret(AZURITE_KEY, folder=tmp_path / "cache")
 
 
 # -- credentials and variables, no server -----------------------------------------------------
 def test_azure_credential_selection_order():
     env = {"BLOB_ACCOUNT": "acct"}
-    uri, opts, how = storage_options_for("az://models/x", env)
+    uri, opts, how = storage_options_for("az://models/x", storage(env))
     assert uri == "az://models/x" and opts == {"account_name": "acct", "anon": False}
     assert "DefaultAzureCredential" in how
-    uri, opts, _ = storage_options_for("az://models@other.blob.core.windows.net/x", env)
+    uri, opts, _ = storage_options_for("az://models@other.blob.core.windows.net/x", storage(env))
     assert uri == "az://models/x" and opts["account_name"] == "other"  # the URI's account wins
     key_env = {**env, "AZURE_STORAGE_ACCOUNT_KEY": "KEY-SECRET", "AZURE_STORAGE_SAS_TOKEN": "sv=SAS-SECRET"}
-    _, opts, how = storage_options_for("abfs://models/x", key_env)
+    _, opts, how = storage_options_for("abfs://models/x", storage(key_env))
     assert opts == {"account_name": "acct", "account_key": "KEY-SECRET"} and "SECRET" not in how
-    _, opts, how = storage_options_for("az://models/x", {**env, "AZURE_STORAGE_SAS_TOKEN": "sv=SAS-SECRET"})
+    _, opts, how = storage_options_for("az://models/x", storage({**env, "AZURE_STORAGE_SAS_TOKEN": "sv=SAS-SECRET"}))
     assert opts["sas_token"] == "sv=SAS-SECRET" and "SECRET" not in how
     conn = "AccountName=acct;AccountKey=CONN-SECRET;BlobEndpoint=http://127.0.0.1:1/acct"
-    _, opts, how = storage_options_for("az://models/x", {**key_env, "AZURE_STORAGE_CONNECTION_STRING": conn})
+    _, opts, how = storage_options_for("az://models/x", storage({**key_env, "AZURE_STORAGE_CONNECTION_STRING": conn}))
     assert opts == {"connection_string": conn} and "SECRET" not in how
     with pytest.raises(ConfigError, match="differs from the account 'acct'"):
-        storage_options_for("az://models/x", {"BLOB_ACCOUNT": "x", "AZURE_STORAGE_CONNECTION_STRING": conn})
+        storage_options_for("az://models/x", storage({"BLOB_ACCOUNT": "x", "AZURE_STORAGE_CONNECTION_STRING": conn}))
     with pytest.raises(ConfigError, match="set BLOB_ACCOUNT"):
-        storage_options_for("az://models/x", {})
-    assert storage_options_for("s3://b/x", env)[1] == {}
+        storage_options_for("az://models/x", storage({}))
+    assert storage_options_for("s3://b/x", storage(env))[1] == {}
+    assert "SECRET" not in repr(storage({**key_env, "AZURE_STORAGE_CONNECTION_STRING": conn}))  # held out of repr
 
 
 def test_default_azure_credential_is_built_without_network():
@@ -362,26 +370,26 @@ def test_default_azure_credential_is_built_without_network():
     import fsspec
     from azure.identity.aio import DefaultAzureCredential
 
-    uri, opts, _ = storage_options_for("az://models/x", {"BLOB_ACCOUNT": "acct"})
+    uri, opts, _ = storage_options_for("az://models/x", storage({"BLOB_ACCOUNT": "acct"}))
     fs, _ = fsspec.core.url_to_fs(uri, skip_instance_cache=True, **opts)
     assert isinstance(fs.credential, DefaultAzureCredential)
     assert fs.account_url == "https://acct.blob.core.windows.net"
 
 
 def test_model_blob_variables(tmp_path):
-    assert bundle_sources_from_env({}) == {}
+    assert bundle_sources(storage({})) == {}
     with pytest.raises(ConfigError, match="no model bundle configured"):
-        resolve_bundle_from_env(environ={})
+        resolve_configured_bundle(storage({}))
     with pytest.raises(ConfigError, match="GATE_MODEL_BLOB=models/g is a blob path .* set BLOB_ACCOUNT"):
-        bundle_sources_from_env({"GATE_MODEL_BLOB": "models/g"})
+        bundle_sources(storage({"GATE_MODEL_BLOB": "models/g"}))
     env = {"BLOB_ACCOUNT": "acct", "CASCADE_BUNDLE": "s3://b/whole", "GATE_MODEL_BLOB": "models/g/",
            "SPECIALIST_MODEL_BLOB": "file:///srv/yolo", "ORACLE_MODEL_BLOB": ""}
-    assert bundle_sources_from_env(env) == {None: "s3://b/whole", "gate": "az://models/g",
+    assert bundle_sources(storage(env)) == {None: "s3://b/whole", "gate": "az://models/g",
                                             "specialist": "file:///srv/yolo"}
     with pytest.raises(ConfigError, match="either CASCADE_BUNDLE or CASCADE_MODEL_BLOB"):
-        bundle_sources_from_env({"CASCADE_BUNDLE": "/x", "CASCADE_MODEL_BLOB": "/y"})
+        bundle_sources(storage({"CASCADE_BUNDLE": "/x", "CASCADE_MODEL_BLOB": "/y"}))
     b = make_bundle(tmp_path / "b")
-    got = resolve_bundle_from_env(environ={"CASCADE_BUNDLE": str(tmp_path / "b")})
+    got = resolve_configured_bundle(storage({"CASCADE_BUNDLE": str(tmp_path / "b")}))
     assert got.root == b.root  # a local bundle opens in place
 
 
@@ -390,11 +398,11 @@ def test_local_sources_compose_through_the_cache(tmp_path):
     y = make_bundle(tmp_path / "y", seed=2)
     env = {"GATE_MODEL_BLOB": str(tmp_path / "g"), "SPECIALIST_MODEL_BLOB": (tmp_path / "y").as_uri(),
            "CASCADE_BUNDLE_CACHE": str(tmp_path / "cache")}
-    got = resolve_bundle_from_env(environ=env)
+    got = resolve_configured_bundle(storage(env))
     assert got.root.parent == tmp_path / "cache" and sorted(got.components) == ["gate", "specialist"]
     assert got.components["gate"] == g.components["gate"]
     assert got.components["specialist"] == y.components["specialist"]
-    assert resolve_bundle_from_env(environ=env).root == got.root  # same plan, same cache folder
+    assert resolve_configured_bundle(storage(env)).root == got.root  # same plan, same cache folder
 
 
 def test_publish_writes_the_manifest_last(tmp_path):
@@ -417,6 +425,7 @@ def test_unreachable_store_is_a_clear_error_without_the_key(tmp_path, monkeypatc
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
                        f"DefaultEndpointsProtocol=http;AccountName=acct;AccountKey={secret};"
                        "BlobEndpoint=http://127.0.0.1:9/acct;")
+    monkeypatch.setenv("CASCADE_BUNDLE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(BundleError, match=r"az://models/x: cannot read manifest\.json") as err:
-        resolve_bundle("az://models/x", cache_dir=tmp_path / "cache")
+        open_bundle("az://models/x")  # the face's path: credentials and cache from the process's settings
     assert_no_secret(secret, str(err.value), caplog.text, folder=tmp_path / "cache")

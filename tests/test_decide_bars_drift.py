@@ -104,3 +104,42 @@ def test_invalid_bars_are_refused(bad):
 
     with pytest.raises(ConfigError):
         Policy.from_dict({"domains": {}, "l2_bars": bad})
+
+
+def test_staged_pipeline_holds_a_drifted_domain_as_the_router_does():
+    """Ray Data's stages (gate stage with its own drift watch, specialist stage, the one deciding router replaying
+    both) hold a drifted domain exactly as an in-process router does, batch by batch."""
+    from cascade_defect.cascade.assemble import build_router
+    from cascade_defect.distributed.staged import FinalStage, gate_stage, specialist_stage
+
+    level = lambda i: 85 + (i * 7) % 31  # noqa: E731 - brightness 85..115, evenly spread (z -1.5..1.5)
+    calibration_z = [g.z for g in BrightnessGate().score_batch([_frame(f"v{i}", level(i)).image
+                                                                for i in range(403)], "steel")]
+    watch = lambda: DriftMonitor({"steel": drift_reference(calibration_z, tau=1.0)}, window=60, min_frames=20)  # noqa: E731
+    policy = Policy.from_dict({"domains": {"steel": {"tau": 1.0}}, "l2_bars": {"steel": {"scratch": 0.5}}})
+    batches = [[_frame(f"c{b}{i}", level(10 * b + i)) for i in range(10)] for b in range(3)] + \
+        [[_frame(f"s{b}{i}", 60 + (i % 2) * 60) for i in range(10)] for b in range(3)]  # drift: z -4 or +2
+
+    reference = build_router(None, policy=policy, gate=BrightnessGate(), specialist=CornerDetector(),
+                             oracle=LabelOracle(), review=None, drift=watch())
+    expected = [d for batch in batches for d in reference.router.route(batch)]
+
+    gate, detector, stage_watch = BrightnessGate(), CornerDetector(), watch()
+    final = FinalStage(lambda **replayed: build_router(None, policy=policy, oracle=LabelOracle(), review=None,
+                                                       **replayed), specialist_serves=lambda d: True)
+    got = []
+    for batch in batches:
+        g = gate_stage(gate, batch, stage_watch)
+        got += final.decide(batch, g, specialist_stage(policy, detector, batch, g))
+
+    def essence(d):
+        return d.frame_id, d.label, d.layer, [(r.layer, r.error, r.note) for r in d.trace]
+
+    assert [essence(d) for d in got] == [essence(d) for d in expected]
+    calm, shifted = got[:30], got[30:]
+    assert any(d.layer == 1 for d in calm) and all("drift" not in (d.trace[0].note or "") for d in calm)
+    held = shifted[10:]  # the watch needs min_frames of the shifted stream before it holds, then latches
+    assert held and all(d.layer == 3 for d in held)  # none decided by Layer 1 (nor 2): every frame went on
+    assert all("drift in 'steel'" in d.trace[0].note and d.trace[1].layer == "specialist" and d.trace[1].error is None
+               for d in held)  # Layer 2 ran on them (the specialist stage followed the hold), and said why it did not decide
+    assert final.drift.held().keys() == {"steel"}

@@ -104,7 +104,7 @@ def test_eval_real_runs_end_to_end_on_the_shared_data(real_data, tmp_path):
         real_subdir(real_data, name)
     out = tmp_path / "eval-real"
     env = {**os.environ, "CASCADE_DATA_ROOT": str(real_data), "CLI": f"{sys.executable} -m cascade_defect",
-           "PYTHONPATH": str(REPO / "src"), "STEPS": "40", "OOF_FOLDS": "2"}
+           "PYTHONPATH": str(REPO / "src"), "STEPS": "40", "KSDD_STEPS": "40", "OOF_FOLDS": "2"}
     proc = subprocess.run(["bash", "scripts/eval_real.sh", str(out)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, proc.stderr[-3000:]

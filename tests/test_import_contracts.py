@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 LINT = Path(sys.executable).with_name("lint-imports")
 
@@ -24,11 +26,17 @@ def test_the_package_keeps_every_import_contract():
     assert "0 broken" in proc.stdout
 
 
-def test_a_layer_importing_the_router_breaks_the_contract(tmp_path):
+@pytest.mark.parametrize("module, line, arrow", [
+    ("gate/__init__.py", "from ..cascade.router import Router  # a layer importing its caller",
+     "cascade_defect.gate -> cascade_defect.cascade.router"),
+    ("bundles/uri.py", "from ..settings import settings  # bundle storage reading its own configuration",
+     "cascade_defect.bundles.uri -> cascade_defect.settings"),
+])
+def test_an_import_against_the_rules_breaks_the_contract(tmp_path, module, line, arrow):
     copy = tmp_path / "cascade_defect"
     shutil.copytree(REPO / "src" / "cascade_defect", copy, ignore=shutil.ignore_patterns("models", "__pycache__"))
-    gate_init = copy / "gate" / "__init__.py"
-    gate_init.write_text(gate_init.read_text() + "\nfrom ..cascade.router import Router  # a layer importing its caller\n")
+    source = copy / module
+    source.write_text(source.read_text() + f"\n{line}\n")
     proc = lint(tmp_path)
     assert proc.returncode == 1 and "BROKEN" in proc.stdout
-    assert "cascade_defect.gate -> cascade_defect.cascade.router" in proc.stdout
+    assert arrow in proc.stdout

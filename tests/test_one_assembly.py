@@ -6,7 +6,9 @@ on the openai backend against a fake chat-completions server on loopback:
 
 * `answer-steel`: the oracle knows its classes (CASCADE_ORACLE_TAXONOMY) and the server answers;
 * `raise-steel`: a domain the oracle does not know, so `judge_batch` raises — the router must send
-  those frames to review *and* queue a review item, on every transport.
+  those frames to review *and* queue a review item, on every transport. Its calibration also records a
+  drift reference its frames are far from (and `CASCADE_DRIFT_MIN_FRAMES=1`), so every transport's drift
+  watch holds it from the first batch: no frame of it may be decided by Layer 1, and each trace says why.
 
 The frames go through in-process `run`, the four HTTP services (router calling the gate, specialist and
 oracle services), the Redis queue worker, Ray Data and Ray Serve (one Ray start). Each must give the same
@@ -90,14 +92,20 @@ def world(tmp_path_factory):
     det = Specialist.from_bundle(Bundle.open(bundle), device="cpu")
     conf = [d.confidence for p in det.predict(images) for d in p.detections]
     bar = _gap_midpoint(conf, 0.05, 0.999)
+    from cascade_defect.monitoring.drift import drift_reference
+
     for d in DOMAINS:
-        write_calibration(Bundle.open(bundle), d, tau, {"mode": "test: a gap in the probe frames' z"}, l2_bar=bar)
+        record = {"mode": "test: a gap in the probe frames' z"}
+        if d == RAISES:  # calibrated on frames far brighter than these: the probe frames are drift
+            record["drift"] = drift_reference([v + 100.0 + k for v in z for k in range(3)], tau)
+        write_calibration(Bundle.open(bundle), d, tau, record, l2_bar=bar)
 
     chat = ChatServer(default=answer("scratch", 0.9)).start()
     env = {"CASCADE_ORACLE_BACKEND": "openai", "CASCADE_ORACLE_BASE_URL": chat.url,
            "CASCADE_ORACLE_MODEL": "gpt-4o", "CASCADE_ORACLE_TAXONOMY": json.dumps({ANSWERS: CLASSES}),
            "CASCADE_ORACLE_CACHE": "0", "CASCADE_API_KEYS": API_KEY, "CASCADE_SERVICE_KEY": SERVICE_KEY,
-           "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CASCADE_QUEUE_SOURCES": str(root / "frames")}
+           "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CASCADE_QUEUE_SOURCES": str(root / "frames"),
+           "CASCADE_DRIFT_MIN_FRAMES": "1"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     from cascade_defect.settings import reload_settings
@@ -129,14 +137,15 @@ def _round(box):
 
 
 def essence(record: dict) -> dict:
-    """Label, deciding layer, box, error, the gate's region, the oracle's hint, the trace's layers."""
+    """Label, deciding layer, box, error, the gate's region, the oracle's hint, the trace's layers, and whether
+    the gate's entry says the domain was held by its drift watch."""
     trace = record.get("trace", [])
     gate = next((r for r in trace if r["layer"] == "gate"), {})
     hinted = next((r for r in trace if r["layer"] in ("oracle", "review") and "hint" in r.get("extra", {})), None)
     return {"label": record.get("label"), "layer": record.get("layer"), "box": _round(record.get("box")),
             "error": record.get("error"), "region": _round(gate.get("extra", {}).get("region")),
             "hint": _round(hinted["extra"]["hint"]) if hinted else None,
-            "layers": [r["layer"] for r in trace]}
+            "layers": [r["layer"] for r in trace], "held": "drift in" in (gate.get("note") or "")}
 
 
 def by_name(records) -> dict[str, dict]:
@@ -179,9 +188,21 @@ def run_in_process(w) -> tuple[dict, dict]:
     return by_name(records), review_items(db, w)
 
 
-def run_http(w) -> tuple[dict, dict]:
+def post_frames(url: str, w, timeout: float) -> list[dict]:
+    """Each domain's frames posted to the router API at `url` (one batch per domain): the records it answers."""
     import httpx
 
+    records = []
+    for d in DOMAINS:
+        files = [("files", (p.name, p.read_bytes(), "image/png")) for p in w["frames"][d]]
+        resp = httpx.post(f"{url}/v1/frames/batch", params={"domain": d}, files=files,
+                          headers={"Authorization": f"Bearer {API_KEY}"}, timeout=timeout)
+        assert resp.status_code == 200, resp.text
+        records += resp.json()["frames"]
+    return records
+
+
+def run_http(w) -> tuple[dict, dict]:
     logs, db = w["root"] / "http", w["root"] / "http" / "cascade.db"
     logs.mkdir()
     layers = [Service(role, w["bundle"], logs, **({"db": db} if role == "oracle" else {}))
@@ -194,13 +215,7 @@ def run_http(w) -> tuple[dict, dict]:
             s.wait(180)
         router = Service("router", w["bundle"], logs, db=db, CASCADE_GATE_URL=layers[0].url,
                          CASCADE_SPECIALIST_URL=layers[1].url, CASCADE_ORACLE_URL=layers[2].url).start(180)
-        records = []
-        for d in DOMAINS:
-            files = [("files", (p.name, p.read_bytes(), "image/png")) for p in w["frames"][d]]
-            resp = httpx.post(f"{router.url}/v1/frames/batch", params={"domain": d}, files=files,
-                              headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120)
-            assert resp.status_code == 200, resp.text
-            records += resp.json()["frames"]
+        records = post_frames(router.url, w, timeout=120)
     finally:
         for s in [router, *layers]:
             if s is not None:
@@ -246,7 +261,6 @@ def run_ray_data(w) -> tuple[dict, dict]:
 
 
 def run_ray_serve(w) -> tuple[dict, dict]:
-    import httpx
     from ray import serve
 
     from cascade_defect.distributed.ray_serve import ServeConfig
@@ -259,13 +273,7 @@ def run_ray_serve(w) -> tuple[dict, dict]:
                                        ("router", "gate", "specialist", "oracle")}})
     try:
         start(config)
-        records = []
-        for d in DOMAINS:
-            files = [("files", (p.name, p.read_bytes(), "image/png")) for p in w["frames"][d]]
-            resp = httpx.post(f"http://127.0.0.1:{port}/v1/frames/batch", params={"domain": d}, files=files,
-                              headers={"Authorization": f"Bearer {API_KEY}"}, timeout=180)
-            assert resp.status_code == 200, resp.text
-            records += resp.json()["frames"]
+        records = post_frames(f"http://127.0.0.1:{port}", w, timeout=180)
     finally:
         serve.shutdown()
     return by_name(records), review_items(db, w)
@@ -286,6 +294,11 @@ def test_every_transport_decides_and_reviews_identically(world):
     assert all(e["hint"] is not None for e in expected.values() if e["layer"] in ("3", "review"))
     escalated_b = {n for n, e in expected.items() if n.startswith("r") and e["layer"] != "1"}
     assert escalated_b and set(expected_reviews) == {n for n, e in expected.items() if e["layer"] == "review"}
+    # the drifted domain is held: none of its frames decided by Layer 1 (its defect-free ones included), each
+    # trace says why; the other domain is not held, and Layer 1 still decides there
+    assert len(escalated_b) == N and all(e["held"] for n, e in expected.items() if n.startswith("r"))
+    assert not any(e["held"] for n, e in expected.items() if n.startswith("a"))
+    assert any(e["layer"] == "1" for n, e in expected.items() if n.startswith("a"))
     assert all(r["reason"] == "oracle_error" and r["unknown domain in detail"] for r in expected_reviews.values())
 
     got = {"http (four services)": run_http(world), "redis worker": run_worker(world)}

@@ -14,6 +14,7 @@ from cascade_defect.oracle.standins import GroundTruthOracle
 from cascade_defect.evaluation.stats import clopper_pearson
 from layers_for_tests import BrightnessGate
 from test_report import known_frames
+from test_report_charts import tick_labels
 
 POLICY = {"domains": {"steel": {"tau": 0.0}}}
 
@@ -55,9 +56,9 @@ def test_tick_labels_never_repeat():
     assert [count(t) for t in ticks] == ["0", "0", "0", "1", "1"]  # what the chart printed before
     assert distinct_tick_labels(ticks, count) == ["0.00", "0.25", "0.50", "0.75", "1.00"]
     assert distinct_tick_labels([0.0, 5.0, 10.0], count) == ["0", "5", "10"]
+    assert distinct_tick_labels([0.0, 2.5, 5.0, 7.5], count) == ["0.0", "2.5", "5.0", "7.5"]  # not "0 2 5 8"
     svg = svg_hbars([("Cascade", 1.0, None, None, "#000"), ("Oracle only", 0.6, None, None, "#111")],
                     value_fmt=count)
-    import re
-
-    labels = re.findall(r'class="tk"[^>]*>([^<]*)<', svg)
+    labels = tick_labels(svg, "x")
     assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
+    assert [float(t) for t in labels] == sorted(float(t) for t in labels) and float(labels[-1]) <= 1.0

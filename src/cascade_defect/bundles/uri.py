@@ -12,11 +12,12 @@
 `publish_bundle` uploads a local bundle, the manifest last, so a reader never sees a manifest
 whose files are not there yet.
 
-The design's deployment variables (`bundle_sources_from_env`): ``BLOB_ACCOUNT`` names the
+The design's deployment variables (`bundle_sources`): ``BLOB_ACCOUNT`` names the
 storage account and ``<COMPONENT>_MODEL_BLOB`` (``GATE_MODEL_BLOB``, ``SPECIALIST_MODEL_BLOB``,
 ``ORACLE_MODEL_BLOB``, ``CALIBRATION_MODEL_BLOB``) the published bundle that component is taken
 from; ``CASCADE_MODEL_BLOB`` (blob path) or ``CASCADE_BUNDLE`` (any path or URI) give a whole
-bundle. Credentials come from the environment only and are never logged or written to disk.
+bundle. This module reads no settings: the face reads them into a `storage.BundleStorage`
+(`cascade.assemble.bundle_storage`) and passes it here. Credentials are never logged or written to disk.
 """
 
 from __future__ import annotations
@@ -35,25 +36,17 @@ from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
 from ..errors import BundleError, ConfigError
-from ..settings import Settings
 from .bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256_file
+from .storage import ACCOUNT_ENV, BundleStorage, storage_options_for
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "CASCADE_BUNDLE_CACHE"
 BUNDLE_ENV = "CASCADE_BUNDLE"
-ACCOUNT_ENV = "BLOB_ACCOUNT"
 WHOLE_BLOB_ENV = "CASCADE_MODEL_BLOB"
 BLOB_SUFFIX = "_MODEL_BLOB"
-AZURE_PROTOCOLS = ("az", "abfs", "abfss")
 EXTRAS = {"az": "azure-blob", "abfs": "azure-blob", "abfss": "azure-blob", "s3": "s3", "s3a": "s3"}
 STALE_TMP_S = 6 * 3600
 _COMPONENT_RE = re.compile(r"[a-z0-9][a-z0-9_\-]*")  # used with fullmatch
-
-
-def _settings(environ: Mapping[str, str] | Settings | None) -> Settings:
-    """The settings of an explicit environment mapping (tests, services), else of the process."""
-    return environ if isinstance(environ, Settings) else Settings.load(environ)
 
 
 # -- locations --------------------------------------------------------------------------------
@@ -74,111 +67,19 @@ def local_path(location: str | os.PathLike) -> Path:
     return Path(unquote(parts.path))
 
 
-def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$CASCADE_BUNDLE_CACHE``, else ``$XDG_CACHE_HOME/cascade-defect/bundles`` (``~/.cache``)."""
-    s = _settings(environ)
-    if s.bundle_cache is not None:
-        return s.bundle_cache.expanduser()
-    return cache_base(environ) / "bundles"
-
-
-def cache_base(environ: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_CACHE_HOME/cascade-defect`` (``~/.cache/cascade-defect``): the package's caches."""
-    s = _settings(environ)
-    base = str(s.xdg_cache_home or "") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cascade-defect"
-
-
-# -- credentials ------------------------------------------------------------------------------
-def _split_azure(uri: str) -> tuple[str, str | None]:
-    """``az://container[@account.blob.core.windows.net]/path`` -> (``az://container/path``, account)."""
-    parts = urlsplit(uri)
-    netloc, account = parts.netloc, None
-    if "@" in netloc:
-        netloc, host = netloc.split("@", 1)
-        account = host.split(".", 1)[0] or None
-    if not netloc:
-        raise ConfigError(f"{uri}: no container in the URI (az://CONTAINER/path)")
-    return f"{parts.scheme}://{netloc}{parts.path}", account
-
-
-def _connection_string_account(conn: str) -> str | None:
-    for part in conn.split(";"):
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "accountname":
-            return value.strip()
-    return None
-
-
-def storage_options_for(uri: str, environ: Mapping[str, str] | None = None
-                        ) -> tuple[str, dict[str, Any], str]:
-    """The fsspec URI, storage options and a printable description of the credential used.
-
-    Azure (``az://``, ``abfs://``): the account is the URI's (``container@ACCOUNT.blob...``), else
-    ``BLOB_ACCOUNT``, else ``AZURE_STORAGE_ACCOUNT_NAME``. The credential, first found:
-    ``AZURE_STORAGE_CONNECTION_STRING``, ``AZURE_STORAGE_ACCOUNT_KEY``, ``AZURE_STORAGE_SAS_TOKEN``,
-    ``AZURE_STORAGE_ANON=true`` (public container), else azure-identity's DefaultAzureCredential
-    (managed identity, workload identity, ``AZURE_CLIENT_ID``/``AZURE_CLIENT_SECRET``, az login).
-    S3: botocore's own environment (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL_S3``...).
-    The description never contains a secret.
-    """
-    s = _settings(environ)
-    protocol = urlsplit(uri).scheme.lower()
-    if protocol not in AZURE_PROTOCOLS:
-        if protocol in ("s3", "s3a"):
-            return uri, {}, "AWS credentials from the environment (botocore)"
-        return uri, {}, f"{protocol} defaults"
-    uri, uri_account = _split_azure(uri)
-    account = uri_account or s.blob_account or s.azure_storage_account_name or None
-    conn = s.secret("azure_storage_connection_string") or ""
-    if conn:
-        conn_account = _connection_string_account(conn)
-        if account and conn_account and conn_account != account:
-            raise ConfigError(
-                f"{uri}: storage account '{account}' (from the URI or {ACCOUNT_ENV}) differs from the "
-                f"account '{conn_account}' of AZURE_STORAGE_CONNECTION_STRING")
-        return uri, {"connection_string": conn}, \
-            f"AZURE_STORAGE_CONNECTION_STRING (account {conn_account or '?'})"
-    if not account:
-        raise ConfigError(
-            f"{uri}: no storage account: set {ACCOUNT_ENV} (or name it in the URI, "
-            "az://container@ACCOUNT.blob.core.windows.net/path)")
-    options: dict[str, Any] = {"account_name": account}
-    for var, key, what in (("AZURE_STORAGE_ACCOUNT_KEY", "account_key", "account key"),
-                           ("AZURE_STORAGE_SAS_TOKEN", "sas_token", "SAS token")):
-        value = s.secret(var.lower())
-        if value:
-            options[key] = value
-            return uri, options, f"{var} (account {account}, {what})"
-    if s.azure_storage_anon:
-        options["anon"] = True
-        return uri, options, f"anonymous (AZURE_STORAGE_ANON, account {account})"
-    options["anon"] = False  # adlfs then builds azure.identity.aio.DefaultAzureCredential
-    return uri, options, f"DefaultAzureCredential (azure-identity, account {account})"
-
-
-def _secrets(s: Settings, options: Mapping[str, Any]) -> list[str]:
-    found = [s.secret(name) or "" for name in ("azure_storage_connection_string", "azure_storage_account_key",
-                                                "azure_storage_sas_token")]
-    found += [v.get_secret_value() for v in s.scrubbed_secrets.values()]
-    found += [str(options.get(k, "")) for k in ("connection_string", "account_key", "sas_token", "secret",
-                                                 "key", "token", "client_secret")]
-    return [s for s in found if len(s) >= 4]
-
-
 def _scrub(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
     return text
 
 
-def _filesystem(uri: str, storage_options: Mapping[str, Any] | None, env: Settings):
+def _filesystem(uri: str, storage_options: Mapping[str, Any] | None, storage: BundleStorage):
     """(fs, root path inside fs, secrets to scrub from messages) for a remote URI."""
     import fsspec
 
-    uri, options, how = storage_options_for(uri, env)
+    uri, options, how = storage_options_for(uri, storage)
     options.update(storage_options or {})
-    secrets = _secrets(env, options)  # env: the Settings
+    secrets = storage.secrets(options)
     protocol = urlsplit(uri).scheme.lower()
     try:
         fs, root = fsspec.core.url_to_fs(uri, skip_instance_cache=True, **options)
@@ -217,11 +118,11 @@ def _check_rel(uri: str, name: str, rel: str) -> PurePosixPath:
     return p
 
 
-def _read_source(uri: str, storage_options: Mapping[str, Any] | None, env: Settings) -> _Source:
+def _read_source(uri: str, storage_options: Mapping[str, Any] | None, storage: BundleStorage) -> _Source:
     if is_local(uri):
         path = local_path(uri).resolve()
         uri, storage_options = path.as_uri(), None
-    fs, root, secrets = _filesystem(uri, storage_options, env)
+    fs, root, secrets = _filesystem(uri, storage_options, storage)
     path = f"{root}/{MANIFEST}"
     try:
         raw = fs.cat_file(path)
@@ -317,7 +218,7 @@ def _download(chosen: dict[str, _Source], manifest: bytes, tmp: Path) -> tuple[i
 
 
 def _assemble(sources: Mapping[str | None, str], cache_dir: str | Path | None,
-              storage_options: Mapping[str, Any] | None, env: Settings,
+              storage_options: Mapping[str, Any] | None, storage: BundleStorage,
               labels: Mapping[str | None, str]) -> Bundle:
     if not sources:
         raise ConfigError("no bundle location given")
@@ -328,11 +229,11 @@ def _assemble(sources: Mapping[str | None, str], cache_dir: str | Path | None,
             if name is not None:
                 bundle.path(name)
         return bundle
-    opened = {uri: _read_source(uri, storage_options, env) for uri in dict.fromkeys(sources.values())}
+    opened = {uri: _read_source(uri, storage_options, storage) for uri in dict.fromkeys(sources.values())}
     chosen = _plan(sources, opened, labels)
     manifest = _manifest_bytes(chosen, sources, opened)
     key = hashlib.sha256(manifest).hexdigest()[:32]
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(env)
+    cache = Path(cache_dir) if cache_dir is not None else storage.bundle_cache()
     cache.mkdir(parents=True, exist_ok=True)
     _clean_stale(cache)
     target = cache / key
@@ -365,81 +266,76 @@ def _assemble(sources: Mapping[str | None, str], cache_dir: str | Path | None,
 def resolve_bundle(uri_or_path: str | os.PathLike, cache_dir: str | Path | None = None, *,
                    components: list[str] | None = None,
                    storage_options: Mapping[str, Any] | None = None,
-                   environ: Mapping[str, str] | None = None) -> Bundle:
+                   storage: BundleStorage = BundleStorage()) -> Bundle:
     """Open the bundle at a path or URI as a verified local `Bundle`.
 
     A plain path or ``file://`` URI opens in place. A remote URI is downloaded (or found in
-    `cache_dir`, default `default_cache_dir()`) and verified. `components` takes only those
-    components (a Layer-1-only service need not download the specialist). `storage_options`
-    are passed to fsspec on top of the ones chosen from the environment.
+    `cache_dir`, default `storage.bundle_cache()`) and verified. `components` takes only those
+    components (a Layer-1-only service need not download the specialist). `storage` holds the
+    credentials (`storage_options_for`); `storage_options` are passed to fsspec on top of them.
     Raises `BundleError` (missing, corrupt, incompatible) or `ConfigError` (credentials, extras).
     """
-    env = _settings(environ)
     uri = os.fspath(uri_or_path)
     if components is None:
         sources: dict[str | None, str] = {None: uri}
     else:
         sources = {name: uri for name in components}
-    return _assemble(sources, cache_dir, storage_options, env, {})
+    return _assemble(sources, cache_dir, storage_options, storage, {})
 
 
-# -- the design's environment variables -------------------------------------------------------
-def _blob_location(var: str, value: str, s: Settings) -> str:
+# -- the design's deployment variables --------------------------------------------------------
+def _blob_location(var: str, value: str, storage: BundleStorage) -> str:
     value = value.strip()
     if "://" in value or value.startswith(("/", "~", ".")):
         return value
-    if not s.blob_account and not s.secret("azure_storage_connection_string"):
+    if not storage.blob_account and not storage.connection_string:
         raise ConfigError(f"{var}={value} is a blob path (container/prefix): set {ACCOUNT_ENV} to the "
                           "storage account holding it")
     return "az://" + value.strip("/")
 
 
-def bundle_sources_from_env(environ: Mapping[str, str] | None = None) -> dict[str | None, str]:
-    """Where each component comes from, per the environment: {component or None (all): location}.
+def bundle_sources(storage: BundleStorage) -> dict[str | None, str]:
+    """Where each component comes from, per the deployment variables: {component or None (all): location}.
 
     ``CASCADE_BUNDLE`` (path or URI) or ``CASCADE_MODEL_BLOB`` (blob path ``container/prefix`` in
     ``BLOB_ACCOUNT``, or a URI) give the whole bundle; ``<COMPONENT>_MODEL_BLOB`` takes that
     component (``GATE``, ``SPECIALIST``, ``ORACLE``, ``CALIBRATION``) from another published
     bundle, overriding the whole one. An empty result means nothing is configured.
     """
-    s = _settings(environ)
-    if s.bundle and s.model_blob:
+    if storage.bundle and storage.model_blob:
         raise ConfigError(f"set either {BUNDLE_ENV} or {WHOLE_BLOB_ENV}, not both")
     sources: dict[str | None, str] = {}
-    if s.bundle:
-        sources[None] = s.bundle
-    elif s.model_blob:
-        sources[None] = _blob_location(WHOLE_BLOB_ENV, s.model_blob, s)
-    for prefix, value in sorted(s.component_blobs.items()):
+    if storage.bundle:
+        sources[None] = storage.bundle
+    elif storage.model_blob:
+        sources[None] = _blob_location(WHOLE_BLOB_ENV, storage.model_blob, storage)
+    for prefix, value in sorted(storage.component_blobs.items()):
         var, name = f"{prefix}{BLOB_SUFFIX}", prefix.lower()
         if not _COMPONENT_RE.fullmatch(name):
             raise ConfigError(f"{var}: cannot tell which bundle component it names")
-        sources[name] = _blob_location(var, value, s)
+        sources[name] = _blob_location(var, value, storage)
     return sources
 
 
-def resolve_bundle_from_env(cache_dir: str | Path | None = None,
-                            environ: Mapping[str, str] | None = None) -> Bundle:
-    """The bundle the environment describes (see `bundle_sources_from_env`), verified and local."""
-    env = _settings(environ)
-    sources = bundle_sources_from_env(env)
+def resolve_configured_bundle(storage: BundleStorage, cache_dir: str | Path | None = None) -> Bundle:
+    """The bundle the deployment variables describe (see `bundle_sources`), verified and local."""
+    sources = bundle_sources(storage)
     if not sources:
         raise ConfigError(f"no model bundle configured: set {BUNDLE_ENV}, or {ACCOUNT_ENV} with "
                           f"{WHOLE_BLOB_ENV} or <COMPONENT>{BLOB_SUFFIX} (e.g. GATE{BLOB_SUFFIX})")
     labels: dict[str | None, str] = {name: f"{name.upper()}{BLOB_SUFFIX}" for name in sources if name}
-    return _assemble(sources, cache_dir, None, env, labels)
+    return _assemble(sources, cache_dir, None, storage, labels)
 
 
 # -- publishing -------------------------------------------------------------------------------
 def publish_bundle(bundle: Bundle | str | os.PathLike, uri: str, *,
                    storage_options: Mapping[str, Any] | None = None,
-                   environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+                   storage: BundleStorage = BundleStorage()) -> dict[str, Any]:
     """Upload a local bundle to `uri`: every file the manifest lists, then the manifest itself.
 
     The local bundle is verified first (a corrupt bundle is never published). The bucket or
     container must exist. Returns {"uri", "files", "bytes", "manifest_sha256"}.
     """
-    env = _settings(environ)
     root_dir = bundle.root if isinstance(bundle, Bundle) else local_path(bundle)
     raw = (root_dir / MANIFEST).read_bytes() if (root_dir / MANIFEST).is_file() else b""
     local = Bundle.open(root_dir)  # verifies every checksum: a corrupt bundle is never published
@@ -448,7 +344,7 @@ def publish_bundle(bundle: Bundle | str | os.PathLike, uri: str, *,
     if is_local(uri):
         dest = local_path(uri).resolve()
         uri = dest.as_uri()
-    fs, root, secrets = _filesystem(uri, storage_options, env)
+    fs, root, secrets = _filesystem(uri, storage_options, storage)
     local_fs = urlsplit(uri).scheme.lower() == "file"
     files = total = 0
     uploads = [(local.root / name / rel, f"{root}/{name}/{rel}")

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
 from ..bundles.bundle import MANIFEST, Bundle
+from ..bundles.storage import BundleStorage
 from ..contracts import ReviewSink
 from .policy import CALIBRATION_FILE, Policy
 from .router import Router
@@ -31,11 +32,29 @@ from .specialists import DetectorLayer, SpecialistSet, load_specialists
 CALIBRATION_COMPONENT = "calibration"
 
 
-def open_bundle(ref: str | Path) -> Bundle:
-    """A verified local bundle from a folder, `file://`, `s3://` or `az://` location."""
-    from ..bundles.uri import resolve_bundle
+def bundle_storage(s=None) -> BundleStorage:
+    """The bundle locations, cache and storage credentials from the settings (default: the process's)."""
+    if s is None:
+        from ..settings import settings
 
-    return resolve_bundle(ref)
+        s = settings()
+    return BundleStorage(
+        bundle=s.bundle, model_blob=s.model_blob, component_blobs=dict(s.component_blobs),
+        cache_dir=s.bundle_cache, xdg_cache_home=s.xdg_cache_home, blob_account=s.blob_account,
+        azure_account_name=s.azure_storage_account_name,
+        connection_string=s.secret("azure_storage_connection_string"),
+        account_key=s.secret("azure_storage_account_key"), sas_token=s.secret("azure_storage_sas_token"),
+        anon=s.azure_storage_anon, scrub=tuple(v.get_secret_value() for v in s.scrubbed_secrets.values()))
+
+
+def open_bundle(ref: str | Path | None = None, storage: BundleStorage | None = None) -> Bundle:
+    """A verified local bundle from a folder, `file://`, `s3://` or `az://` location; `ref` None (or
+    empty): the deployment variables' bundle (`CASCADE_BUNDLE`, `BLOB_ACCOUNT` + `*_MODEL_BLOB`).
+    `storage` defaults to the settings' (`bundle_storage()`)."""
+    from ..bundles.uri import resolve_bundle, resolve_configured_bundle
+
+    storage = storage or bundle_storage()
+    return resolve_bundle(ref, storage=storage) if ref else resolve_configured_bundle(storage)
 
 
 def read_calibration(bundle: Bundle) -> dict[str, Any]:
@@ -101,6 +120,22 @@ LOCAL = "local"
 
 REVIEW_QUEUE = "review-queue"
 """The default `review` of `build_router`: the database's review queue (`store.review.ReviewIntake`)."""
+
+DRIFT_WATCH = "drift-watch"
+"""A `drift` argument of `build_router`: the bundle's drift watch (`drift_watch`), holding a drifted domain's
+cheap layers until it is recalibrated. What every serving face passes (run, services, worker, Ray)."""
+
+
+def drift_watch(bundle: Bundle, s=None):
+    """Layer 1's drift watch of a bundle: a `monitoring.drift.DriftMonitor` over its calibration's references,
+    with the settings' `CASCADE_DRIFT_*` options (default: the process's settings)."""
+    from ..monitoring.drift import drift_monitor, references_from_calibration
+
+    if s is None:
+        from ..settings import settings
+
+        s = settings()
+    return drift_monitor(references_from_calibration(read_calibration(bundle)), s)
 
 
 @dataclass(frozen=True)
@@ -310,9 +345,9 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
       None only for a replay nobody reviews (evaluation).
     * `policy`: the thresholds, when the caller has them already (default: the bundle's calibration
       with `environ`'s overrides, via `load_policy`).
-    * `drift`: the router's Layer 1 drift watch: None (none), a monitor (`observe`, `hold`; e.g.
-      `monitoring.drift.DriftMonitor`) or a function of the opened bundle returning one (e.g.
-      `monitoring.drift.bundle_drift_monitor(settings)`, over the bundle's calibration references).
+    * `drift`: the router's Layer 1 drift watch: `DRIFT_WATCH` (the bundle's, `drift_watch`: what the
+      serving faces pass), None (none: offline replay, simulation), a monitor (`observe`, `hold`; e.g.
+      `monitoring.drift.DriftMonitor`, a `replay.RecordedHold`) or a function of the opened bundle returning one.
 
     Every decision is stamped with the bundle's version (`LoadedCascade.version`).
 
@@ -322,7 +357,7 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
     if gate is None:
         raise ConfigError("a router needs a gate: Layer 1 runs on every frame")
     if bundle_ref is None:
-        if drift is not None and not hasattr(drift, "hold"):
+        if drift is not None and not hasattr(drift, "hold"):  # DRIFT_WATCH or a function of the bundle
             raise ConfigError("without a bundle, give the drift monitor itself (not a function of the bundle)")
         return _from_parts(domains, gate, specialist, oracle, review, db, policy, drift)
     bundle = _bundle(bundle_ref)
@@ -345,7 +380,9 @@ def build_router(bundle_ref: str | Path | Bundle | None, *, domains: Sequence[st
     loaded.domains = served
     if _is(review, REVIEW_QUEUE):
         review = _review_queue(loaded.oracle, db)
-    if drift is not None and not hasattr(drift, "hold"):
+    if _is(drift, DRIFT_WATCH):
+        drift = drift_watch(bundle)
+    elif drift is not None and not hasattr(drift, "hold"):
         drift = drift(bundle)
     loaded.router = Router(policy, loaded.gate, loaded.specialist, loaded.oracle, review, drift=drift,
                            bundle_version=loaded.version)
@@ -382,7 +419,7 @@ def _review_queue(oracle: Any, db) -> ReviewSink:
     return ReviewIntake(ReviewQueue(db), review_labels)
 
 
-__all__ = ["LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
-           "build_router", "bundle_version", "load_gate", "load_layers", "load_oracle", "load_policy", "load_specialist",
-           "open_bundle", "oracle_from_settings", "oracle_taxonomy", "price_table", "read_calibration", "review_labels",
-           "SpecialistSet", "write_calibration"]
+__all__ = ["DRIFT_WATCH", "LOCAL", "REVIEW_QUEUE", "DetectorLayer", "LayerOptions", "LoadedCascade", "backend_config",
+           "build_router", "bundle_storage", "bundle_version", "drift_watch", "load_gate", "load_layers", "load_oracle",
+           "load_policy", "load_specialist", "open_bundle", "oracle_from_settings", "oracle_taxonomy", "price_table",
+           "read_calibration", "review_labels", "SpecialistSet", "write_calibration"]

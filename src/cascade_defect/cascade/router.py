@@ -128,13 +128,7 @@ class Router:
                 step(i, gate=res, drifted=drifted)
 
     def _drift_state(self, domain: str, results) -> str | None:
-        """Feed this batch's z to the drift watch; why the domain is held (None: it is not)."""
-        if self.drift is None:
-            return None
-        for res in results:
-            if not isinstance(res, Exception):
-                self.drift.observe(domain, res.z)
-        return self.drift.hold(domain)
+        return drift_hold(self.drift, domain, results)
 
     def _run_specialist(self, frames, flagged, traces, step) -> None:
         by_domain: dict[str, list[int]] = {}
@@ -167,6 +161,17 @@ class Router:
                 entry.extra.update(_hint(hint))
                 traces[i].append(entry)
             step(i, verdict=verdict)
+
+
+def drift_hold(drift: Any, domain: str, results: Sequence[Any]) -> str | None:
+    """Feed one domain batch's gate results (scores or exceptions) to the drift watch `drift` (None: no
+    watch); why the domain is held now (None: it is not)."""
+    if drift is None:
+        return None
+    for res in results:
+        if not isinstance(res, Exception):
+            drift.observe(domain, res.z)
+    return drift.hold(domain)
 
 
 def _hint(hint: tuple | None) -> dict:

@@ -123,11 +123,11 @@ def run(
         return run_on_ray(paths, bundle, domain, out, batch_size, specialist_engine, json_out)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..cascade.assemble import LayerOptions, backend_config, build_router, read_calibration
+    from ..cascade.assemble import DRIFT_WATCH, LayerOptions, backend_config, build_router, read_calibration
     from ..cascade.runner import CascadeRunner, items_from_samples, resolve_inputs
     from ..cascade.summary import summarise
     from ..cascade.calibration_summary import calibration_summary
-    from ..monitoring.drift import bundle_drift_monitor, drift_for_decisions
+    from ..monitoring.drift import drift_for_decisions
     from ..settings import default_db_path, settings
     from ..store.db import Database
     from ..store.decisions import DecisionLog
@@ -150,7 +150,7 @@ def run(
     config = run_guarded(backend_config, backend=backend, base_url=base_url, model=model)
     # drift of the gate's z holds the domain's cheap layers (decide.py rule 0) until recalibrated
     cascade = run_guarded(build_router, bundle, domains=[domain], db=database,
-                          drift=bundle_drift_monitor(settings()),
+                          drift=DRIFT_WATCH,
                           options=LayerOptions(specialist_engine=specialist_engine, oracle_config=config))
     calibration_data = read_calibration(cascade.bundle)
     log = DecisionLog(database)

@@ -62,7 +62,7 @@ def worker(
     import signal
     import threading
 
-    from ..cascade.assemble import LayerOptions, build_router
+    from ..cascade.assemble import DRIFT_WATCH, LayerOptions, build_router
     from ..distributed.decisions import QueueDecisions
     from ..distributed.queue import connect
     from ..distributed.worker import QueueWorker
@@ -71,7 +71,9 @@ def worker(
 
     client = run_guarded(connect, queue)
     database = run_guarded(Database, db or default_db_path())
-    loaded = run_guarded(build_router, bundle, db=database, options=LayerOptions(specialist_engine=specialist_engine))
+    # drift of the gate's z holds a domain's cheap layers (decide.py rule 0) until recalibrated, as in `run`
+    loaded = run_guarded(build_router, bundle, db=database, drift=DRIFT_WATCH,
+                         options=LayerOptions(specialist_engine=specialist_engine))
     if not loaded.domains:
         fail(f"{bundle}: no calibrated domain with a gate to serve")
     records = QueueDecisions(database, stream, group, {"bundle": str(loaded.bundle.root)})

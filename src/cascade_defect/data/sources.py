@@ -195,20 +195,27 @@ def parse_sources(data: Any, origin: str, base: Path | None = None,
     return domain, specs
 
 
-def load_sources(path: str | Path, environ: Mapping[str, str] | None = None) -> tuple[str | None, list[SourceSpec]]:
-    """Read and validate a sources YAML file; returns (domain or None, specs)."""
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The content of a YAML file; `ConfigError` naming the file and `what` it is (e.g. "tracks file") when it
+    is missing, unreadable or not valid YAML."""
     import yaml
 
-    path = Path(path)
     try:
-        text = path.read_text()
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the sources file: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_sources(data, str(path), path.parent.resolve(), environ)
+
+
+def load_sources(path: str | Path, environ: Mapping[str, str] | None = None) -> tuple[str | None, list[SourceSpec]]:
+    """Read and validate a sources YAML file; returns (domain or None, specs)."""
+    path = Path(path)
+    return parse_sources(read_yaml(path, "sources file"), str(path), path.parent.resolve(), environ)
 
 
 def read_sources(specs: Sequence[SourceSpec], domain: str, split: str | None = None, *, seed: int = 0,

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..bundles.uri import storage_options_for
-from ..cascade.assemble import LayerOptions, build_router, load_layers, load_oracle, load_policy, open_bundle
+from ..bundles.storage import storage_options_for
+from ..cascade.assemble import (LayerOptions, build_router, bundle_storage, drift_watch, load_layers, load_oracle,
+                                load_policy, open_bundle)
 from ..cascade.specialists import served_domains
 from ..cascade.runner import resolve_inputs
 from ..cascade.summary import summarise
@@ -62,7 +63,7 @@ def list_inputs(specs: Sequence[str]) -> list[tuple[str, str | None]]:
         if "://" in spec and not spec.lower().startswith("file://"):
             import fsspec
 
-            uri, options, _ = storage_options_for(spec)
+            uri, options, _ = storage_options_for(spec, bundle_storage())
             fs, root = fsspec.core.url_to_fs(uri, **options)
             scheme = spec.split("://", 1)[0]
             found = sorted(p for p in (fs.find(root) if fs.isdir(root) else [root])
@@ -134,13 +135,17 @@ def _column(batch: dict, name: str, idx: list[int]) -> list[dict | None]:
 
 
 class GateStage:
+    """Layer 1 and the drift watch (each actor its own, over the frames it scores)."""
+
     def __init__(self, bundle_ref: str, domain: str):
-        self.gate = load_layers(open_bundle(bundle_ref), ["gate"], domains=[domain]).gate
+        bundle = open_bundle(bundle_ref)
+        self.gate = load_layers(bundle, ["gate"], domains=[domain]).gate
+        self.drift = drift_watch(bundle)
         self.domain = domain
 
     def __call__(self, batch: dict) -> dict:
         idx, frames, errors = _frames(batch, self.domain)
-        out = gate_stage(self.gate, frames) if frames else []
+        out = gate_stage(self.gate, frames, self.drift) if frames else []
         return {**batch, "error": [e or "" for e in errors], "gate": _spread(idx, _cells(out), len(errors))}
 
 

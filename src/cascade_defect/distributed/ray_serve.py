@@ -14,7 +14,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-from ..bundles.uri import resolve_bundle_from_env
 from ..cascade.assemble import LayerOptions, load_layers, load_policy, open_bundle
 from ..errors import ConfigError
 from ..serialize import (LayerFailed, detections_from_wire, detections_to_wire, gate_from_wire, gate_to_wire, verdict_from_wire,
@@ -69,17 +68,12 @@ class ServeConfig:
                    route_prefix=str(http.get("route_prefix", "/")), deployments=deployments)
 
 
-def _open(ref: str | None):
-    """The bundle at `ref`, or (None) the deployment variables: CASCADE_BUNDLE, BLOB_ACCOUNT + *_MODEL_BLOB."""
-    return open_bundle(ref) if ref else resolve_bundle_from_env()
-
-
 # -- layer deployments: the library's layer objects, batch in, batch out --------------------------
 # Results cross the handles in the one wire form (`serialize`): the gate's region and error, the boxes,
 # every verdict field — and nothing that stays behind (the anomaly maps).
 class GateDeployment:
     def __init__(self, bundle_ref: str):
-        self.gate = load_layers(_open(bundle_ref), ["gate"]).gate
+        self.gate = load_layers(open_bundle(bundle_ref), ["gate"]).gate
 
     def score_batch(self, images, domain):
         return [gate_to_wire(s) for s in self.gate.score_batch(images, domain)]
@@ -87,7 +81,7 @@ class GateDeployment:
 
 class SpecialistDeployment:
     def __init__(self, bundle_ref: str, engine: str = "torch"):
-        self.specialist = load_layers(_open(bundle_ref), ["specialist"],
+        self.specialist = load_layers(open_bundle(bundle_ref), ["specialist"],
                                       options=LayerOptions(specialist_engine=engine)).specialist
 
     def serves(self, domain):
@@ -99,7 +93,7 @@ class SpecialistDeployment:
 
 class OracleDeployment:
     def __init__(self, bundle_ref: str, db_path: str):
-        self.oracle = load_layers(_open(bundle_ref), ["oracle"], db=Database(db_path)).oracle
+        self.oracle = load_layers(open_bundle(bundle_ref), ["oracle"], db=Database(db_path)).oracle
 
     def judge_batch(self, frames, hints):
         return [verdict_to_wire(v) for v in self.oracle.judge_batch(frames, hints)]
@@ -171,7 +165,7 @@ def build_application(config: ServeConfig, app_factory: Callable[..., Any]) -> A
     deployments. `app_factory(bundle_ref, db_path, layers)` returns the ASGI app (see `serve_on_ray.py`)."""
     from ray import serve
 
-    bundle = _open(config.bundle)  # fail here, before any replica starts
+    bundle = open_bundle(config.bundle)  # fail here, before any replica starts
     load_policy(bundle, [])
     has_specialist = bundle.has("specialist")
     # a remote URI (or the environment's variables) is resolved again by each replica, on its own node

@@ -4,7 +4,7 @@ A worker reads only from the sources it is allowed (`SourcePolicy`, from `CASCAD
 folders and URI prefixes; unset: inline frames only), only regular files (a FIFO or a device such
 as /dev/zero is refused without being opened for reading), at most `max_bytes` per frame, within
 `timeout_s`. Every refusal is a `DataError` naming the URI and the reason, which the worker
-dead-letters. Credentials come from the environment exactly as for bundles (`storage_options_for`);
+dead-letters. Credentials are the bundles' (`bundle_storage()` of the settings, `storage_options_for`);
 they never appear in an error message.
 """
 
@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..bundles.uri import is_local, local_path, storage_options_for
+from ..bundles.storage import storage_options_for
+from ..bundles.uri import is_local, local_path
+from ..cascade.assemble import bundle_storage
 from ..errors import DataError
 from ..imaging import load_image
 from ..records import Frame
@@ -94,7 +96,7 @@ def read_local(uri: str, path: Path, max_bytes: int | None) -> bytes:
 def _read_remote(uri: str, max_bytes: int | None) -> bytes:
     import fsspec
 
-    fs_uri, options, _how = storage_options_for(uri)
+    fs_uri, options, _how = storage_options_for(uri, bundle_storage())
     try:
         with fsspec.open(fs_uri, "rb", **options) as fh:
             data = fh.read(max_bytes + 1 if max_bytes is not None else -1)

@@ -1,12 +1,13 @@
 """The cascade split into stages (gate, specialist, oracle + decision) that may run in different processes.
 
-The gate stage scores every frame; the specialist stage runs Layer 2 on the frames `decide` sends
-there from the gate's output; the final stage holds the one router (built by `build_router`) whose
-gate and specialist are `RecordedLayer`s answering with what the earlier stages recorded, and calls
-the real oracle. Each frame is decided once, by that router, under the policy the driver loaded —
-no second copy of the routing rules. Layer outputs travel between stages in the one wire form
-(`serialize.output_to_wire`: score, z, region and error; boxes; or the failure), with the
-per-frame latency measured in their own stage.
+The gate stage scores every frame and feeds the drift watch (`cascade.assemble.drift_watch`), marking
+the frames of a held domain (`drifted`: the reason); the specialist stage runs Layer 2 on the frames
+`decide` sends there from the gate's output and that mark; the final stage holds the one router (built
+by `build_router`) whose gate, specialist and drift watch are replays (`RecordedLayer`, `RecordedHold`)
+of what the earlier stages recorded, and calls the real oracle. Each frame is decided once, by that
+router, under the policy the driver loaded — no second copy of the routing rules. Layer outputs travel
+between stages in the one wire form (`serialize.output_to_wire`: score, z, region and error; boxes; or
+the failure), with the per-frame latency measured in their own stage.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import time
 from typing import Any, Callable, Sequence
 
 from ..cascade.decide import FrameOutputs, Next, decide
-from ..cascade.replay import RecordedLayer
+from ..cascade.replay import RecordedHold, RecordedLayer
+from ..cascade.router import drift_hold
 from ..contracts import call_isolated, specialist_serves
 from ..records import Decision, Frame
 from ..serialize import output_from_wire, output_to_wire
@@ -42,9 +44,15 @@ def _timed(layer: str, call: Callable[[list[Any], str], Sequence[Any]], frames: 
     return out
 
 
-def gate_stage(gate, frames: Sequence[Frame]) -> list[Wire]:
-    """Layer 1 on every frame: its output in wire form."""
+def gate_stage(gate, frames: Sequence[Frame], drift=None) -> list[Wire]:
+    """Layer 1 on every frame: its output in wire form; with a drift watch (`observe`, `hold`), the frames of
+    a domain it holds carry why (`drifted`), as the router would mark them."""
     out = _timed("gate", gate.score_batch, frames, range(len(frames)))
+    for domain, ids in _by_domain(frames, range(len(frames))).items():
+        reason = drift_hold(drift, domain, [output_from_wire(out[i]) for i in ids])
+        if reason:
+            for i in ids:
+                out[i]["drifted"] = reason
     return [out[i] for i in range(len(frames))]
 
 
@@ -52,7 +60,7 @@ def needs_specialist(policy, frame: Frame, gate: Wire, specialist) -> bool:
     """Whether `decide` sends this frame to Layer 2 after the gate's output (`specialist` serving its domain)."""
     if not specialist_serves(specialist, frame.domain):
         return False
-    nxt = decide(policy, FrameOutputs(frame.domain, gate=output_from_wire(gate)))
+    nxt = decide(policy, FrameOutputs(frame.domain, gate=output_from_wire(gate), drifted=gate.get("drifted")))
     return isinstance(nxt, Next) and nxt.layer == "specialist"
 
 
@@ -67,14 +75,15 @@ class FinalStage:
     """The one router of the staged cascade: recorded gate and specialist outputs, the real oracle.
 
     Built once (by `build`, e.g. `functools.partial(build_router, bundle, ...)`, which receives the
-    replayed `gate` and `specialist`); `decide(frames, gate, specialist)` returns one decision per frame.
-    `specialist_serves` is which domains the upstream specialist serves (None: no specialist at all).
+    replayed `gate`, `specialist` and `drift`); `decide(frames, gate, specialist)` returns one decision per
+    frame. `specialist_serves` is which domains the upstream specialist serves (None: no specialist at all).
     """
 
     def __init__(self, build: Callable[..., Any], specialist_serves: Callable[[str], bool] | None):
         self.gate = RecordedLayer({})
         self.specialist = None if specialist_serves is None else RecordedLayer({}, serves=specialist_serves)
-        self.loaded = build(gate=self.gate, specialist=self.specialist)
+        self.drift = RecordedHold()
+        self.loaded = build(gate=self.gate, specialist=self.specialist, drift=self.drift)
 
     def decide(self, frames: Sequence[Frame], gate: Sequence[Wire], specialist: Sequence[Wire | None]
                ) -> list[Decision]:
@@ -82,7 +91,14 @@ class FinalStage:
         if self.specialist is not None:
             self.specialist.outputs = {id(f.image): output_from_wire(s) for f, s in zip(frames, specialist)
                                        if s is not None}
-        decisions = self.loaded.router.route(frames)
+        held: dict[str | None, list[int]] = {}  # frames the gate stage's watch held, and the others
+        for i, g in enumerate(gate):
+            held.setdefault(g.get("drifted"), []).append(i)
+        decisions: list[Decision] = [None] * len(frames)  # type: ignore[list-item]
+        for reason, idx in held.items():
+            self.drift.reason = reason
+            for i, d in zip(idx, self.loaded.router.route([frames[i] for i in idx])):
+                decisions[i] = d
         for d, g, s in zip(decisions, gate, specialist):  # each layer's latency is the one its own stage measured
             for r in d.trace:
                 if r.layer == "gate":

@@ -131,38 +131,36 @@ def record_frames(frames: Sequence[Frame], tracks: Sequence[str], gate: Any, spe
         s = f.truth
         recs.append(FrameRecord(i, f.frame_id, f.domain, t, f.source or f.frame_id, bool(s.defective),
                                 tuple(s.classes), tuple(s.boxes)))
-    by_domain: dict[str, list[int]] = {}
-    for i, f in enumerate(frames):
-        by_domain.setdefault(f.domain, []).append(i)
-    for domain, idx in by_domain.items():
-        def score(ids: list[int], d: str = domain) -> Sequence[Any]:
-            return gate.score_batch([frames[j].image for j in ids], d)
-
-        for i, r, ms in _timed_batches(score, idx, batch_size):
-            recs[i].gate_ms = ms
-            if isinstance(r, Exception):
-                recs[i].gate_error = f"layer 1: {r}"
-            else:
-                recs[i].gate_score, recs[i].gate_z = r.score, r.z
-                recs[i].gate_region = None if r.region is None else tuple(float(v) for v in r.region)
-                recs[i].anomaly_map = _small_map(getattr(r, "anomaly_map", None), map_side)
+    for i, r, ms in _per_domain(gate.score_batch, frames, range(len(frames)), batch_size):
+        recs[i].gate_ms = ms
+        if isinstance(r, Exception):
+            recs[i].gate_error = f"layer 1: {r}"
+        else:
+            recs[i].gate_score, recs[i].gate_z = r.score, r.z
+            recs[i].gate_region = None if r.region is None else tuple(float(v) for v in r.region)
+            recs[i].anomaly_map = _small_map(getattr(r, "anomaly_map", None), map_side)
     if specialist is not None:
-        by_domain = {}  # each domain's frames to its own Layer 2, if it has one
-        for i, r in enumerate(recs):
+        for r in recs:
             r.specialist_served = specialist_serves(specialist, r.domain)
-            if not r.excluded and r.specialist_served:
-                by_domain.setdefault(r.domain, []).append(i)
-        for domain, ok in by_domain.items():
-            def detect(ids: list[int], d: str = domain) -> Sequence[Any]:
-                return specialist.detect_batch([frames[j].image for j in ids], d)
-
-            for i, r, ms in _timed_batches(detect, ok, batch_size):
-                recs[i].specialist_ms = ms
-                if isinstance(r, Exception):
-                    recs[i].specialist_error = f"layer 2: {r}"
-                else:
-                    recs[i].detections = tuple(r)
+        ok = [i for i, r in enumerate(recs) if not r.excluded and r.specialist_served]
+        for i, r, ms in _per_domain(specialist.detect_batch, frames, ok, batch_size):  # each domain to its Layer 2
+            recs[i].specialist_ms = ms
+            if isinstance(r, Exception):
+                recs[i].specialist_error = f"layer 2: {r}"
+            else:
+                recs[i].detections = tuple(r)
     return recs
+
+
+def _per_domain(call: Callable[[list[Any], str], Sequence[Any]], frames: Sequence[Frame], idx: Sequence[int],
+                batch_size: int):
+    """(index, result or the exception it raised, ms per frame of its batch) of `call(images, domain)` on the
+    frames `idx`: each domain's frames in batches of their own."""
+    by_domain: dict[str, list[int]] = {}
+    for i in idx:
+        by_domain.setdefault(frames[i].domain, []).append(i)
+    for domain, ids in by_domain.items():
+        yield from _timed_batches(lambda js, d=domain: call([frames[j].image for j in js], d), ids, batch_size)
 
 
 def _timed_batches(call: Callable[[list[int]], Sequence[Any]], ids: Sequence[int], batch_size: int):

@@ -51,9 +51,6 @@ color:#6b7280;text-transform:uppercase;letter-spacing:.04em}.card .v{font-size:2
 th,td{border-bottom:1px solid #e5e7eb;padding:5px 8px;text-align:right;white-space:nowrap}th{background:#f9fafb;
 font-weight:600;white-space:normal;vertical-align:bottom}td:first-child,th:first-child{text-align:left}tr.hl td{background:#eff6ff;font-weight:600}
 .tw{overflow-x:auto}small.ci{display:block;font-size:11px;color:#6b7280;font-weight:400}td.l,th.l{text-align:left;white-space:normal}.grid{display:flex;flex-wrap:wrap;gap:14px}.chart{max-width:100%;height:auto;background:#fff}
-.chart .pa{fill:#fff;stroke:#d1d5db}.chart .gr{stroke:#eef0f3}.chart .tk{font-size:10px;fill:#6b7280}
-.chart .al{font-size:11px;fill:#374151}.chart .ct{font-size:12.5px;font-weight:600;fill:#111827;text-anchor:middle}
-.chart .lg{font-size:11px;fill:#374151}.chart .in{font-size:10.5px;fill:#fff;font-weight:600}
 .cm{width:auto}.cm td{text-align:center;min-width:46px}.ex{display:grid;grid-template-columns:repeat(auto-fill,
 minmax(300px,1fr));gap:14px}.exc{border:1px solid #e5e7eb;border-radius:8px;padding:8px;background:#fafafa}
 .exc .th{position:relative;line-height:0;background:#111827;border-radius:4px;overflow:hidden;text-align:center}
@@ -167,11 +164,9 @@ def _roc_chart(domain: str, roc: Mapping[str, Any]) -> str:
         op = roc.get("operating_point")
         if op:
             p.add("marker", [op["fpr"]], [op["tpr"]], color="#dc2626", size=6, label="calibrated threshold")
-    svg = p.render()
-    if not roc.get("fpr"):
-        svg = svg.replace("</svg>", f'<text x="165" y="150" class="lg" text-anchor="middle">'
-                                    f'{escape_html(roc.get("reason") or "undefined")}</text></svg>')
-    return svg
+    else:
+        p.note(roc.get("reason") or "undefined")
+    return p.render()
 
 
 def _boxes_svg(boxes: Iterable[Sequence[float]], scale: float, color: str, width: float = 2.0,

@@ -1,48 +1,135 @@
-"""Inline SVG charts (axes, lines, bars) and PNG thumbnails for the HTML evaluation report."""
+"""Inline SVG charts drawn by matplotlib, and PNG thumbnails, for the HTML evaluation report.
+
+Each chart is a matplotlib figure saved as SVG into a string, cut down to an inline ``<svg>``
+element: no XML prolog, no metadata, no xlink namespace, text kept as ``<text>`` (``svg.fonttype``
+``none``: no font files, readable and searchable), ids prefixed per chart so several charts share
+a page. matplotlib is imported when a chart is drawn, not with the package (the report is offline
+tooling; the router does not install it).
+"""
 
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import io
 import math
-from typing import Any, Iterable, Mapping, Sequence
+import re
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .report_format import escape_html, fmt_usd
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-        return [lo]
-    raw = (hi - lo) / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    start = math.ceil(lo / step - 1e-9) * step
-    ticks, v = [], start
-    while v <= hi + 1e-9 * step:
-        ticks.append(round(v, 10))
-        v += step
-    return ticks
-
-
-def _tick_label(v: float, step: float) -> str:
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    decimals = 0
-    while decimals < 6 and abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-6:
-        decimals += 1
-    return f"{v:.{decimals}f}"
+_RC = {
+    "svg.fonttype": "none", "svg.hashsalt": "cascade-defect", "text.parse_math": False,
+    "font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"], "font.size": 10,
+    "axes.edgecolor": "#d1d5db", "axes.labelcolor": "#374151", "axes.labelsize": 11, "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#eef0f3", "grid.linewidth": 1.0, "xtick.color": "#6b7280", "ytick.color": "#6b7280",
+    "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 11, "legend.frameon": False,
+    "lines.scale_dashes": False, "axes.formatter.useoffset": False, "svg.image_inline": True,
+}
+"""matplotlib settings for every chart: the report's colours and sizes, text as text, fixed ids."""
 
 
-def distinct_tick_labels(ticks: Sequence[float], value_fmt) -> list[str]:
-    """`value_fmt` of each tick, or the step's own decimals when that would print two ticks alike
-    (a count format on ticks 0, 0.25, 0.5 ... would read "0 0 0 1 1")."""
+def _exact(label: str, value: float) -> bool:
+    """Does `label` (e.g. "$1,234.50", "25") print `value` itself, not a rounding of it?"""
+    try:
+        shown = float(re.sub(r"[^0-9eE.+-]", "", label))
+    except ValueError:
+        return True  # not a plain number: distinctness is all we can check
+    return math.isclose(shown, value, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def _plain_labels(ticks: Sequence[float]) -> list[str]:
+    """matplotlib's own tick labels (as many decimals as the step needs; no offset, no exponent)."""
+    from matplotlib import ticker
+
+    fmt = ticker.ScalarFormatter(useOffset=False)
+    fmt.set_scientific(False)
+    fmt.create_dummy_axis()
+    if len(ticks):
+        fmt.axis.set_view_interval(min(ticks), max(ticks))
+    return fmt.format_ticks(list(ticks))
+
+
+def distinct_tick_labels(ticks: Sequence[float], value_fmt: Callable[[float], str]) -> list[str]:
+    """`value_fmt` of each tick when that prints every tick exactly and no two alike, else matplotlib's
+    plain labels (a count format on ticks 0, 0.25, 0.5 ... would read "0 0 0 1 1"; on 0, 2.5, 5 "0 2 5")."""
     labels = [value_fmt(t) for t in ticks]
-    if len(set(labels)) == len(labels):
+    if len(set(labels)) == len(labels) and all(_exact(lab, t) for lab, t in zip(labels, ticks)):
         return labels
-    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
-    return [_tick_label(t, step) for t in ticks]
+    return _plain_labels(ticks)
+
+
+def _formatter(value_fmt: Callable[[float], str]):
+    from matplotlib import ticker
+
+    class DistinctFormatter(ticker.Formatter):
+        def __call__(self, x, pos=None):
+            return value_fmt(x)
+
+        def format_ticks(self, values):
+            return distinct_tick_labels(list(values), value_fmt)
+
+    return DistinctFormatter()
+
+
+def _count(v: float) -> str:
+    """Whole numbers with thousands separators (other ticks fall back to matplotlib's decimals)."""
+    return f"{v:,.0f}"
+
+
+def _styled(fn):
+    """Run a chart builder under the report's matplotlib settings (they apply as artists are made)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context(_RC):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _figure(width: float, height: float) -> "Figure":
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width / 72, height / 72), dpi=72)
+
+
+def _title(fig: "Figure", title: str, height: float) -> None:
+    if title:
+        fig.suptitle(title, x=0.5, y=1 - 4 / height, va="top", fontsize=12.5, fontweight="bold", color="#111827")
+
+
+def _to_svg(fig: "Figure", width: float, height: float, title: str,
+            tips: Mapping[str, str] | None = None) -> str:
+    """The figure as one inline ``<svg class="chart">``: self-contained, ids unique to this chart."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
+    svg = re.sub(r"<style type=\"text/css\">.*?</style>\s*", "", svg, flags=re.S)  # a page-wide `*` rule
+    svg = svg.replace("xlink:href=", "href=")
+    for gid, text in (tips or {}).items():  # hover text of a part (matplotlib has no <title>)
+        svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{escape_html(text)}</title>', 1)
+    prefix = "c" + hashlib.sha1(svg.encode()).hexdigest()[:8] + "-"
+    svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}\1"', svg)
+    svg = re.sub(r'(href="#|url\(#)([^")]+)', rf"\1{prefix}\2", svg)
+    body = svg[svg.index(">") + 1:]
+    return (f'<svg class="chart" viewBox="0 0 {width:g} {height:g}" width="{width:g}" height="{height:g}" '
+            f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape_html(title)}" '
+            f'stroke-linejoin="round" stroke-linecap="butt">' + body.strip())
+
+
+def _dash(dash: str | None):
+    return "solid" if not dash else (0, tuple(float(v) for v in dash.split()))
 
 
 class SvgPlot:
@@ -55,6 +142,7 @@ class SvgPlot:
         self.xlim, self.ylim = xlim, ylim
         self.xlabel, self.ylabel, self.title = xlabel, ylabel, title
         self.items: list[dict[str, Any]] = []
+        self.notes: list[str] = []
 
     def add(self, kind: str, xs: Iterable, ys: Iterable, *, color: str = "#1d4ed8", label: str | None = None,
             size: float = 3.0, dash: str | None = None, opacity: float = 1.0, width: float = 2.0) -> "SvgPlot":
@@ -64,204 +152,157 @@ class SvgPlot:
                            "dash": dash, "opacity": opacity, "width": width})
         return self
 
-    def _limits(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        xs = [p[0] for it in self.items for p in it["pts"]]
-        ys = [p[1] for it in self.items for p in it["pts"]]
+    def note(self, text: str) -> "SvgPlot":
+        """A line of text in the middle of the plot area (e.g. why a curve is undefined)."""
+        self.notes.append(text)
+        return self
 
-        def span(vals, given):
-            if given is not None:
-                return given
-            if not vals:
-                return (0.0, 1.0)
-            lo, hi = min(vals), max(vals)
-            if hi == lo:
-                pad = abs(hi) * 0.1 or 1.0
-                return (lo - pad, hi + pad)
-            pad = (hi - lo) * 0.05
-            return (lo - pad if lo < 0 or lo - pad >= 0 else 0.0, hi + pad)
+    def _limits(self, axis: int, given: tuple[float, float] | None) -> tuple[float, float]:
+        if given is not None:
+            return given
+        vals = [p[axis] for it in self.items for p in it["pts"]]
+        if not vals:
+            return (0.0, 1.0)
+        lo, hi = min(vals), max(vals)
+        if hi == lo:
+            pad = abs(hi) * 0.1 or 1.0
+            return (lo - pad, hi + pad)
+        pad = (hi - lo) * 0.05
+        return (lo - pad if lo < 0 or lo - pad >= 0 else 0.0, hi + pad)  # never pad a non-negative axis below 0
 
-        return span(xs, self.xlim), span(ys, self.ylim)
-
-    def _legend_rows(self) -> int:
-        rows, lx = 0, float(self.m["l"])
-        labels = [it["label"] for it in self.items if it["label"]]
-        if labels:
-            rows = 1
-        for lab in labels:
-            wlab = 26 + 6.2 * len(lab)
-            if lx + wlab > self.w - 4 and lx > self.m["l"]:
-                rows, lx = rows + 1, float(self.m["l"])
-            lx += wlab
-        return rows
-
+    @_styled
     def render(self) -> str:
-        (x0, x1), (y0, y1) = self._limits()
+        from matplotlib import ticker
+
+        labelled = [it for it in self.items if it["label"]]
+        ncol = max(1, min(len(labelled), 2))
+        legend_h = (16 * math.ceil(len(labelled) / ncol) + 4) if labelled else 0
+        h = self.h + legend_h
         m = self.m
-        self.legend_h = 15 * self._legend_rows() + (4 if self._legend_rows() else 0)
-        plot_h = self.h
-        self.h = plot_h + self.legend_h
-        pw, ph = self.w - m["l"] - m["r"], plot_h - m["t"] - m["b"]
-
-        def X(v):
-            return m["l"] + (v - x0) / (x1 - x0) * pw
-
-        def Y(v):
-            return m["t"] + ph - (v - y0) / (y1 - y0) * ph
-
-        out = [f'<svg class="chart" viewBox="0 0 {self.w} {self.h}" width="{self.w}" height="{self.h}" '
-               f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape_html(self.title)}">']
-        if self.title:
-            out.append(f'<text x="{self.w / 2:.1f}" y="17" class="ct">{escape_html(self.title)}</text>')
-        out.append(f'<rect x="{m["l"]}" y="{m["t"]}" width="{pw}" height="{ph}" class="pa"/>')
-        for axis, lo, hi in (("x", x0, x1), ("y", y0, y1)):
-            ticks = _nice_ticks(lo, hi)
-            step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
-            for t in ticks:
-                if axis == "x":
-                    px = X(t)
-                    out.append(f'<line x1="{px:.1f}" y1="{m["t"]}" x2="{px:.1f}" y2="{m["t"] + ph}" class="gr"/>')
-                    out.append(f'<text x="{px:.1f}" y="{m["t"] + ph + 14}" class="tk" text-anchor="middle">'
-                               f'{_tick_label(t, step)}</text>')
-                else:
-                    py = Y(t)
-                    out.append(f'<line x1="{m["l"]}" y1="{py:.1f}" x2="{m["l"] + pw}" y2="{py:.1f}" class="gr"/>')
-                    out.append(f'<text x="{m["l"] - 5}" y="{py + 3.5:.1f}" class="tk" text-anchor="end">'
-                               f'{_tick_label(t, step)}</text>')
-        out.append(f'<text x="{m["l"] + pw / 2:.1f}" y="{plot_h - 8}" class="al" text-anchor="middle">'
-                   f'{escape_html(self.xlabel)}</text>')
-        out.append(f'<text transform="translate(13,{m["t"] + ph / 2:.1f}) rotate(-90)" class="al" '
-                   f'text-anchor="middle">{escape_html(self.ylabel)}</text>')
-        clip = f'clip{id(self)}'
-        out.append(f'<clipPath id="{clip}"><rect x="{m["l"]}" y="{m["t"] - 4}" width="{pw + 4}" height="{ph + 8}"/>'
-                   f'</clipPath><g clip-path="url(#{clip})">')
+        fig = _figure(self.w, h)
+        ax = fig.add_axes((m["l"] / self.w, (m["b"] + legend_h) / h,
+                           (self.w - m["l"] - m["r"]) / self.w, (self.h - m["t"] - m["b"]) / h))
+        handles = []
         for it in self.items:
-            pts = it["pts"]
-            if not pts:
+            if not it["pts"]:
                 continue
-            dash = f' stroke-dasharray="{it["dash"]}"' if it["dash"] else ""
+            xs, ys = zip(*it["pts"])
+            kw = {"color": it["color"], "label": it["label"]}
             if it["kind"] in ("line", "step"):
-                seq = pts
-                if it["kind"] == "step":
-                    seq = [pts[0]]
-                    for (xa, ya), (xb, yb) in zip(pts, pts[1:]):
-                        seq += [(xb, ya), (xb, yb)]
-                d = " ".join(f"{'M' if k == 0 else 'L'}{X(x):.1f},{Y(y):.1f}" for k, (x, y) in enumerate(seq))
-                out.append(f'<path d="{d}" fill="none" stroke="{it["color"]}" stroke-width="{it["width"]}"'
-                           f' stroke-opacity="{it["opacity"]}"{dash}/>')
+                (art,) = ax.plot(xs, ys, drawstyle="steps-post" if it["kind"] == "step" else "default",
+                                 linewidth=it["width"], alpha=it["opacity"], linestyle=_dash(it["dash"]), **kw)
             elif it["kind"] == "scatter":
-                for x, y in pts:
-                    out.append(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="{it["size"]}" fill="{it["color"]}" '
-                               f'fill-opacity="{it["opacity"]}"/>')
+                art = ax.scatter(xs, ys, s=(2 * it["size"]) ** 2, alpha=it["opacity"], linewidths=0,
+                                 clip_on=False, **kw)
             elif it["kind"] == "marker":
-                for x, y in pts:
-                    s = it["size"]
-                    px, py = X(x), Y(y)
-                    out.append(f'<path d="M{px:.1f},{py - s:.1f} L{px + s:.1f},{py:.1f} L{px:.1f},{py + s:.1f} '
-                               f'L{px - s:.1f},{py:.1f} Z" fill="{it["color"]}" stroke="#fff" stroke-width="1.2"/>')
-        out.append("</g>")
-        lx, ly = float(m["l"]), self.h - self.legend_h + 8
-        for it in [it for it in self.items if it["label"]]:
-            wlab = 26 + 6.2 * len(it["label"])
-            if lx + wlab > self.w - 4 and lx > m["l"]:
-                lx, ly = float(m["l"]), ly + 15
-            if it["kind"] in ("line", "step"):
-                dash = f' stroke-dasharray="{it["dash"]}"' if it["dash"] else ""
-                out.append(f'<line x1="{lx}" y1="{ly}" x2="{lx + 14}" y2="{ly}" stroke="{it["color"]}" '
-                           f'stroke-width="2"{dash}/>')
-            elif it["kind"] == "marker":
-                out.append(f'<path d="M{lx + 7},{ly - 5} L{lx + 12},{ly} L{lx + 7},{ly + 5} L{lx + 2},{ly} Z" '
-                           f'fill="{it["color"]}"/>')
+                (art,) = ax.plot(xs, ys, linestyle="none", marker="D", markersize=1.45 * it["size"],
+                                 markeredgecolor="#fff", markeredgewidth=1.2, clip_on=False, zorder=5, **kw)
             else:
-                out.append(f'<circle cx="{lx + 7}" cy="{ly}" r="4" fill="{it["color"]}" '
-                           f'fill-opacity="{max(it["opacity"], 0.6)}"/>')
-            out.append(f'<text x="{lx + 18}" y="{ly + 3.5}" class="lg">{escape_html(it["label"])}</text>')
-            lx += wlab
-        out.append("</svg>")
-        self.h = plot_h
-        return "".join(out)
+                raise ValueError(f"unknown plot kind {it['kind']!r}")
+            if it["label"]:
+                handles.append(art)
+        ax.set_xlim(*self._limits(0, self.xlim))
+        ax.set_ylim(*self._limits(1, self.ylim))
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(ticker.MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+            axis.set_major_formatter(_formatter(_count))
+        ax.tick_params(length=0, pad=4)
+        ax.set_xlabel(self.xlabel, labelpad=4)
+        ax.set_ylabel(self.ylabel, labelpad=4)
+        _title(fig, self.title, h)
+        for text in self.notes:
+            ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#374151", fontsize=11)
+        if handles:
+            fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(m["l"] / self.w - 0.02, 0), ncol=ncol,
+                       handlelength=1.4, columnspacing=1.2, borderaxespad=0.2, fontsize=11)
+        return _to_svg(fig, self.w, h, self.title)
 
 
+@_styled
 def svg_hbars(rows: Sequence[tuple[str, float | None, float | None, float | None, str]], *, width: int = 560,
               unit: str = "", title: str = "", value_fmt=fmt_usd) -> str:
-    """Horizontal bars (label, value, ci_low, ci_high, color) with error whiskers."""
+    """Horizontal bars (label, value, ci_low, ci_high, color) with error whiskers and the value at the end."""
+    from matplotlib import ticker
+
     bar_h, gap, left, right, top = 20, 8, 200, 110, 26 if title else 8
     h = top + len(rows) * (bar_h + gap) + 24
     vals = [v for _, v, lo, hi, _ in rows for v in (v, hi) if v is not None]
     vmax = max(vals) if vals and max(vals) > 0 else 1.0
-    pw = width - left - right
-    out = [f'<svg class="chart" viewBox="0 0 {width} {h}" width="{width}" height="{h}" '
-           f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape_html(title)}">']
-    if title:
-        out.append(f'<text x="{width / 2:.1f}" y="17" class="ct">{escape_html(title)}</text>')
-    ticks = _nice_ticks(0, vmax, 4)
-    for t, text in zip(ticks, distinct_tick_labels(ticks, value_fmt)):
-        px = left + t / vmax * pw
-        out.append(f'<line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{h - 20}" class="gr"/>')
-        out.append(f'<text x="{px:.1f}" y="{h - 6}" class="tk" text-anchor="middle">{escape_html(text)}</text>')
-    for k, (label, v, lo, hi, color) in enumerate(rows):
-        y = top + k * (bar_h + gap)
-        out.append(f'<text x="{left - 8}" y="{y + bar_h / 2 + 4}" class="lg" text-anchor="end">{escape_html(label)}</text>')
+    fig = _figure(width, h)
+    ax = fig.add_axes((left / width, 20 / h, (width - left - right) / width, (h - top - 20) / h))
+    ys = np.arange(len(rows)) * (bar_h + gap) + bar_h / 2
+    for y, (label, v, lo, hi, color) in zip(ys, rows):
         if v is None:
-            out.append(f'<text x="{left + 4}" y="{y + bar_h / 2 + 4}" class="lg">undefined</text>')
+            ax.text(0, y, " undefined", va="center", ha="left", color="#374151", fontsize=11)
             continue
-        bw = max(v / vmax * pw, 0.0)
-        out.append(f'<rect x="{left}" y="{y}" width="{bw:.1f}" height="{bar_h}" rx="2" fill="{color}"/>')
+        ax.barh(y, max(v, 0.0), height=bar_h, color=color)
+        end = v
         if lo is not None and hi is not None and hi > lo:
-            x1, x2 = left + lo / vmax * pw, left + hi / vmax * pw
-            cy = y + bar_h / 2
-            out.append(f'<path d="M{x1:.1f},{cy} L{x2:.1f},{cy} M{x1:.1f},{cy - 5} L{x1:.1f},{cy + 5} '
-                       f'M{x2:.1f},{cy - 5} L{x2:.1f},{cy + 5}" stroke="#111827" stroke-width="1.3" fill="none"/>')
-        out.append(f'<text x="{left + max(bw, (hi or 0) / vmax * pw) + 6:.1f}" y="{y + bar_h / 2 + 4}" class="lg">'
-                   f'{escape_html(value_fmt(v))}{escape_html(unit)}</text>')
-    out.append("</svg>")
-    return "".join(out)
+            ax.errorbar(v, y, xerr=[[v - lo], [hi - v]], fmt="none", ecolor="#111827", elinewidth=1.3, capsize=5,
+                        capthick=1.3)
+            end = max(v, hi)
+        ax.annotate(f"{value_fmt(v)}{unit}", (end, y), xytext=(6, 0), textcoords="offset points", va="center",
+                    color="#374151", fontsize=11, annotation_clip=False)
+    ax.set_xlim(0, vmax)
+    ax.set_ylim(len(rows) * (bar_h + gap) - gap / 2, -gap / 2)  # first row on top
+    ax.set_yticks(ys, [r[0] for r in rows], fontsize=11, color="#374151")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+    ax.xaxis.set_major_formatter(_formatter(value_fmt))
+    ax.grid(axis="y", visible=False)
+    ax.tick_params(length=0, pad=6)
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    _title(fig, title, h)
+    return _to_svg(fig, width, h, title)
 
 
+@_styled
 def svg_stacked(rows: Sequence[tuple[str, Mapping[str, float]]], order: Sequence[str], colors: Mapping[str, str],
                 names: Mapping[str, str], *, width: int = 560, title: str = "") -> str:
-    """100%-stacked horizontal bars (label, {part: share}) with a legend."""
+    """100%-stacked horizontal bars (label, {part: share}) with a legend; each part shows its share on hover."""
+    from matplotlib.patches import Patch
+
     bar_h, gap, left, right, top = 20, 8, 200, 16, 26 if title else 8
     h = top + len(rows) * (bar_h + gap) + 30
     pw = width - left - right
-    out = [f'<svg class="chart" viewBox="0 0 {width} {h}" width="{width}" height="{h}" '
-           f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape_html(title)}">']
-    if title:
-        out.append(f'<text x="{width / 2:.1f}" y="17" class="ct">{escape_html(title)}</text>')
-    for k, (label, parts) in enumerate(rows):
-        y = top + k * (bar_h + gap)
-        out.append(f'<text x="{left - 8}" y="{y + bar_h / 2 + 4}" class="lg" text-anchor="end">{escape_html(label)}</text>')
-        x = float(left)
+    fig = _figure(width, h)
+    ax = fig.add_axes((left / width, 30 / h, pw / width, (h - top - 30) / h))
+    tips: dict[str, str] = {}
+    ys = np.arange(len(rows)) * (bar_h + gap) + bar_h / 2
+    for k, (y, (label, parts)) in enumerate(zip(ys, rows)):
+        x = 0.0
         for key in order:
             share = float(parts.get(key, 0.0))
             if share <= 0:
                 continue
-            w = share * pw
-            out.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colors[key]}">'
-                       f'<title>{escape_html(names[key])}: {share:.1%}</title></rect>')
-            if w > 34:
-                out.append(f'<text x="{x + w / 2:.1f}" y="{y + bar_h / 2 + 4}" class="in" text-anchor="middle">'
-                           f'{share:.0%}</text>')
-            x += w
-    lx = left
-    ly = h - 12
-    for key in order:
-        out.append(f'<rect x="{lx}" y="{ly - 9}" width="11" height="11" fill="{colors[key]}"/>'
-                   f'<text x="{lx + 15}" y="{ly}" class="lg">{escape_html(names[key])}</text>')
-        lx += 22 + 7 * len(names[key])
-    out.append("</svg>")
-    return "".join(out)
-
-
-_RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
-                  [250, 193, 39], [252, 255, 164]], dtype=float)
+            (bar,) = ax.barh(y, share, left=x, height=bar_h, color=colors[key])
+            gid = f"part{k}-{len(tips)}"
+            bar.set_gid(gid)
+            tips[gid] = f"{names[key]}: {share:.1%}"
+            if share * pw > 34:
+                ax.text(x + share / 2, y, f"{share:.0%}", ha="center", va="center", color="#fff", fontsize=10.5,
+                        fontweight="bold")
+            x += share
+    ax.set_xlim(0, 1)
+    ax.set_ylim(len(rows) * (bar_h + gap) - gap / 2, -gap / 2)
+    ax.set_yticks(ys, [r[0] for r in rows], fontsize=11, color="#374151")
+    ax.set_xticks([])
+    ax.grid(False)
+    ax.tick_params(length=0, pad=6)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.legend(handles=[Patch(color=colors[key], label=names[key]) for key in order], loc="lower left",
+               bbox_to_anchor=(left / width - 0.01, 0), ncol=len(order), handlelength=1.0, handleheight=1.0,
+               columnspacing=1.2, borderaxespad=0.2, fontsize=11)
+    _title(fig, title, h)
+    return _to_svg(fig, width, h, title, tips)
 
 
 def _colormap(v: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> RGB uint8 on an inferno-like ramp."""
-    v = np.clip(np.nan_to_num(v), 0.0, 1.0) * (len(_RAMP) - 1)
-    i = np.minimum(np.floor(v).astype(int), len(_RAMP) - 2)
-    f = (v - i)[..., None]
-    return (_RAMP[i] * (1 - f) + _RAMP[i + 1] * f).round().astype(np.uint8)
+    """Values in [0, 1] -> RGB uint8 on matplotlib's inferno colour map."""
+    from matplotlib import colormaps
+
+    return colormaps["inferno"](np.clip(np.nan_to_num(v), 0.0, 1.0), bytes=True)[..., :3]
 
 
 def _png_b64(arr: np.ndarray) -> str:

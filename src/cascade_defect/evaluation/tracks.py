@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 
-from ..data.sources import entry_limit, entry_ratios, expand_root
+from ..data.sources import entry_limit, entry_ratios, expand_root, read_yaml
 from ..errors import ConfigError, DataError
 from ..records import Frame, Sample
 from .balance import BalancedSample, Short, balanced_sample
@@ -185,20 +185,8 @@ def parse_tracks(data: Any, origin: str = "tracks", base: Path | None = None,
 
 def load_tracks(path: str | Path, environ: Mapping[str, str] | None = None) -> list[TrackSpec]:
     """Read and validate a TRACKS.yaml file."""
-    import yaml
-
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: tracks file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read tracks file: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_tracks(data, str(path), path.parent.resolve(), environ)
+    return parse_tracks(read_yaml(path, "tracks file"), str(path), path.parent.resolve(), environ)
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -39,10 +39,10 @@ class RecordedSplit:
     def from_fit_info(cls, fit: Mapping[str, Any] | None) -> "RecordedSplit":
         src = dict((fit or {}).get("source") or {})
         if src.get("synthetic"):  # generated frames: regenerate them (seeded) instead of reading a temp folder
-            from ..bundles.uri import cache_base
+            from ..cascade.assemble import bundle_storage
             from ..data.synthetic import regenerate
 
-            src["root"] = str(regenerate(src["synthetic"], cache_base() / "synthetic"))
+            src["root"] = str(regenerate(src["synthetic"], bundle_storage().cache_base() / "synthetic"))
         if "datasets" in src:
             datasets = [dict(d) for d in src["datasets"]]
         elif src.get("format") and src.get("root"):

@@ -203,14 +203,6 @@ def drift_monitor(references: Mapping[str, Mapping[str, Any]], settings: Any = N
     return DriftMonitor(references, **{k: v for k, v in kwargs.items() if v is not None})
 
 
-def bundle_drift_monitor(settings: Any = None):
-    """A function of a bundle returning a `drift_monitor` over its calibration's references (what
-    `build_router(drift=...)` takes); `settings` as in `drift_monitor`."""
-    from ..cascade.assemble import read_calibration
-
-    return lambda bundle: drift_monitor(references_from_calibration(read_calibration(bundle)), settings)
-
-
 def drift_for_decisions(calibration: Mapping[str, Any], decisions: Sequence, settings: Any = None) -> dict[str, dict]:
     """Drift per domain over the last window of `decisions` (a run's), as plain dicts."""
     monitor = drift_monitor(references_from_calibration(calibration), settings)

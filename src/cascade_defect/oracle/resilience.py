@@ -1,6 +1,6 @@
 """Retries with exponential backoff and jitter, `Retry-After`, and a circuit breaker.
 
-`call_with_retries` retries a call that fails with a `TransientError` (429, 5xx, timeouts,
+`call_with_retries` (a tenacity retry loop) retries a call that fails with a `TransientError` (429, 5xx, timeouts,
 connection errors): it waits what the server asked for in `Retry-After` / `retry-after-ms` when
 given (up to `max_retry_after_s`), else `base_delay_s * 2**attempt` with full jitter, capped at
 `max_delay_s`. A `CircuitBreaker` opens after `failure_threshold` consecutive failed calls and
@@ -112,34 +112,47 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callab
     With `time_left` (seconds left of an overall deadline of `deadline_s`), no retry starts
     that could not begin before the deadline. Raises `RetriesExhausted` wrapping the last
     `TransientError`; `PermanentError` and any other exception pass through at once.
+    The loop is tenacity's; the wait (`Retry-After` or jittered backoff) and the reasons to
+    stop are the policy's, below.
     """
+    import tenacity  # the oracle extra; imported here so the package imports without it (router container)
+
     rng = rng or random.Random()
-    for attempt in range(policy.max_attempts):
-        try:
-            return fn(), attempt + 1
-        except TransientError as exc:
-            if attempt + 1 >= policy.max_attempts:
-                raise RetriesExhausted(exc, attempt + 1, "gave up") from exc
-            left = time_left() if time_left is not None else None
-            if left is not None and left <= MIN_ATTEMPT_S:
-                raise RetriesExhausted(exc, attempt + 1, f"per-frame deadline of {deadline_s:g} s reached") from exc
-            if exc.retry_after_s is not None:
-                if exc.retry_after_s > policy.max_retry_after_s:
-                    raise RetriesExhausted(
-                        exc, attempt + 1,
-                        f"server asked to retry after {exc.retry_after_s:.1f} s (> {policy.max_retry_after_s:.1f} s)"
-                    ) from exc
-                delay = exc.retry_after_s
-            else:
-                delay = policy.backoff(attempt, rng)
-            if left is not None and delay > left - MIN_ATTEMPT_S:
-                raise RetriesExhausted(
-                    exc, attempt + 1, f"per-frame deadline of {deadline_s:g} s reached (next try in {delay:.1f} s)"
-                ) from exc
-            if on_retry is not None:
-                on_retry(attempt + 1, exc, delay)
-            sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+    gave_up: list[str] = []
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception()
+        if exc.retry_after_s is not None:
+            return exc.retry_after_s
+        if state.attempt_number >= policy.max_attempts:
+            return 0.0  # no retry follows: draw no jitter
+        return policy.backoff(state.attempt_number - 1, rng)
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        exc, delay = state.outcome.exception(), state.upcoming_sleep
+        left = time_left() if time_left is not None else None
+        if state.attempt_number >= policy.max_attempts:
+            gave_up.append("gave up")
+        elif left is not None and left <= MIN_ATTEMPT_S:
+            gave_up.append(f"per-frame deadline of {deadline_s:g} s reached")
+        elif exc.retry_after_s is not None and exc.retry_after_s > policy.max_retry_after_s:
+            gave_up.append(f"server asked to retry after {exc.retry_after_s:.1f} s (> {policy.max_retry_after_s:.1f} s)")
+        elif left is not None and delay > left - MIN_ATTEMPT_S:
+            gave_up.append(f"per-frame deadline of {deadline_s:g} s reached (next try in {delay:.1f} s)")
+        return bool(gave_up)
+
+    def exhausted(state: tenacity.RetryCallState):
+        exc = state.outcome.exception()
+        raise RetriesExhausted(exc, state.attempt_number, gave_up[-1]) from exc
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        if on_retry is not None:
+            on_retry(state.attempt_number, state.outcome.exception(), state.upcoming_sleep)
+
+    retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(TransientError), wait=wait, stop=stop,
+                                 sleep=sleep, before_sleep=before_sleep, retry_error_callback=exhausted)
+    result = retrying(fn)
+    return result, retrying.statistics["attempt_number"]
 
 
 class CircuitBreaker:

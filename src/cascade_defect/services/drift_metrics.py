@@ -23,10 +23,8 @@ from typing import Any, Iterable
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
-from ..cascade.assemble import read_calibration
+from ..cascade.assemble import drift_watch, read_calibration
 from ..cascade.calibration_summary import calibration_summaries
-from ..monitoring.drift import drift_monitor, references_from_calibration
-from ..settings import settings
 
 
 class DriftGauges:
@@ -51,7 +49,7 @@ class DriftGauges:
         if own is not None:
             return own, True
         if engine.version != self._version:  # a reload brings new references: start a fresh window
-            self.monitor = drift_monitor(references_from_calibration(read_calibration(engine.bundle)), settings())
+            self.monitor = drift_watch(engine.bundle)
             self._version = engine.version
         return self.monitor, False
 

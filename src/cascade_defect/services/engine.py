@@ -14,13 +14,9 @@ import logging
 import threading
 from typing import Any, Callable, Mapping
 
-from ..bundles.bundle import Bundle
-from ..bundles.uri import resolve_bundle_from_env
-from ..cascade.assemble import LayerOptions, LoadedCascade, build_router, load_layers, open_bundle
+from ..cascade.assemble import DRIFT_WATCH, LayerOptions, LoadedCascade, build_router, load_layers, open_bundle
 from ..errors import ConfigError
-from ..monitoring.drift import bundle_drift_monitor
 from ..settings import reload_settings
-from ..settings import settings as current_settings
 from ..store.db import Database
 from .remote import RemoteGate, RemoteLayer, RemoteOracle, RemoteSpecialist
 from .settings import ServiceSettings
@@ -51,11 +47,6 @@ class Locked:
         return getattr(self.layer, name)
 
 
-def open_configured_bundle(ref: str | None) -> Bundle:
-    """`--bundle` when given, else the design's variables (`CASCADE_BUNDLE`, `BLOB_ACCOUNT` + `*_MODEL_BLOB`)."""
-    return open_bundle(ref) if ref else resolve_bundle_from_env()
-
-
 def layer_options(settings: ServiceSettings) -> LayerOptions:
     """The layers' constructor arguments from the service's settings."""
     return LayerOptions(specialist_engine=settings.specialist_engine, retry_attempts=settings.oracle_max_attempts,
@@ -70,7 +61,7 @@ def build_engine(role: str, bundle_ref: str | None, settings: ServiceSettings, d
     The router's layers are, in this order of preference: the objects in `layers` (e.g. Ray Serve
     handles), remote clients of the URLs in the settings, or loaded here from the bundle.
     """
-    bundle = open_configured_bundle(bundle_ref)
+    bundle = open_bundle(bundle_ref)  # None: the deployment variables' bundle
     options = layer_options(settings)
     if role not in ("router", "all"):
         loaded = load_layers(bundle, [role], db=db, options=options)
@@ -94,7 +85,7 @@ def build_engine(role: str, bundle_ref: str | None, settings: ServiceSettings, d
                 given[layer] = None if getattr(here, layer) is None else Locked(getattr(here, layer))
         given.update({layer: clients[layer](r) for layer, r in remotes.items()})
         # drift of the gate's z holds a domain's cheap layers until a recalibrated bundle is loaded
-        loaded = build_router(bundle, db=db, options=options, drift=bundle_drift_monitor(current_settings()), **given)
+        loaded = build_router(bundle, db=db, options=options, drift=DRIFT_WATCH, **given)
     except Exception:
         for r in remotes.values():
             r.close()
