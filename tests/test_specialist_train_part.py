@@ -53,9 +53,10 @@ def neu_slice(tmp_path_factory, real_data):
 
 def test_train_part_is_recorded_and_the_loop_streams_unseen_frames_first(neu_slice, tmp_path):
     bundle = tmp_path / "bundle"
-    res = runner.invoke(app, ["specialist", "train", "--format", "neu", "--root", str(neu_slice), "--ratios", "0.7,0.15,0.15",
-                              "--train-part", "0.5", "--seed", "3", "--epochs", "1", "--imgsz", "64", "--batch-size", "8",
-                              "--workers", "0", "--device", "cpu", "--set", "val=False", "--set", "plots=False",
+    res = runner.invoke(app, ["specialist", "train", "--format", "neu", "--root", str(neu_slice),
+                              "--ratios", "0.7,0.15,0.15", "--train-part", "0.5", "--seed", "3", "--epochs", "1",
+                              "--imgsz", "64", "--batch-size", "8", "--workers", "0", "--device", "cpu",
+                              "--set", "val=False", "--set", "plots=False",
                               "--out", str(tmp_path / "runs"), "--bundle", str(bundle), "--json"])
     assert res.exit_code == 0, res.output + str(res.exception)
     source = json.loads((bundle / "specialist" / "specialist.json").read_text())["fit"]["source"]
@@ -80,3 +81,11 @@ def test_train_part_is_recorded_and_the_loop_streams_unseen_frames_first(neu_sli
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert rows[0]["frames"] == unseen and rows[0]["stream_seen_by_round0"] == 0  # every unseen frame, no seen one
     assert rows[0]["holdout_streamed"] == 0
+
+
+@pytest.mark.parametrize("args", [["--data", "data.yaml", "--train-part", "0.5"],
+                                  ["--format", "neu", "--root", ".", "--train-part", "0"]])
+def test_train_part_needs_a_reader_format_and_a_positive_fraction(args, tmp_path):
+    res = runner.invoke(app, ["specialist", "train", *args, "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "--train-part needs --format/--root and a fraction in (0, 1]" in res.output
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written
