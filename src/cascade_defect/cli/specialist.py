@@ -95,6 +95,10 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Training seed."),
     ratios: str = typer.Option("0.6,0.2,0.2", "--ratios", help="train,val,test fractions (with --format)."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the split (with --format)."),
+    train_part: Optional[float] = typer.Option(
+        None, "--train-part", min=0.0, max=1.0,
+        help="With --format: train on this fraction of the train split only (seeded by --seed, stratified by "
+             "class; val and test stay whole); the part is recorded as train_ids in specialist.json."),
     class_names: Optional[str] = typer.Option(
         None, "--class-names", help="Severstal ids to names, e.g. 1=pitting,2=inclusion,3=scratch,4=patch."),
     set_: List[str] = typer.Option([], "--set", help="Extra Ultralytics training argument key=value (repeatable)."),
@@ -113,6 +117,8 @@ def train(
 
     batch = prefer(batch_size, batch_old, "--batch", "--batch-size")
     _check_source(data, fmt, root)
+    if train_part is not None and (data is not None or train_part <= 0.0):
+        fail("--train-part needs --format/--root and a fraction in (0, 1]")
     try:
         settings = get_recipe(recipe)
     except ValueError as exc:
@@ -138,7 +144,7 @@ def train(
         except ValueError as exc:
             fail(str(exc))
         run_guarded(spec.fit_format, fmt, root, out_dir=out, name=name, ratios=r, seed=split_seed,
-                    class_names=names)
+                    class_names=names, train_part=train_part, part_seed=seed)
     spec.fit_info_["recipe"] = recipe
     folder = spec.weights_.parent
     if save is not None:

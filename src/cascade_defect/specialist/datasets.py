@@ -240,16 +240,54 @@ def wide_fraction(samples: Sequence[Sample], aspect: float) -> float:
     return wide / len(samples)
 
 
+def stratified_part(samples: Sequence[Sample], fraction: float, seed: int) -> list[Sample]:
+    """A seeded part of `samples` (about `fraction` of them), in input order, stratified by image-level
+    class (defect-free frames are one more stratum): each stratum keeps round(fraction x its size), at
+    least one frame of a non-empty stratum."""
+    import numpy as np
+
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"a train part must be a fraction in (0, 1], not {fraction}")
+    strata: dict[tuple[str, ...], list[int]] = {}
+    for i, s in enumerate(samples):
+        strata.setdefault(tuple(sorted(s.classes)) if s.defective else ("defect-free",), []).append(i)
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for key in sorted(strata):
+        idx = strata[key]
+        n = max(1, round(fraction * len(idx)))
+        keep += [idx[j] for j in rng.permutation(len(idx))[:n]]
+    return [samples[i] for i in sorted(keep)]
+
+
+def with_train_part(samples: Sequence[Sample], fraction: float, *, ratios: str | Sequence[float] = DEFAULT_RATIOS,
+                    seed: int = 0, part_seed: int = 0) -> tuple[list[Sample], list[str]]:
+    """The usable samples with their split fixed (the same split `held_out_samples` computes), the train
+    split cut to a seeded stratified part: (samples to export, sorted ids of the train part)."""
+    from dataclasses import replace
+
+    from ..data.splits import assign_splits
+
+    usable = usable_samples(samples)
+    plan = assign_splits(usable, ratios, seed)
+    placed = [replace(s, split=sp) for s, sp in zip(usable, plan.splits)]
+    part = stratified_part([s for s in placed if s.split == "train"], fraction, part_seed)
+    ids = {s.id for s in part}
+    return [s for s in placed if s.split != "train" or s.id in ids], sorted(ids)
+
+
 def export_format(fmt: str, root: str | Path, out: str | Path, *, aspect: float = 2.0,
                   overlap: float | None = None, tile: int | None = None,
                   ratios: str | Sequence[float] = DEFAULT_RATIOS, seed: int = 0,
                   class_names: Mapping[int, str] | None = None, skip_invalid: bool = False,
-                  overwrite: bool = True):
+                  overwrite: bool = True, train_part: float | None = None, part_seed: int = 0):
     """Export a reader format to a YOLO dataset under `out`; returns the `ExportResult`.
 
     Frames are tiled (tile side = the short side unless `tile`) when any frame's long side is
     at least `aspect` times its short side. The tiling used is recorded in the export's
-    manifest and in the returned result's `manifest["tiling"]`.
+    manifest and in the returned result's `manifest["tiling"]`. `train_part` keeps only a seeded
+    stratified part of the train split (`with_train_part`, seeded by `part_seed`); val and test are
+    the full splits; the part and its ids are recorded in `manifest["source"]`.
     """
     from ..data.tiling import DEFAULT_OVERLAP
     from ..data.yolo_export import export_yolo
@@ -260,7 +298,11 @@ def export_format(fmt: str, root: str | Path, out: str | Path, *, aspect: float 
     if unknown:
         raise DataError(str(root), f"box classes {unknown} are not among the class names {names}")
     tiling = tile is not None or wide_fraction(usable_samples(samples), aspect) > 0
+    source: dict = {"format": fmt, "root": str(root)}
+    if train_part is not None:
+        samples, ids = with_train_part(samples, train_part, ratios=ratios, seed=seed, part_seed=part_seed)
+        source["train_part"] = {"fraction": train_part, "seed": part_seed, "stratified_by": "image-level class"}
+        source["train_ids"] = ids
     return export_yolo(samples, out, class_names=names, ratios=ratios, seed=seed, tiling=tiling, tile=tile,
                        overlap=DEFAULT_OVERLAP if overlap is None else overlap, overwrite=overwrite,
-                       skip_invalid=skip_invalid, source={"format": fmt, "root": str(root)},
-                       prior_skipped=skipped)
+                       skip_invalid=skip_invalid, source=source, prior_skipped=skipped)

@@ -166,11 +166,15 @@ class Specialist(DetectorBase):
 
     def fit_format(self, fmt: str, root: str | Path, *, out_dir: str | Path = "runs/specialist",
                    name: str = "train", ratios: Sequence[float] | str = DEFAULT_RATIOS, seed: int = 0,
-                   class_names: Mapping[int, str] | None = None, skip_invalid: bool = False) -> "Specialist":
+                   class_names: Mapping[int, str] | None = None, skip_invalid: bool = False,
+                   train_part: float | None = None, part_seed: int = 0) -> "Specialist":
         """Train from a reader format (`severstal`, `neu`, `ksdd2`, `folder`, ...) under `root`.
 
         The dataset is exported to YOLO under `out_dir/name-data` (wide frames tiled, with the
-        same tile geometry the predictor uses), then trained with `fit`.
+        same tile geometry the predictor uses), then trained with `fit`. `train_part` trains on a
+        seeded, class-stratified part of the train split only (`datasets.with_train_part`); its
+        frames are recorded as `train_ids` (as `learn simulate` records its seed part), so `learn`
+        and `learn simulate --from-bundle` know which train frames the detector has not seen.
         """
         from .datasets import export_format
 
@@ -179,9 +183,12 @@ class Specialist(DetectorBase):
         size = self.tile_policy.size if self.tile_policy else None
         export = export_format(fmt, root, Path(out_dir) / f"{name}-data", aspect=aspect, overlap=overlap,
                                tile=size, ratios=ratios, seed=seed, class_names=class_names,
-                               skip_invalid=skip_invalid)
+                               skip_invalid=skip_invalid, train_part=train_part, part_seed=part_seed)
         source = {"format": fmt, "root": str(root), "ratios": list(export.manifest.get("ratios", {}).values()),
                   "split_seed": seed, "tiling": export.manifest.get("tiling"), "counts": export.counts}
+        if train_part is not None:
+            source["train_part"] = export.manifest["source"]["train_part"]
+            source["train_ids"] = export.manifest["source"]["train_ids"]
         return self.fit(export.data_yaml, out_dir=out_dir, name=name, source=source)
 
     # -- loading / saving -------------------------------------------------------------------
