@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
@@ -11,6 +11,11 @@ from .common import Format, DEVICE_HELP, deprecated, emit_json, err_console, fai
 
 app = typer.Typer(rich_markup_mode=None, help="Learn from the oracle's and reviewers' labels (docs/learning-loop.md).",
                   invoke_without_command=True, no_args_is_help=True)
+
+
+ORACLE_BOXES_HELP = ("How an oracle label teaches the detector: hint (the detector's box the oracle confirmed, one "
+                     "per frame: other defects of the frame train as background) or none (the label counts for τ "
+                     "and the Layer-2 bars, not as boxes; reviewers' drawn boxes still train the detector).")
 
 
 def _quiet() -> None:
@@ -44,7 +49,7 @@ def learn_group(
     deprecated("learn --bundle ... (without a subcommand)", "learn run --bundle ...")
     learn_run(bundle=bundle, db=db, out=out, epochs=epochs, imgsz=imgsz, batch_size=batch, batch_old=None,
               device=device, alpha=alpha, holdout_limit=holdout_limit, no_recalibrate=no_recalibrate,
-              lr0=None, mosaic=None, json_out=json_out)
+              lr0=None, mosaic=None, oracle_boxes="hint", json_out=json_out)
 
 
 @app.command("run")
@@ -64,6 +69,7 @@ def learn_run(
     lr0: Optional[float] = typer.Option(None, "--lr0", min=0.0, help="Fine-tuning learning rate (default 0.002)."),
     mosaic: Optional[float] = typer.Option(None, "--mosaic", min=0.0, max=1.0,
                                            help="Share of mosaic-augmented batches (default 0.5)."),
+    oracle_boxes: Literal["hint", "none"] = typer.Option("hint", "--oracle-boxes", help=ORACLE_BOXES_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result record as one JSON object."),
 ) -> None:
     """Fine-tune Layer 2 on the queue + original training data, re-calibrate τ, compare, publish if not worse."""
@@ -80,7 +86,7 @@ def learn_run(
         fail(f"{path}: no database (nothing was labelled); pass --db or set CASCADE_DB")
     settings = LearnSettings(epochs=epochs, imgsz=imgsz, batch=batch, device=device, alpha=alpha,
                              holdout_limit=holdout_limit, recalibrate=not no_recalibrate,
-                             train_args=finetune_args(lr0, mosaic))
+                             train_args=finetune_args(lr0, mosaic), oracle_boxes=oracle_boxes)
     result = run_guarded(learn, bundle, run_guarded(Database, path), out, settings=settings,
                          log=lambda m: err_console.print(m, highlight=False))
     if json_out:
@@ -127,6 +133,7 @@ def simulate_cmd(
     lr0: Optional[float] = typer.Option(None, "--lr0", min=0.0, help="Fine-tuning learning rate (default 0.002)."),
     mosaic: Optional[float] = typer.Option(None, "--mosaic", min=0.0, max=1.0,
                                            help="Fine-tuning share of mosaic batches (default 0.5)."),
+    oracle_boxes: Literal["hint", "none"] = typer.Option("hint", "--oracle-boxes", help=ORACLE_BOXES_HELP),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per training batch."),
     batch_old: Optional[int] = typer.Option(None, "--batch", min=1, hidden=True, help="Old spelling of --batch-size."),
     l2_bar: Optional[float] = typer.Option(None, "--l2-bar", help="Layer-2 confidence bar (default: the policy's)."),
@@ -157,7 +164,7 @@ def simulate_cmd(
                     imgsz=imgsz if imgsz is not None else (None if from_bundle else 224), epochs0=epochs0,
                     epochs=epochs, batch=batch, l2_bar=l2_bar, seed=seed, device=device, gate_epochs=gate_epochs,
                     from_bundle=from_bundle, l2_precision=l2_precision, l2_confidence=l2_confidence,
-                    measure_final=measure_final, lr0=lr0, mosaic=mosaic)
+                    measure_final=measure_final, lr0=lr0, mosaic=mosaic, oracle_boxes=oracle_boxes)
 
     def emit(row):
         if json_out:

@@ -1,9 +1,11 @@
 """Production labels (oracle and human) as training samples for the detector and calibration.
 
 Per frame the label that counts is `LabelStore.effective` (a human label outranks the oracle).
-Boxes: a human label's own boxes; an oracle label gets the detector's hint box (the box of
-the frame's Layer-3 decision in the decision log) only where the oracle confirmed it, i.e.
-answered the class the detector proposed there. A defective label without a box still counts
+Boxes: a human label's own boxes. An oracle label's boxes follow the caller's `oracle_boxes`
+choice (`ORACLE_BOXES`): "hint" gives it the detector's hint box (the box of the frame's Layer-3
+decision in the decision log) only where the oracle confirmed it, i.e. answered the class the
+detector proposed there — one box, although a frame may hold several defects (the others then
+train as background); "none" gives it no box. A defective label without a box still counts
 for τ calibration (defective or not) but cannot teach the detector where; it is reported as
 `class_only`. Frames of the detector's evaluation splits are dropped (`held_out`).
 """
@@ -18,6 +20,9 @@ from ..records import NO_DEFECT, Box, Sample
 from ..store.db import Database
 from ..store.labels import Label, LabelStore
 from .sources import is_evaluation_frame
+
+ORACLE_BOXES = ("hint", "none")
+"""How an oracle label teaches the detector: "hint" (its confirmed hint box) or "none" (class only)."""
 
 
 @dataclass
@@ -40,19 +45,26 @@ def _hint_box(db: Database, frame_id: str) -> tuple[str | None, tuple[float, ...
     return None, None
 
 
-def _boxes(db: Database, lab: Label) -> tuple[Box, ...] | None:
+def _boxes(db: Database, lab: Label, oracle_boxes: str) -> tuple[Box, ...] | None:
     if lab.label == NO_DEFECT:
         return ()
     if lab.source == "human":
         return lab.boxes or None
+    if oracle_boxes == "none":
+        return None
     proposed, box = _hint_box(db, lab.frame_id)
     if box is not None and proposed == lab.label:
         return (Box(*box, cls=lab.label),)
     return None
 
 
-def labelled_frames(db: Database, evaluation_keys: set[str], class_names: list[str]) -> LabelledFrames:
-    """Every labelled production frame's effective label, minus evaluation frames."""
+def labelled_frames(db: Database, evaluation_keys: set[str], class_names: list[str], *,
+                    oracle_boxes: str = "hint") -> LabelledFrames:
+    """Every labelled production frame's effective label, minus evaluation frames.
+
+    `oracle_boxes`: one of `ORACLE_BOXES` (module docstring)."""
+    if oracle_boxes not in ORACLE_BOXES:
+        raise ValueError(f"oracle_boxes must be one of {', '.join(ORACLE_BOXES)}, not {oracle_boxes!r}")
     store = LabelStore(db)
     out = LabelledFrames(counts={"frames": 0, "held_out": 0, "missing_image": 0, "class_only": 0,
                                  "unknown_class": 0, "with_boxes": 0, "defect_free": 0})
@@ -73,7 +85,7 @@ def labelled_frames(db: Database, evaluation_keys: set[str], class_names: list[s
         sample = Sample(image_path=path, domain=lab.domain, defective=defective,
                         classes=(lab.label,) if defective else (), sample_id=f"label-{fid}")
         out.calibration.append(sample)
-        boxes = _boxes(db, lab)
+        boxes = _boxes(db, lab, oracle_boxes)
         if boxes is None:
             out.counts["class_only"] += 1
             continue

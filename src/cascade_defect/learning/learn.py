@@ -5,7 +5,8 @@ Steps (each recorded in the result and in the new bundle's `learning` component)
 
 1. the detector's recorded training data (`sources.RecordedSplit`) gives its train / val / test
    frames; every labelled production frame (`labelled.labelled_frames`) that is not one of the
-   val / test frames joins the original train split;
+   val / test frames joins the original train split (a defective oracle label with its confirmed
+   hint box; with `oracle_boxes="none"` it joins none and counts only for τ);
 2. Layer 2 is fine-tuned from the current weights on that set (CPU-feasible defaults);
 3. τ of every calibrated domain with a gate is re-calibrated on its previous calibration slice
    plus the labelled *defective* production frames of the domain (the defective frames calibration
@@ -67,6 +68,8 @@ class LearnSettings:
     n_resamples: int = 200
     holdout_limit: int | None = None
     recalibrate: bool = True
+    oracle_boxes: str = "hint"
+    """How oracle labels teach the detector (`labelled.ORACLE_BOXES`): "hint" (the confirmed hint box) or "none"."""
     train_args: dict[str, Any] = field(default_factory=lambda: dict(FINETUNE_ARGS))
 
 
@@ -140,7 +143,7 @@ def _card(result: dict[str, Any]) -> str:
         "## Training data", "",
         f"- original training frames (recorded split, seed {result['split']['split_seed']}): {result['train_frames']['original']}",
         f"- labelled production frames used for the detector: {result['train_frames']['production']} "
-        f"({json.dumps(result['labels'])})",
+        f"({json.dumps(result['labels'])}; oracle labels' boxes: {result['oracle_boxes']})",
         f"- retrain-queue items drained: {result['queue']['drained']}",
         f"- fine-tuning: {result['schedule']['epochs']} epochs at {result['schedule']['imgsz']} px on {result['schedule']['device']}, "
         f"{result['schedule']['train_seconds']} s", "",
@@ -184,9 +187,9 @@ def learn(bundle_ref: str | Path, db: Database, out: str | Path, *, settings: Le
     keys = split.evaluation_keys()
     queue = RetrainQueue(db)
     pending = queue.pending()
-    production = labelled_frames(db, keys, current.class_names)
+    production = labelled_frames(db, keys, current.class_names, oracle_boxes=s.oracle_boxes)
     base: dict[str, Any] = {"parent_version": bundle_version(bundle), "queue": {"pending": len(pending)},
-                            "labels": production.counts}
+                            "labels": production.counts, "oracle_boxes": s.oracle_boxes}
     if not pending:
         return {**base, "status": "nothing_to_learn", "written": False}
 

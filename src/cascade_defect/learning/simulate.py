@@ -98,6 +98,8 @@ class SimSettings:
     lr0: float | None = None
     """Fine-tuning learning rate (None: `learn`'s default); `mosaic` likewise."""
     mosaic: float | None = None
+    oracle_boxes: str = "hint"
+    """How oracle labels teach the detector in `learn` (`labelled.ORACLE_BOXES`)."""
     train_args0: dict[str, Any] = field(default_factory=lambda: {
         "optimizer": "SGD", "lr0": 0.01, "val": False, "mosaic": 1.0, "close_mosaic": 0, "flipud": 0.5, "hsv_h": 0.0, "hsv_s": 0.0})
 
@@ -387,6 +389,7 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
                    "l2_bars_applied": policy.l2_bars and {d: dict(b) for d, b in policy.l2_bars.items()},
                    "tau": {d: th.tau for d, th in policy.domains.items()}, "gates": gates, "bundle_version": bundle_version(bundle),
                    "detector_sha256": _weights_digest(bundle), "from_bundle": s.from_bundle,
+                   "oracle_boxes": s.oracle_boxes,
                    "stream_seen_by_round0": sum(x.id in plan.seen_by_round0 for x in part),
                    "holdout_frames": len(plan.holdout), "learn": None, "pending_after": len(RetrainQueue(db).pending()),
                    "holdout_streamed": len(stream_ids & {x.id for x in plan.holdout}),
@@ -409,7 +412,8 @@ def _learn_round(bundle_dir: Path, db: Database, root: Path, k: int, s: SimSetti
     t1 = time.perf_counter()
     result = learn(bundle_dir, db, root / f"bundle-{k + 1}", settings=LearnSettings(
         epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=s.device, seed=s.seed,
-        n_resamples=s.n_resamples, holdout_limit=s.holdout_limit, train_args=finetune_args(s.lr0, s.mosaic)),
+        n_resamples=s.n_resamples, holdout_limit=s.holdout_limit, train_args=finetune_args(s.lr0, s.mosaic),
+        oracle_boxes=s.oracle_boxes),
         work_dir=root / "work" / f"learn-{k}", log=log)
     comp = result.get("comparison") or {}
     return {"learn": {"status": result["status"], "written": result["written"],
