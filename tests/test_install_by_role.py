@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "torchvision", "ultralytics", "faiss", "onnxruntime", "onnx", "cv2", "scipy")
 
-SCRIPT = textwrap.dedent("""
+BLOCK_HEAVY = textwrap.dedent("""
     import sys
     HEAVY = {heavy!r}
 
@@ -23,6 +23,9 @@ SCRIPT = textwrap.dedent("""
             return None
 
     sys.meta_path.insert(0, Blocked())
+""")  # what a role without the heavy libraries can import
+
+SCRIPT = BLOCK_HEAVY + textwrap.dedent("""
     import numpy as np
     import cascade_defect.bundles, cascade_defect.bundles.uri, cascade_defect.cascade.decide
     import cascade_defect.cascade.policy, cascade_defect.cascade.router, cascade_defect.cascade.runner
@@ -60,7 +63,7 @@ def test_router_and_oracle_run_without_torch(tmp_path):
 
 
 def test_the_blocker_really_blocks_torch():
-    code = SCRIPT.split("import numpy as np")[0].format(heavy=HEAVY) + "import torch\n"
+    code = BLOCK_HEAVY.format(heavy=HEAVY) + "import torch\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "is not installed in this role" in proc.stderr
 
@@ -77,17 +80,7 @@ def test_core_dependencies_leave_the_heavy_libraries_to_the_roles():
     assert ".[test,all]" in (REPO / "scripts" / "bootstrap.sh").read_text()
 
 
-POLICY_SCRIPT = textwrap.dedent("""
-    import sys
-    HEAVY = {heavy!r}
-
-    class Blocked:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in HEAVY:
-                raise ImportError(f"{{name}} is not installed in this role")
-            return None
-
-    sys.meta_path.insert(0, Blocked())
+POLICY_SCRIPT = BLOCK_HEAVY + textwrap.dedent("""
     from cascade_defect.bundles.bundle import Bundle
     from cascade_defect.cascade.assemble import load_policy, write_calibration
 
