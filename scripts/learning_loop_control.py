@@ -40,7 +40,7 @@ def main(argv: list[str]) -> None:
     from cascade_defect.cascade.assemble import open_bundle
     from cascade_defect.data.yolo_export import export_yolo
     from cascade_defect.learning.learn import finetune_args
-    from cascade_defect.learning.simulate import (SimSettings, _holdout_map, _round_cascade, _weights_digest,
+    from cascade_defect.learning.simulate import (SimSettings, holdout_map, round_cascade, weights_digest,
                                                   route_holdout, start_from_bundle)
     from cascade_defect.learning.sources import RecordedSplit
     from cascade_defect.specialist.yolo import Specialist
@@ -57,10 +57,10 @@ def main(argv: list[str]) -> None:
             t0 = time.perf_counter()
             bundle = open_bundle(bundle_dir)
             det = Specialist.from_bundle(bundle, device="cpu")
-            router, _, bars = _round_cascade(bundle, det, plan, s, db)
+            router, _, bars = round_cascade(bundle, det, plan, s, db)
             held = route_holdout(router, plan.holdout, s)
-            row = {"round": k, "map50": round(_holdout_map(det, plan.holdout, plan.class_names), 4),
-                   "holdout_routed": held, "l2_bars": bars, "detector_sha256": _weights_digest(bundle),
+            row = {"round": k, "map50": round(holdout_map(det, plan.holdout, plan.class_names), 4),
+                   "holdout_routed": held, "l2_bars": bars, "detector_sha256": weights_digest(bundle),
                    "production_frames": 0, "finetune_seconds": None}
             if k < args.rounds:  # fine-tune as `learn` does, on the recorded training frames only
                 split = RecordedSplit.from_fit_info(det.fit_info_)

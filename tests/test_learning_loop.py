@@ -318,3 +318,36 @@ def test_learn_sets_a_domains_layer2_bars_again_for_the_new_detector(loop, tmp_p
     assert after["calibrations"][domain]["layer2"]["target_precision"] == 0.5
     assert after["calibrations"][domain]["date"] >= rec["date"]
     assert "Layer-2 bars set again for the new detector" in (tmp_path / "v2" / "learning" / "MODEL_CARD.md").read_text()
+
+
+def test_loop_vs_control_pairs_bundles_on_the_loops_own_holdout(from_bundle, tmp_path):
+    """`scripts/loop_vs_control.py` measures each bundle as a loop round does (same bars, same hold-out
+    decisions) and pairs them frame by frame: a bundle against its byte-identical copy differs by nothing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, rows = from_bundle
+    last = root / "from-bundle" / ("bundle-1" if rows[0]["learn"]["written"] else "bundle-0")
+    out = tmp_path / "paired.json"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "loop_vs_control.py"
+    res = subprocess.run([sys.executable, str(script), f"source={root / 'det-only'}",
+                          f"round0={root / 'from-bundle' / 'bundle-0'}", f"round1={last}", "--l2-precision", "0.9",
+                          "--holdout-limit", "12", "--n-resamples", "100", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["holdout_frames"] == 12
+    for name, row in (("round0", rows[0]), ("round1", rows[1])):
+        measured = result["bundles"][name]
+        assert measured["holdout_routed"] == row["holdout_routed"] and measured["l2_bars"] == row["l2_bars"]
+        assert measured["detector_sha256"] == row["detector_sha256"] and measured["map50"] == row["map50"]
+    same, _, later = result["pairs"]
+    assert (same["a"], same["b"], later["a"], later["b"]) == ("source", "round0", "round0", "round1")
+    for name in ("to_oracle", "l2_right", "l2_wrong"):
+        assert same[name]["difference"]["estimate"] == 0 and same[name]["mcnemar"]["p"] == 1
+    o = later["to_oracle"]
+    assert (o["a"], o["b"]) == (rows[0]["holdout_routed"]["to_oracle"], rows[1]["holdout_routed"]["to_oracle"])
+    assert o["difference"]["estimate"] == pytest.approx(o["b"] - o["a"])
+    assert o["mcnemar"]["only_b"] - o["mcnemar"]["only_a"] == o["b_count"] - o["a_count"]
+    assert "| to_oracle |" in res.stdout and "| mAP50 |" in res.stdout

@@ -167,7 +167,7 @@ def plan_stream(sources: Sequence[tuple[str, str]], s: SimSettings) -> Plan:
     return Plan(datasets, seed_part, mixed, val, holdout, names, calib)
 
 
-def _holdout_map(det: Specialist, holdout: Sequence[Sample], names: list[str]) -> float:
+def holdout_map(det: Specialist, holdout: Sequence[Sample], names: list[str]) -> float:
     preds = predict_holdout(det, holdout)
     return float(detection_metrics(preds, [list(x.boxes) for x in holdout], names)["map50"])
 
@@ -221,7 +221,7 @@ def _gate_and_policy(bundle: Bundle, plan: Plan, s: SimSettings):
     return SimGate(gates, have), policy
 
 
-def _round_cascade(bundle: Bundle, det: Specialist, plan: Plan, s: SimSettings, db: Database):
+def round_cascade(bundle: Bundle, det: Specialist, plan: Plan, s: SimSettings, db: Database):
     """(router, policy, bars) of one round, built by `build_router`: the bundle's gates and policy, with
     per-(domain, class) Layer-2 bars set on the val split for `s.l2_precision` (None: the bundle's /
     `--l2-bar`), its detector, the ground-truth stand-in oracle at assumed tokens per call, and the
@@ -254,9 +254,19 @@ def _layers(decisions) -> dict[str, int]:
     return layers
 
 
+def holdout_decisions(router: Router, holdout: Sequence[Sample], s: SimSettings) -> list:
+    """The fixed hold-out through the serving cascade, one decision per frame in order (no label,
+    no log, no training)."""
+    return [d for _, ds in _route(router, holdout, s) for d in ds]
+
+
 def route_holdout(router: Router, holdout: Sequence[Sample], s: SimSettings) -> dict[str, Any]:
-    """The fixed hold-out through the serving cascade, measured only (no label, no log, no training)."""
-    decisions = [d for _, ds in _route(router, holdout, s) for d in ds]
+    """The fixed hold-out through the serving cascade, measured only: `summarise_holdout`."""
+    return summarise_holdout(holdout_decisions(router, holdout, s), holdout, s)
+
+
+def summarise_holdout(decisions: Sequence, holdout: Sequence[Sample], s: SimSettings) -> dict[str, Any]:
+    """Share to the oracle, layers, cost and Layer 2's outcome of the hold-out's decisions."""
     n, layers = len(decisions), _layers(decisions)
     cost = sum(d.cost_usd for d in decisions)
     return {"frames": n, "to_oracle": round(layers["3"] / n, 4) if n else 0.0, "decided_by": layers,
@@ -333,7 +343,7 @@ def start_from_bundle(sources: Sequence[tuple[str, str]], s: SimSettings, root: 
     return bundle_dir, plan, gates
 
 
-def _weights_digest(bundle: Bundle) -> str:
+def weights_digest(bundle: Bundle) -> str:
     from ..specialist.yolo import WEIGHTS_FILE
 
     return hashlib.sha256((bundle.path("specialist") / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
@@ -368,8 +378,8 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
             stream_ids |= {x.id for x in part}
             bundle = open_bundle(bundle_dir)
             det = Specialist.from_bundle(bundle, device=s.device)
-            map50 = _holdout_map(det, plan.holdout, plan.class_names)
-            router, policy, bars = _round_cascade(bundle, det, plan, s, db)
+            map50 = holdout_map(det, plan.holdout, plan.class_names)
+            router, policy, bars = round_cascade(bundle, det, plan, s, db)
             streamed = stream_round(router, part, plan, s, db, f"round{k}")
             held = route_holdout(router, plan.holdout, s)
             log(f"round {k}: to_oracle {streamed['to_oracle']:.3f} (hold-out {held['to_oracle']:.3f}), "
@@ -388,7 +398,7 @@ def simulate(sources: Sequence[tuple[str, str]], root: str | Path, settings: Sim
                    "l2_bar": None if policy.l2_bars is not None else policy.l2_bar,
                    "l2_bars_applied": policy.l2_bars and {d: dict(b) for d, b in policy.l2_bars.items()},
                    "tau": {d: th.tau for d, th in policy.domains.items()}, "gates": gates, "bundle_version": bundle_version(bundle),
-                   "detector_sha256": _weights_digest(bundle), "from_bundle": s.from_bundle,
+                   "detector_sha256": weights_digest(bundle), "from_bundle": s.from_bundle,
                    "oracle_boxes": s.oracle_boxes,
                    "stream_seen_by_round0": sum(x.id in plan.seen_by_round0 for x in part),
                    "holdout_frames": len(plan.holdout), "learn": None, "pending_after": len(RetrainQueue(db).pending()),
