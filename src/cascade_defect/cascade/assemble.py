@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import ConfigError
 from ..bundles.bundle import MANIFEST, Bundle
 from ..bundles.storage import BundleStorage
+from ..settings import default_db_path, settings
 from ..contracts import ReviewSink
 from .policy import CALIBRATION_FILE, Policy
 from .router import Router
@@ -35,8 +36,6 @@ CALIBRATION_COMPONENT = "calibration"
 def bundle_storage(s=None) -> BundleStorage:
     """The bundle locations, cache and storage credentials from the settings (default: the process's)."""
     if s is None:
-        from ..settings import settings
-
         s = settings()
     return BundleStorage(
         bundle=s.bundle, model_blob=s.model_blob, component_blobs=dict(s.component_blobs),
@@ -132,8 +131,6 @@ def drift_watch(bundle: Bundle, s=None):
     from ..monitoring.drift import drift_monitor, references_from_calibration
 
     if s is None:
-        from ..settings import settings
-
         s = settings()
     return drift_monitor(references_from_calibration(read_calibration(bundle)), s)
 
@@ -175,8 +172,6 @@ def load_oracle(bundle: Bundle, db=None, config=None, *, retry_attempts: int | N
     """Layer 3 from `config` (default: the settings' backend; the review queue when none is configured),
     with the bundle's exemplars; retry and breaker values override the settings'."""
     from ..oracle.resilience import CircuitBreaker, RetryPolicy
-    from ..settings import settings
-
     s = settings()
     kwargs: dict[str, Any] = {}
     if retry_attempts is not None:
@@ -192,8 +187,6 @@ def load_oracle(bundle: Bundle, db=None, config=None, *, retry_attempts: int | N
 def backend_config(**overrides: Any):
     """The oracle backend (`oracle.clients.BackendConfig`) from the settings; non-None `overrides` win."""
     from ..oracle.clients import BackendConfig
-    from ..settings import settings
-
     s = settings()
     values: dict[str, Any] = {
         "backend": s.oracle_backend, "model": s.oracle_model, "base_url": s.oracle_base_url,
@@ -208,16 +201,12 @@ def backend_config(**overrides: Any):
 def oracle_taxonomy() -> dict[str, tuple[str, ...]]:
     """The oracle's domain -> classes from the settings (`CASCADE_ORACLE_TAXONOMY`; {} when unset)."""
     from ..oracle.taxonomy import parse_taxonomy
-    from ..settings import settings
-
     return parse_taxonomy(settings().oracle_taxonomy)
 
 
 def price_table():
     """The oracle's prices: the defaults with the settings' `CASCADE_ORACLE_PRICES` overrides."""
     from ..oracle.pricing import PriceTable
-    from ..settings import settings
-
     return PriceTable.with_overrides(settings().oracle_prices)
 
 
@@ -227,8 +216,6 @@ def oracle_from_settings(config=None, *, db, bundle: Bundle | None = None, **ove
     (keyword arguments of `Oracle`) win. `db` is a `Database` or a path."""
     from ..oracle.oracle import Oracle
     from ..oracle.resilience import CircuitBreaker
-    from ..settings import settings
-
     s = settings()
     config = config or backend_config()
     key = s.secret("azure_openai_api_key" if config.backend == "azure" else "openai_api_key")
@@ -240,8 +227,6 @@ def oracle_from_settings(config=None, *, db, bundle: Bundle | None = None, **ove
         kwargs["max_usd_per_hour"], kwargs["max_usd_per_day"] = s.oracle_max_usd_per_hour, s.oracle_max_usd_per_day
     kwargs.update(overrides)
     if db is None:
-        from ..settings import default_db_path
-
         db = default_db_path()
     return Oracle.from_config(config, db=db, bundle=bundle, prompt_options={"taxonomy": oracle_taxonomy()},
                               api_key=key, **kwargs)
@@ -412,7 +397,6 @@ def _review_queue(oracle: Any, db) -> ReviewSink:
     if isinstance(own, ReviewQueue):
         return ReviewIntake(own, oracle.prompt.labels)
     if db is None:
-        from ..settings import default_db_path
         from ..store.db import Database
 
         db = Database(default_db_path())
