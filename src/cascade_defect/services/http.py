@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -196,26 +196,26 @@ def install_docs(app: FastAPI, guard: Callable[[Request], None] | None) -> None:
             raise ApiError(404, "not_found", f"no docs asset {name!r}")
         return FileResponse(files[name], media_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
 
-    @app.get("/openapi.json", include_in_schema=False)
-    async def openapi(request: Request):
+    def keys_checked(request: Request) -> None:
         if guard is not None:
             guard(request)
+
+    guarded = [Depends(keys_checked)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guarded)
+    async def openapi():
         return JSONResponse(openapi_with_bearer(app))
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs(request: Request):
-        if guard is not None:
-            guard(request)
+    @app.get("/docs", include_in_schema=False, dependencies=guarded)
+    async def docs():
         return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title,
                                    swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
                                    swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
                                    swagger_ui_parameters={"persistAuthorization": True})
 
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request):
-        if guard is not None:
-            guard(request)
+    @app.get("/redoc", include_in_schema=False, dependencies=guarded)
+    async def redoc():
         return get_redoc_html(openapi_url="/openapi.json", title=app.title,
                               redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
                               redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
