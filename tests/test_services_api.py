@@ -84,8 +84,9 @@ def test_keys(svc):
     assert httpx.post(f"{url}/v1/admin/reload").status_code == 401
     for public in ("/healthz", "/readyz", "/metrics"):
         assert httpx.get(url + public).status_code == 200
-    assert httpx.get(url + "/docs").status_code == 401 and httpx.get(url + "/openapi.json").status_code == 401
-    assert httpx.get(url + "/docs", headers=auth()).status_code == 200
+    for guarded in ("/docs", "/redoc", "/openapi.json"):
+        assert httpx.get(url + guarded).status_code == 401
+        assert httpx.get(url + guarded, headers=auth()).status_code == 200
     assert "/v1/frames/batch" in httpx.get(url + "/openapi.json", headers=auth()).text
     log = svc["s"].log()
     assert "not-the-key-XYZZY" not in log and "second-client-key" not in log and API_KEY not in log
