@@ -351,3 +351,36 @@ def test_loop_vs_control_pairs_bundles_on_the_loops_own_holdout(from_bundle, tmp
     assert o["difference"]["estimate"] == pytest.approx(o["b"] - o["a"])
     assert o["mcnemar"]["only_b"] - o["mcnemar"]["only_a"] == o["b_count"] - o["a_count"]
     assert "| to_oracle |" in res.stdout and "| mAP50 |" in res.stdout
+
+
+def test_learning_loop_pays_script_runs_the_loop_its_control_and_pairs_them(from_bundle, tmp_path):
+    """`scripts/learning_loop_pays.sh` at a tiny scale: the loop and its control start from the same
+    detector (identical round 0), the control fine-tunes on no production frame, and the paired file
+    measures exactly the bundles those runs served."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, _ = from_bundle
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHON": sys.executable, "ROUNDS": "1", "PER_ROUND": "8", "EPOCHS": "1", "BATCH": "8",
+           "L2_PRECISION": "0.9", "JOBS": "1"}
+    res = subprocess.run(["bash", str(repo / "scripts" / "learning_loop_pays.sh"), str(root / "det-only"),
+                          str(tmp_path / "pays"), "0"], capture_output=True, text=True, env=env, timeout=900)
+    seed = tmp_path / "pays" / "seed-0"
+    assert res.returncode == 0, res.stderr[-2000:] + "".join(
+        p.read_text()[-2000:] for p in seed.glob("*.log"))
+    loop = [json.loads(x) for x in (seed / "loop.jsonl").read_text().splitlines()]
+    control = [json.loads(x) for x in (seed / "control.jsonl").read_text().splitlines()]
+    paired = json.loads((seed / "paired.json").read_text())
+    assert [r["round"] for r in loop] == [0, 1] and [r["round"] for r in control] == [0, 1]
+    assert control[0]["holdout_routed"] == loop[0]["holdout_routed"]  # the same detector serves both round 0s
+    assert control[0]["production_frames"] == 0 and control[0]["train_frames"] > 0
+    assert control[1]["detector_sha256"] != control[0]["detector_sha256"]  # the control did fine-tune
+    for name, row in (("round0", loop[0]), ("loop", loop[-1]), ("control", control[-1])):
+        assert paired["bundles"][name]["holdout_routed"] == row["holdout_routed"]
+        assert paired["bundles"][name]["detector_sha256"] == row["detector_sha256"]
+    assert [(p["a"], p["b"]) for p in paired["pairs"]] == [("round0", "loop"), ("round0", "control"),
+                                                             ("loop", "control")]
+    assert "| to_oracle |" in (seed / "paired.md").read_text()
