@@ -384,3 +384,10 @@ def test_learning_loop_pays_script_runs_the_loop_its_control_and_pairs_them(from
     assert [(p["a"], p["b"]) for p in paired["pairs"]] == [("round0", "loop"), ("round0", "control"),
                                                              ("loop", "control")]
     assert "| to_oracle |" in (seed / "paired.md").read_text()
+    tables = subprocess.run([sys.executable, str(repo / "scripts" / "loop_pays_tables.py"), str(tmp_path / "pays")],
+                            capture_output=True, text=True, timeout=120)
+    assert tables.returncode == 0, tables.stderr[-2000:]
+    rows = [x for x in tables.stdout.splitlines() if x.startswith("| 0 |") or x.startswith("| 1 |")]
+    held = loop[0]["holdout_routed"]
+    assert rows[0].startswith(f"| 0 | {held['l2']['coverage']:.3f} / {held['to_oracle']:.3f}")
+    assert len(rows) == 2 + 3  # two rounds of seed 0, then its three pairs
