@@ -168,6 +168,7 @@ def plan_stream(sources: Sequence[tuple[str, str]], s: SimSettings) -> Plan:
 
 
 def holdout_map(det: Specialist, holdout: Sequence[Sample], names: list[str]) -> float:
+    """mAP50 of `det` on the hold-out, through the loop's own prediction path."""
     preds = predict_holdout(det, holdout)
     return float(detection_metrics(preds, [list(x.boxes) for x in holdout], names)["map50"])
 
@@ -344,6 +345,7 @@ def start_from_bundle(sources: Sequence[tuple[str, str]], s: SimSettings, root: 
 
 
 def weights_digest(bundle: Bundle) -> str:
+    """The first 16 hex digits of the SHA-256 of the bundle's detector weights (rows' `detector_sha256`)."""
     from ..specialist.yolo import WEIGHTS_FILE
 
     return hashlib.sha256((bundle.path("specialist") / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
