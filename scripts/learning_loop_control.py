@@ -8,7 +8,7 @@ bars set on the val split for the stated precision, and the fixed hold-out route
 loop gains beyond this control is what its labelled production frames gave; the rest is the extra epochs.
 
 Usage: python scripts/learning_loop_control.py BUNDLE OUT --rounds 3 --epochs 5 --lr0 0.001 --mosaic 0 \
-           [--l2-precision 0.95] [--seed 0] [--format neu --root DIR] > rows.jsonl
+           [--l2-precision 0.95] [--l2-floor F] [--seed 0] [--format neu --root DIR] > rows.jsonl
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0, help="Fine-tuning seed (as `learn simulate --seed`).")
     ap.add_argument("--l2-precision", type=float, default=0.95)
+    ap.add_argument("--l2-floor", type=float, default=None, help="As `learn simulate --l2-floor`.")
     ap.add_argument("--format", dest="fmt")
     ap.add_argument("--root")
     args = ap.parse_args(argv)
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> None:
     from cascade_defect.specialist.yolo import Specialist
     from cascade_defect.store.db import Database
 
-    s = SimSettings(from_bundle=args.bundle, l2_precision=args.l2_precision, epochs=args.epochs, batch=args.batch_size,
+    s = SimSettings(from_bundle=args.bundle, l2_precision=args.l2_precision, l2_floor=args.l2_floor, epochs=args.epochs, batch=args.batch_size,
                     imgsz=None, lr0=args.lr0, mosaic=args.mosaic, seed=args.seed)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     sources = [(args.fmt, args.root)] if args.fmt else []

@@ -6,6 +6,7 @@
 #
 # Usage: bash scripts/learning_loop_pays.sh BUNDLE OUT [SEED ...]       (default seeds: 0 1)
 #   BUNDLE: a bundle whose detector trained on part of its train split (`specialist train --train-part F`)
+#   L2_FLOOR=F: the per-class bars are searched down to detector confidence F (default: the detector's floor).
 #   Every loop and control runs at once, one torch thread each (JOBS=1 runs them one after another).
 #   Writes OUT/seed-S/{loop.jsonl,control.jsonl,paired.json,paired.md} and logs beside them.
 set -euo pipefail
@@ -15,24 +16,25 @@ SEEDS=${*:-0 1}
 PY=${PYTHON:-python}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROUNDS=${ROUNDS:-3}; PER_ROUND=${PER_ROUND:-160}; EPOCHS=${EPOCHS:-5}; LR0=${LR0:-0.001}; MOSAIC=${MOSAIC:-0}
-BATCH=${BATCH:-16}; L2_PRECISION=${L2_PRECISION:-0.95}; JOBS=${JOBS:-all}
+BATCH=${BATCH:-16}; L2_PRECISION=${L2_PRECISION:-0.95}; L2_FLOOR=${L2_FLOOR:-}; JOBS=${JOBS:-all}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 SCHEDULE=(--epochs "$EPOCHS" --lr0 "$LR0" --mosaic "$MOSAIC" --batch-size "$BATCH" --l2-precision "$L2_PRECISION")
+FLOOR=(); [ -z "$L2_FLOOR" ] || FLOOR=(--l2-floor "$L2_FLOOR")   # bars searched down to this detector confidence
 
 one_seed() {
   local s=$1 dir=$OUT/seed-$1
   mkdir -p "$dir"
   "$PY" -m cascade_defect learn simulate --from-bundle "$BUNDLE" --out "$dir/loop" --rounds "$ROUNDS" --measure-final \
-      --per-round "$PER_ROUND" --seed "$s" "${SCHEDULE[@]}" --json > "$dir/loop.jsonl" 2> "$dir/loop.log" &
+      --per-round "$PER_ROUND" --seed "$s" "${SCHEDULE[@]}" "${FLOOR[@]}" --json > "$dir/loop.jsonl" 2> "$dir/loop.log" &
   local loop=$!
   [ "$JOBS" = all ] || wait "$loop"
-  "$PY" "$HERE/learning_loop_control.py" "$BUNDLE" "$dir/control" --rounds "$ROUNDS" --seed "$s" "${SCHEDULE[@]}" \
+  "$PY" "$HERE/learning_loop_control.py" "$BUNDLE" "$dir/control" --rounds "$ROUNDS" --seed "$s" "${SCHEDULE[@]}" "${FLOOR[@]}" \
       > "$dir/control.jsonl" 2> "$dir/control.log"
   wait "$loop"
   local last
   last=$(ls -d "$dir"/loop/bundle-* | sort -V | tail -1)
   "$PY" "$HERE/loop_vs_control.py" "round0=$dir/loop/bundle-0" "loop=$last" "control=$dir/control/control-$ROUNDS" \
-      --l2-precision "$L2_PRECISION" --seed "$s" --json "$dir/paired.json" > "$dir/paired.md" 2> "$dir/paired.log"
+      --l2-precision "$L2_PRECISION" "${FLOOR[@]}" --seed "$s" --json "$dir/paired.json" > "$dir/paired.md" 2> "$dir/paired.log"
   echo "seed $s done: $dir/paired.md"
 }
 

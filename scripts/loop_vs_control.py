@@ -10,7 +10,7 @@ paired bootstrap 95 % CI and McNemar; and hold-out mAP50 with the CI of its diff
 the same val and test splits. Dataset roots are read as the detectors recorded them.
 
 Usage: python scripts/loop_vs_control.py NAME=BUNDLE NAME=BUNDLE [...] [--l2-precision 0.95]
-           [--n-resamples 1000] [--seed 0] [--holdout-limit N] [--json OUT.json]
+           [--l2-floor F] [--n-resamples 1000] [--seed 0] [--holdout-limit N] [--json OUT.json]
 Prints a Markdown table per pair; --json writes everything.
 """
 
@@ -86,6 +86,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("bundles", nargs="+", type=_named, help="NAME=BUNDLE, at least two")
     ap.add_argument("--l2-precision", type=float, default=0.95)
     ap.add_argument("--l2-confidence", type=float, default=0.95)
+    ap.add_argument("--l2-floor", type=float, default=None,
+                    help="Search the bars down to this detector confidence (default: the detector's own floor).")
     ap.add_argument("--n-resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0,
                     help="Bootstrap seed, and the hold-out subset's seed (as `learn simulate --seed`).")
@@ -101,7 +103,7 @@ def main(argv: list[str]) -> None:
     from cascade_defect.learning.simulate import SimSettings
     from cascade_defect.store.db import Database
 
-    s = SimSettings(l2_precision=args.l2_precision, l2_confidence=args.l2_confidence)
+    s = SimSettings(l2_precision=args.l2_precision, l2_confidence=args.l2_confidence, l2_floor=args.l2_floor)
     plan = _plan(args.bundles[0][1], args.seed, args.holdout_limit)
     for _, ref in args.bundles[1:]:
         _same_split(ref, plan, args.seed, args.holdout_limit)
@@ -112,7 +114,7 @@ def main(argv: list[str]) -> None:
         finally:
             db.close()
     result = {"holdout_frames": len(plan.holdout), "val_frames": len(plan.val),
-              "l2_precision": args.l2_precision, "n_resamples": args.n_resamples, "seed": args.seed,
+              "l2_precision": args.l2_precision, "l2_floor": args.l2_floor, "n_resamples": args.n_resamples, "seed": args.seed,
               "bundles": {m["name"]: m["row"] for m in measured}, "pairs": []}
     for a, b in itertools.combinations(measured, 2):
         pair = paired_outcomes(a["decisions"], b["decisions"], plan.holdout,

@@ -156,8 +156,22 @@ class LayerOptions:
 def load_specialist(bundle: Bundle, engine: str = "torch", device: str | None = None,
                     domains: Sequence[str] | None = None) -> SpecialistSet | None:
     """The bundle's Layer 2 of every domain (or of `domains`) as a `SpecialistSet` (`cascade.specialists`),
-    or None when it has none (or `engine` is none)."""
-    return load_specialists(bundle, engine, device, domains)
+    or None when it has none (or `engine` is none). Each domain's detector reports down to the lowest of
+    its calibrated Layer-2 bars when that is below the detector's own floor (a bar under the floor could
+    never apply)."""
+    layers = load_specialists(bundle, engine, device, domains)
+    if layers is None:
+        return None
+    data = read_calibration(bundle)
+    floors = Policy.from_dict(data, origin=str(bundle.root)).lowest_bars() if data else {}
+    lower = {d: f for d, f in floors.items() if f < _own_floor(layers.layers.get(d, layers.any_domain))}
+    return layers.with_floors(lower) if lower else layers
+
+
+def _own_floor(layer: Any) -> float:
+    """The confidence floor a Layer 2 reports down to by itself (0 when it has none: nothing to lower)."""
+    conf = getattr(getattr(layer, "detector", None), "conf", None)
+    return float(conf) if isinstance(conf, (int, float)) else 0.0
 
 
 def load_gate(bundle: Bundle, domains: Sequence[str] | None = None, **overrides):

@@ -99,6 +99,10 @@ class Policy:
         """The top detection when Layer 2 is sure enough to decide, else None (`decide.accepted_detection`)."""
         return accepted_detection(self, detections, domain)
 
+    def lowest_bars(self) -> dict[str, float]:
+        """{domain: its lowest per-class Layer-2 bar}: the floor its detector must report down to."""
+        return {d: min(b.values()) for d, b in (self.l2_bars or {}).items() if b}
+
     def with_l2_bars(self, domain: str, bars: Mapping[str, float]) -> "Policy":
         """This policy with the Layer-2 bars of `domain` replaced (per-domain bars from now on)."""
         all_bars = {d: dict(b) for d, b in (self.l2_bars or {}).items()}

@@ -4,6 +4,11 @@ The router asks `serves(domain)` and calls `detect_batch(images, domain)`: a dom
 Layer 2 is not served (its flagged frames go on, the reason in their trace); a detector is never
 asked about a domain it was not stored for. A Layer 2 is a YOLO detector (torch or ONNX Runtime)
 or, for a single-class domain, the domain's supervised gate (`GateDecisionLayer`).
+
+A detector reports detections down to its confidence floor (`conf`, 0.25 by default). Layer-2 bars
+set below it could never apply, so a detector can be run at a lower `floor` (`DetectorLayer.with_floor`,
+`SpecialistSet.with_floors`): calibration searches bars down to a stated floor, and the bundle's
+loader lowers each domain's detector to that domain's lowest bar (`cascade.assemble.load_specialist`).
 """
 
 from __future__ import annotations
@@ -24,17 +29,25 @@ class DetectorLayer:
     one domain's detector; on its own (learning rounds, replays) it is a whole Layer 2.
     """
 
-    def __init__(self, detector, domains: Sequence[str] | None = None):
+    def __init__(self, detector, domains: Sequence[str] | None = None, floor: float | None = None):
         self.detector = detector
         self.domains = None if domains is None else frozenset(domains)
+        self.floor = floor
 
     def serves(self, domain: str) -> bool:
         return self.domains is None or domain in self.domains
 
+    def with_floor(self, floor: float | None) -> "DetectorLayer":
+        """The same detector reporting every detection at or above `floor` (None: its own floor)."""
+        if floor is not None and not 0.0 < floor < 1.0:
+            raise ConfigError(f"a detector's confidence floor must be in (0, 1), got {floor}")
+        return DetectorLayer(self.detector, None if self.domains is None else sorted(self.domains), floor)
+
     def detect_batch(self, images: Sequence[np.ndarray], domain: str | None = None) -> list[list[Detection]]:
         if domain is not None and not self.serves(domain):
             raise ConfigError(f"no detector for domain '{domain}'")
-        return [list(p.detections) for p in self.detector.predict(list(images))]
+        extra = {} if self.floor is None else {"conf": self.floor}
+        return [list(p.detections) for p in self.detector.predict(list(images), **extra)]
 
 
 class GateDecisionLayer:
@@ -86,6 +99,17 @@ class SpecialistSet:
     def detect_batch(self, images: Sequence[np.ndarray], domain: str | None = None) -> list[list[Detection]]:
         return self.layer(domain).detect_batch(images)
 
+    def with_floors(self, floors: Mapping[str, float]) -> "SpecialistSet":
+        """This set with the detector of each domain in `floors` reporting down to that floor (a gate
+        acting as Layer 2 reports one detection per frame and is left as it is). A detector stored
+        without a domain gets the lowest of the floors."""
+        layers = {d: (layer.with_floor(floors[d]) if d in floors and isinstance(layer, DetectorLayer) else layer)
+                  for d, layer in self.layers.items()}
+        any_domain = self.any_domain
+        if isinstance(any_domain, DetectorLayer) and floors:
+            any_domain = any_domain.with_floor(min(floors.values()))
+        return SpecialistSet(layers, any_domain, self.kinds)
+
     def describe(self) -> dict[str, str]:
         out = {d: self.kinds.get(d, "yolo") for d in self.domains}
         if self.any_domain is not None:
@@ -117,6 +141,18 @@ def served_domains(bundle: Bundle) -> list[str] | None:
 
     entries = specialist_entries(bundle)
     return None if None in entries else sorted(entries)
+
+
+def at_floor(layer, domain: str, floor: float | None):
+    """`layer` (a `SpecialistSet`, a `DetectorLayer` or a remote Layer 2) with `domain`'s detector
+    reporting down to `floor`; a layer whose floor cannot be set here is returned as it is."""
+    if floor is None:
+        return layer
+    if isinstance(layer, SpecialistSet):
+        return layer.with_floors({domain: floor})
+    if isinstance(layer, DetectorLayer):
+        return layer.with_floor(floor)
+    return layer
 
 
 def load_specialists(bundle: Bundle, engine: str = "torch", device: str | None = None,
@@ -169,5 +205,5 @@ def use_gate_as_layer2(bundle: Bundle, domain: str, class_name: str = "defect") 
 
 GATE_DECISION_KIND = "gate-decision"
 
-__all__ = ["DetectorLayer", "GateDecisionLayer", "SpecialistSet", "load_specialists", "served_domains",
+__all__ = ["DetectorLayer", "GateDecisionLayer", "SpecialistSet", "at_floor", "load_specialists", "served_domains",
            "use_gate_as_layer2"]

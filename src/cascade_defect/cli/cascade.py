@@ -214,6 +214,10 @@ def calibrate(
     l2_precision: Optional[float] = typer.Option(
         0.95, "--l2-precision", help="Layer-2 precision target: per class, the lowest confidence bar meeting it "
                                      "on the validation frames τ escalates (0: leave the domain's bars as they are)."),
+    l2_floor: Optional[float] = typer.Option(
+        None, "--l2-floor", help="Search the Layer-2 bars down to this detector confidence (default: the "
+                                 "detector's own floor, 0.25 for YOLO); serving then runs the detector down to "
+                                 "the lowest bar."),
     split: str = typer.Option("val", "--split", help="Slice to calibrate on (default: the held-out val split)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the group-aware split."),
     l2_bar: Optional[float] = typer.Option(None, "--l2-bar", help="Legacy: set the single Layer-2 bar of bundles "
@@ -230,6 +234,8 @@ def calibrate(
         fail(f"--target-recall must be in (0, 1), got {target_recall}")
     if l2_precision is not None and not 0.0 <= l2_precision <= 1.0:
         fail(f"--l2-precision must be in (0, 1] (0: skip Layer 2), got {l2_precision}")
+    if l2_floor is not None and not 0.0 < l2_floor < 1.0:
+        fail(f"--l2-floor must be in (0, 1), got {l2_floor}")
     from .gate import read_split, source_record, source_specs
 
     b = run_guarded(Bundle.open, bundle)
@@ -243,7 +249,7 @@ def calibrate(
     with err_console.status(escape(f"scoring {len(samples)} {split} images of '{domain}'"), spinner="dots"):
         record = run_guarded(calibrate_domain, b, domain, samples, mode=mode, target_recall=target_recall,
                              confidence=confidence, max_escalation=max_escalation, use_out_of_fold=oof,
-                             l2_precision=l2_precision or None, l2_bar=l2_bar,
+                             l2_precision=l2_precision or None, l2_bar=l2_bar, l2_floor=l2_floor,
                              data_info=info, sources=data.sources)
     print_calibration(record)
     if json_out:

@@ -140,6 +140,9 @@ def simulate_cmd(
     l2_precision: Optional[float] = typer.Option(None, "--l2-precision", min=0.0, max=1.0,
                                                  help="Per-class Layer-2 bars for this precision, set each round "
                                                       "on the val split (replaces --l2-bar)."),
+    l2_floor: Optional[float] = typer.Option(None, "--l2-floor", min=0.0, max=1.0,
+                                             help="Search the per-class bars down to this detector confidence "
+                                                  "(default: the detector's own floor, 0.25)."),
     l2_confidence: float = typer.Option(0.95, "--l2-confidence", min=0.5, max=0.999,
                                         help="Confidence level of the certified precision bound."),
     measure_final: bool = typer.Option(False, "--measure-final", help="After the last learn, stream one more "
@@ -163,7 +166,7 @@ def simulate_cmd(
     s = SimSettings(seed_frames=seed_frames, per_round=per_round, rounds=rounds, holdout_limit=holdout_limit,
                     imgsz=imgsz if imgsz is not None else (None if from_bundle else 224), epochs0=epochs0,
                     epochs=epochs, batch=batch, l2_bar=l2_bar, seed=seed, device=device, gate_epochs=gate_epochs,
-                    from_bundle=from_bundle, l2_precision=l2_precision, l2_confidence=l2_confidence,
+                    from_bundle=from_bundle, l2_precision=l2_precision, l2_confidence=l2_confidence, l2_floor=l2_floor,
                     measure_final=measure_final, lr0=lr0, mosaic=mosaic, oracle_boxes=oracle_boxes)
 
     def emit(row):

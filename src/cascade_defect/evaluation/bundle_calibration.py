@@ -64,15 +64,22 @@ def _detections(specialist, images: Sequence[np.ndarray], domain: str) -> list:
 
 
 def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, target_precision: float,
-                     confidence: float = 0.95, specialist=None, batch_size: int = 8) -> dict[str, Any]:
+                     confidence: float = 0.95, specialist=None, batch_size: int = 8,
+                     floor: float | None = None) -> dict[str, Any]:
     """Per-class Layer-2 bars for `domain` on the frames Layer 1 escalates (`samples`).
 
     Runs the bundle's detector (or `specialist`, anything with the router's `detect_batch`) and
     chooses the bars with `l2_bars.choose_class_bars`. Returns the record part `layer2`, whose
     `bars` ({class: bar}) replace the domain's bars in the policy; a class without a bar is never
     decided by Layer 2 there. Without a detector `bars` is None (the policy is left as it is).
+
+    `floor`: the detector reports detections down to this confidence while the bars are searched
+    (None: its own floor, 0.25 for a YOLO detector by default). No bar can be lower than the floor;
+    a class all of whose detections are decided is limited by the floor, not by the target, and the
+    record warns. The loader runs the detector down to the lowest bar (`assemble.load_specialist`).
     """
     from ..cascade.assemble import load_specialist
+    from ..cascade.specialists import at_floor
     from ..contracts import specialist_serves
     from ..imaging import load_image
     from .l2_bars import choose_class_bars, frame_outcomes, layer2_summary
@@ -89,6 +96,9 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
                 "precision": None, "certified_precision": None,
                 "warnings": [f"the bundle has no detector: no Layer-2 bars were set for '{domain}' (calibrate "
                              "again after adding one)"]}
+    if floor is not None and not 0.0 < floor < 1.0:
+        raise ConfigError(f"--l2-floor must be in (0, 1), got {floor}")
+    specialist = at_floor(specialist, domain, floor)
     detections: list = []
     for start in range(0, len(samples), batch_size):
         part = samples[start:start + batch_size]
@@ -102,10 +112,17 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     warnings = [f"Layer 2 class '{c}': precision {b.precision:.3f} at bar {b.bar:.4g} certifies only "
                 f"{b.certified:.3f} (one-sided {confidence:.0%}) < target {target_precision} on {b.decided} frames"
                 for c, b in bars.items() if b.bar is not None and not b.certified_meets_target]
+    searched = floor if floor is not None else _own_floor(specialist, domain)
+    at_limit = [c for c, b in bars.items() if b.bar is not None and b.decided == b.support]
+    if at_limit and searched:
+        warnings.append(f"Layer 2 class{'es' if len(at_limit) > 1 else ''} {', '.join(map(repr, at_limit))}: every "
+                        f"detection above the detector's floor {searched:g} is decided, so the floor, not the "
+                        "precision target, limits coverage; a lower --l2-floor may decide more frames")
     unknown = sum(1 for s in samples if s.defective and not s.classes)
     if unknown:
         warnings.append(f"{unknown} escalated defective frames have no known class: they count as wrong for Layer 2")
     return {**base, **layer2_summary(bars, len(samples), confidence), "detector": "bundle specialist",
+            "detector_floor": searched or None,
             "bars": {c: b.bar for c, b in bars.items() if b.bar is not None},
             "classes": {c: b.as_dict() for c, b in bars.items()}, "warnings": warnings}
 
@@ -121,11 +138,21 @@ def _at_tau(result, confidence: float) -> dict[str, Any]:
     return {"recall": found / n, "certified_recall": clopper_pearson_lower(int(found), int(n), confidence)}
 
 
+def _own_floor(layer, domain: str) -> float | None:
+    """The confidence floor `domain`'s detector reports down to by itself (None: not known here)."""
+    inner = layer.layer(domain) if hasattr(layer, "layer") else layer
+    conf = getattr(getattr(inner, "detector", None), "conf", None)
+    floor = getattr(inner, "floor", None)
+    value = floor if floor is not None else conf
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, mode: str = "risk",
                      target_recall: float | None = None, confidence: float = 0.95,
                      max_escalation: float | None = None, use_out_of_fold: bool = True,
                      l2_precision: float | None = None, l2_bar: float | None = None,
-                     data_info: dict[str, Any] | None = None, batch_size: int = 8, specialist=None,
+                     l2_floor: float | None = None, data_info: dict[str, Any] | None = None,
+                     batch_size: int = 8, specialist=None,
                      on_batch: Callable[[int], None] | None = None,
                      sources: Sequence[str] | None = None) -> dict[str, Any]:
     """Choose τ for `domain` on the slice (and the gate's out-of-fold scores), write it; returns the record.
@@ -133,7 +160,8 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     mode `risk` (default): the least-escalating τ whose recall meets `target_recall` (default 0.98)
     on every evidence source (`calibration.calibrate_risk`); `knee` / `recall` as before. With
     `l2_precision`, also the domain's Layer-2 bars on the slice's frames that τ escalates
-    (`calibrate_layer2`). Raises `ConfigError` when no τ can be chosen, leaving the bundle unchanged.
+    (`calibrate_layer2`, its detector reporting down to `l2_floor`). Raises `ConfigError` when no τ can be
+    chosen, leaving the bundle unchanged.
 
     `sources` (parallel to `samples`) names each sample's data source (a domain with several, e.g. Severstal
     tiles and NEU-DET): in `risk` mode each source's part of the slice is its own evidence source, so τ meets
@@ -233,7 +261,8 @@ def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     if l2_precision is not None:
         escalated = [s for s, e in zip(labelled, np.asarray(escalates(z, tau))) if e]
         record["layer2"] = calibrate_layer2(bundle, domain, escalated, target_precision=l2_precision,
-                                            confidence=confidence, specialist=specialist, batch_size=batch_size)
+                                            confidence=confidence, specialist=specialist, batch_size=batch_size,
+                                            floor=l2_floor)
         record["warnings"].extend(record["layer2"]["warnings"])
         l2_bars = record["layer2"]["bars"]
     write_calibration(bundle, domain, tau, record, l2_bar=l2_bar, l2_bars=l2_bars)

@@ -5,8 +5,8 @@ the function `calibrate --l2-precision` uses (`evaluation.bundle_calibration.cal
 the detector's validation frames (its recorded val split: never streamed, never trained on, not the
 fixed hold-out) that Layer 1 escalates under the round's policy. "Correct" is the project's rule:
 the top detection's class is one of the frame's image-level classes (NEU-DET: the file-name class).
-The detections come through the router's own detector adapter at the detector's floor, so a bar
-means on validation what it means in routing. A class whose precision cannot reach the target gets
+The detections come through the router's own detector adapter (down to the stated floor, as the
+round's router runs it down to the lowest bar), so a bar means on validation what it means in routing. A class whose precision cannot reach the target gets
 no bar and is never decided by Layer 2 in that domain.
 
 `policy_with_bars` is the loop's one place that turns bars into routing. `layer2_outcome` counts,
@@ -38,14 +38,16 @@ def escalated(gate: Any, policy: Policy, samples: Sequence[Sample], domain: str,
 
 
 def domain_bars(detector: Any, val: Sequence[Sample], gate: Any, policy: Policy, domains: Sequence[str], *,
-                target_precision: float, confidence_level: float = 0.95) -> dict[str, dict[str, Any]]:
-    """{domain: the `layer2` calibration record} of `detector` on its escalated validation frames."""
+                target_precision: float, confidence_level: float = 0.95,
+                floor: float | None = None) -> dict[str, dict[str, Any]]:
+    """{domain: the `layer2` calibration record} of `detector` on its escalated validation frames, the
+    bars searched down to `floor` (None: the detector's own)."""
     layer = DetectorLayer(detector)
     out = {}
     for domain in domains:
         frames = escalated(gate, policy, [s for s in val if s.domain == domain], domain)
         record = calibrate_layer2(None, domain, frames, target_precision=target_precision,
-                                  confidence=confidence_level, specialist=layer)
+                                  confidence=confidence_level, specialist=layer, floor=floor)
         out[domain] = {**record, "data": "the detector's recorded val split, frames Layer 1 escalates"}
     return out
 

@@ -20,7 +20,8 @@ Protocol (all splits are the project's one split, ratios and seed recorded):
 `from_bundle`: round 0 is an existing bundle instead (`from_bundle.py`: its detector, gate and
 calibration, unchanged), and its detector's recorded split fixes val, test and the stream.
 `l2_precision`: each round the serving detector's per-class Layer-2 bars are set for that precision
-on the val split (`round_bars.py`); a class that cannot reach it is never decided by Layer 2.
+on the val split (`round_bars.py`), searched down to `l2_floor` (default: the detector's own floor);
+a class that cannot reach it is never decided by Layer 2.
 
 One JSON object per round: `round`, `frames`, `to_oracle` (share of streamed frames that
 reached Layer 3), `map50` (hold-out mAP50 of the detector that served the round), cost at
@@ -94,6 +95,8 @@ class SimSettings:
     from_bundle: str | None = None
     l2_precision: float | None = None
     l2_confidence: float = 0.95
+    l2_floor: float | None = None
+    """The detector's confidence floor while the bars are searched (None: its own, 0.25)."""
     measure_final: bool = False
     lr0: float | None = None
     """Fine-tuning learning rate (None: `learn`'s default); `mosaic` likewise."""
@@ -233,11 +236,15 @@ def round_cascade(bundle: Bundle, det: Specialist, plan: Plan, s: SimSettings, d
     bars = None
     if s.l2_precision is not None:
         bars = domain_bars(det, plan.val, gate, policy, [d["domain"] for d in plan.datasets],
-                           target_precision=s.l2_precision, confidence_level=s.l2_confidence)
+                           target_precision=s.l2_precision, confidence_level=s.l2_confidence, floor=s.l2_floor)
         policy = policy_with_bars(policy, bars)
     oracle = GroundTruthOracle(prices=price_table(), assumed_prompt_tokens=ASSUMED_PROMPT_TOKENS,
                                assumed_completion_tokens=ASSUMED_COMPLETION_TOKENS)
-    router = build_router(bundle, policy=policy, gate=gate, specialist=DetectorLayer(det), oracle=oracle, db=db).router
+    layer = DetectorLayer(det)
+    lowest = min(policy.lowest_bars().values(), default=None)
+    if lowest is not None and lowest < det.conf:  # as the bundle's loader does: down to the lowest bar
+        layer = layer.with_floor(lowest)
+    router = build_router(bundle, policy=policy, gate=gate, specialist=layer, oracle=oracle, db=db).router
     return router, policy, bars
 
 
