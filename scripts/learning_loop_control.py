@@ -47,8 +47,9 @@ def main(argv: list[str]) -> None:
     from cascade_defect.specialist.yolo import Specialist
     from cascade_defect.store.db import Database
 
-    s = SimSettings(from_bundle=args.bundle, l2_precision=args.l2_precision, l2_floor=args.l2_floor, epochs=args.epochs, batch=args.batch_size,
-                    imgsz=None, lr0=args.lr0, mosaic=args.mosaic, seed=args.seed)
+    s = SimSettings(from_bundle=args.bundle, l2_precision=args.l2_precision, l2_floor=args.l2_floor,
+                    epochs=args.epochs, batch=args.batch_size, imgsz=None, lr0=args.lr0, mosaic=args.mosaic,
+                    seed=args.seed)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     sources = [(args.fmt, args.root)] if args.fmt else []
     bundle_dir, plan, _ = start_from_bundle(sources, s, args.out, log)

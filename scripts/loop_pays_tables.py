@@ -39,7 +39,8 @@ def rounds_table(seed_dir: Path) -> str:
 
 
 def paired_table(out: Path) -> str:
-    fmt = lambda ci: f"{ci['estimate']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"  # noqa: E731
+    from cascade_defect.learning.paired import ci_text as fmt
+
     lines = ["| seed | pair (A → B) | to_oracle A → B | Δ to_oracle (95 % paired CI) | McNemar p (only A / only B) "
              "| Layer-2 wrong A → B | Δ mAP50 (95 % CI) |", "|---|---|---|---|---|---|---|"]
     for seed_dir in sorted(out.glob("seed-*")):

@@ -31,7 +31,7 @@ def _named(text: str) -> tuple[str, str]:
     return name, path
 
 
-def _measure(name, ref, plan, s, db):
+def _measure(name, ref, plan, s, db, seed, limit):
     from cascade_defect.cascade.assemble import open_bundle
     from cascade_defect.learning.simulate import (holdout_decisions, holdout_map, round_cascade,
                                                   summarise_holdout, weights_digest)
@@ -39,6 +39,7 @@ def _measure(name, ref, plan, s, db):
 
     bundle = open_bundle(ref)
     det = Specialist.from_bundle(bundle, device="cpu")
+    _same_split(ref, _plan_of(det, seed, limit), plan)
     router, _, bars = round_cascade(bundle, det, plan, s, db)
     decisions = holdout_decisions(router, plan.holdout, s)
     return {"name": name, "bundle": str(ref), "detector": det, "decisions": decisions,
@@ -49,26 +50,31 @@ def _measure(name, ref, plan, s, db):
 
 def _plan(ref, seed, limit=None):
     from cascade_defect.cascade.assemble import open_bundle
+    from cascade_defect.specialist.yolo import Specialist
+
+    return _plan_of(Specialist.from_bundle(open_bundle(ref), device="cpu"), seed, limit)
+
+
+def _plan_of(det, seed, limit=None):
+    """The val split and the fixed hold-out the detector's recorded split gives (as a loop round reads them)."""
     from cascade_defect.data.selection import seeded_subset
     from cascade_defect.learning.from_bundle import recorded_plan
     from cascade_defect.learning.simulate import Plan
-    from cascade_defect.specialist.yolo import Specialist
 
-    det = Specialist.from_bundle(open_bundle(ref), device="cpu")
     rec = recorded_plan(det, seed)
     holdout = seeded_subset(rec["holdout"], limit, seed) if limit else rec["holdout"]
     return Plan(rec["datasets"], [], [], rec["val"], holdout, list(det.class_names), {})
 
 
-def _same_split(ref, plan, seed, limit) -> None:
-    other = _plan(ref, seed, limit)
+def _same_split(ref, other, plan) -> None:
     for part in ("val", "holdout"):
         if [x.id for x in getattr(other, part)] != [x.id for x in getattr(plan, part)]:
             raise SystemExit(f"{ref}: its detector records another {part} split than the first bundle's")
 
 
 def _table(a, b, pair, comp) -> str:
-    fmt = lambda ci: f"{ci['estimate']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"  # noqa: E731
+    from cascade_defect.learning.paired import ci_text as fmt
+
     lines = [f"| {a} → {b} | {a} | {b} | {b} − {a} (95 % paired bootstrap CI) | McNemar p (only {a} / only {b}) |",
              "|---|---|---|---|---|"]
     for name in ("to_oracle", "l2_right", "l2_wrong"):
@@ -105,12 +111,11 @@ def main(argv: list[str]) -> None:
 
     s = SimSettings(l2_precision=args.l2_precision, l2_confidence=args.l2_confidence, l2_floor=args.l2_floor)
     plan = _plan(args.bundles[0][1], args.seed, args.holdout_limit)
-    for _, ref in args.bundles[1:]:
-        _same_split(ref, plan, args.seed, args.holdout_limit)
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(Path(tmp) / "paired.db")  # the routers' review queue; the hold-out is never logged
         try:
-            measured = [_measure(name, ref, plan, s, db) for name, ref in args.bundles]
+            measured = [_measure(name, ref, plan, s, db, args.seed, args.holdout_limit)
+                        for name, ref in args.bundles]
         finally:
             db.close()
     result = {"holdout_frames": len(plan.holdout), "val_frames": len(plan.val),

@@ -92,3 +92,24 @@ def test_run_json_summary_shows_the_calibration(calibrated, tmp_path):
         if line.get("layer") == "2":
             spec = [t for t in line["trace"] if t["layer"] == "specialist"][0]
             assert spec["bar"] == out["l2_bars"][line["label"]]
+
+
+def test_a_lower_floor_never_decides_less_and_is_recorded(calibrated, tmp_path):
+    """`calibrate --l2-floor`: the bars are searched down to the stated detector confidence (recorded),
+    so Layer 2 decides at least the frames it decided at the detector's own floor, at the same target."""
+    import shutil
+
+    root, data, bundle, summary, record, _ = calibrated
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    res = invoke("calibrate", "--bundle", copy, "--format", "folder", "--root", data, "--domain", DOMAIN,
+                 "--target-recall", 0.98, "--l2-precision", 0.95, "--l2-floor", 0.01, "--json")
+    low = json.loads(res.stdout.strip().splitlines()[-1])["layer2"]
+    assert record["layer2"]["detector_floor"] == 0.25 and low["detector_floor"] == 0.01
+    assert low["decided"] >= record["layer2"]["decided"]
+    assert all(0.01 <= bar for bar in low["bars"].values())
+    for c in low["classes"].values():
+        assert c["bar"] is None or c["precision"] >= 0.95
+    bad = runner.invoke(app, ["calibrate", "--bundle", str(copy), "--format", "folder", "--root", str(data),
+                              "--domain", DOMAIN, "--l2-floor", "0"])
+    assert bad.exit_code != 0 and "--l2-floor must be in (0, 1)" in bad.output

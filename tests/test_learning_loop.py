@@ -214,7 +214,7 @@ def from_bundle(loop):
     res = runner.invoke(app, ["learn", "simulate", "--from-bundle", str(root / "det-only"),
                               "--out", str(root / "from-bundle"), "--json", "--rounds", "1", "--measure-final",
                               "--per-round", "8", "--epochs", "1", "--batch-size", "8", "--holdout-limit", "12",
-                              "--l2-precision", "0.9"])
+                              "--l2-precision", "0.9", "--l2-floor", "0.05"])
     assert res.exit_code == 0, res.output + str(res.exception)
     return root, [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
 
@@ -231,6 +231,9 @@ def test_from_bundle_starts_from_the_bundles_detector(from_bundle):
     # the recorded split fixes the stream: frames the detector did not train on come first
     assert rows[0]["stream_seen_by_round0"] == 0 and all(r["holdout_streamed"] == 0 for r in rows)
     assert [r["round"] for r in rows] == [0, 1] and rows[1]["learn"] is None  # the final round is only measured
+    for r in rows:  # the bars were searched down to the stated floor, never below it
+        (bars,) = r["l2_bars"].values()
+        assert bars["detector_floor"] == 0.05 and all(b >= 0.05 for b in bars["bars"].values())
     learned = rows[0]["learn"]["status"] == "accepted"
     assert (rows[1]["detector_sha256"] != rows[0]["detector_sha256"]) == learned
 
@@ -284,7 +287,8 @@ def test_the_loops_policy_decides_a_class_only_at_or_above_its_bar():
 
 def test_learn_sets_a_domains_layer2_bars_again_for_the_new_detector(loop, tmp_path):
     """A domain calibrated with `--l2-precision` is re-calibrated by `learn` even without new defective
-    frames: its bars belonged to the previous detector (the card and record say what they became)."""
+    frames: its bars belonged to the previous detector (the card and record say what they became), searched
+    down to the floor stated at calibration."""
     import shutil
 
     from cascade_defect.bundles.bundle import Bundle
@@ -298,7 +302,7 @@ def test_learn_sets_a_domains_layer2_bars_again_for_the_new_detector(loop, tmp_p
     (domain, rec), = json.loads((bundle.path("calibration") / "calibration.json").read_text())["calibrations"].items()
     src = rec["data"]
     val = select_split(read_dataset(src["format"], src["root"], domain=domain).samples, "val", seed=src["seed"])
-    calibrate_domain(bundle, domain, val, mode="knee", l2_precision=0.5, data_info=src)
+    calibrate_domain(bundle, domain, val, mode="knee", l2_precision=0.5, l2_floor=0.05, data_info=src)
     split = RecordedSplit.from_fit_info(Specialist.from_bundle(bundle, device="cpu").fit_info_)
     normal = next(x for x in split.samples("train") if not x.defective)
     db = Database(tmp_path / "l.db")
@@ -316,6 +320,7 @@ def test_learn_sets_a_domains_layer2_bars_again_for_the_new_detector(loop, tmp_p
     assert cal["layer2"]["target_precision"] == 0.5 and "bars_before" in cal["layer2"]
     after = json.loads((tmp_path / "v2" / "calibration" / "calibration.json").read_text())
     assert after["calibrations"][domain]["layer2"]["target_precision"] == 0.5
+    assert after["calibrations"][domain]["layer2"]["detector_floor"] == 0.05  # searched as the user stated
     assert after["calibrations"][domain]["date"] >= rec["date"]
     assert "Layer-2 bars set again for the new detector" in (tmp_path / "v2" / "learning" / "MODEL_CARD.md").read_text()
 
@@ -333,7 +338,7 @@ def test_loop_vs_control_pairs_bundles_on_the_loops_own_holdout(from_bundle, tmp
     script = Path(__file__).resolve().parents[1] / "scripts" / "loop_vs_control.py"
     res = subprocess.run([sys.executable, str(script), f"source={root / 'det-only'}",
                           f"round0={root / 'from-bundle' / 'bundle-0'}", f"round1={last}", "--l2-precision", "0.9",
-                          "--holdout-limit", "12", "--n-resamples", "100", "--json", str(out)],
+                          "--l2-floor", "0.05", "--holdout-limit", "12", "--n-resamples", "100", "--json", str(out)],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -365,7 +370,7 @@ def test_learning_loop_pays_script_runs_the_loop_its_control_and_pairs_them(from
     root, _ = from_bundle
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHON": sys.executable, "ROUNDS": "1", "PER_ROUND": "8", "EPOCHS": "1", "BATCH": "8",
-           "L2_PRECISION": "0.9", "JOBS": "1"}
+           "L2_PRECISION": "0.9", "L2_FLOOR": "0.05", "JOBS": "1"}
     res = subprocess.run(["bash", str(repo / "scripts" / "learning_loop_pays.sh"), str(root / "det-only"),
                           str(tmp_path / "pays"), "0"], capture_output=True, text=True, env=env, timeout=900)
     seed = tmp_path / "pays" / "seed-0"
@@ -391,3 +396,27 @@ def test_learning_loop_pays_script_runs_the_loop_its_control_and_pairs_them(from
     held = loop[0]["holdout_routed"]
     assert rows[0].startswith(f"| 0 | {held['l2']['coverage']:.3f} / {held['to_oracle']:.3f}")
     assert len(rows) == 2 + 3  # two rounds of seed 0, then its three pairs
+
+
+def test_floor_sweep_reproduces_the_rounds_bars_at_its_floor(from_bundle, tmp_path):
+    """`scripts/l2_floor_sweep.py` chooses the bars as a round does: at the loop's floor (0.05) it gives
+    round 0's bars on the same val split; a lower floor never decides fewer frames."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, rows = from_bundle
+    out = tmp_path / "sweep.json"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "l2_floor_sweep.py"
+    res = subprocess.run([sys.executable, str(script), str(root / "det-only"), "--floors", "0.25", "0.05", "0.01",
+                          "--l2-precision", "0.9", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(out.read_text())
+    by_floor = {r["floor"]: r for r in result["rows"]}
+    (round0,) = rows[0]["l2_bars"].values()
+    assert {c: b for c, b in by_floor[0.05]["bars"].items() if b is not None} == round0["bars"]
+    assert by_floor[0.05]["decided"] == round0["decided"] and result["val_frames"] == round0["frames"]
+    assert by_floor[0.25]["decided"] <= by_floor[0.05]["decided"] <= by_floor[0.01]["decided"]
+    for floor, r in by_floor.items():
+        assert all(b is None or b >= floor for b in r["bars"].values())
+    assert "| 0.05 |" in res.stdout

@@ -28,7 +28,7 @@ from ..settings import default_db_path, settings
 from ..contracts import ReviewSink
 from .policy import CALIBRATION_FILE, Policy
 from .router import Router
-from .specialists import DetectorLayer, SpecialistSet, load_specialists
+from .specialists import DetectorLayer, SpecialistSet, load_specialists, reported_floor
 
 CALIBRATION_COMPONENT = "calibration"
 
@@ -164,14 +164,8 @@ def load_specialist(bundle: Bundle, engine: str = "torch", device: str | None = 
         return None
     data = read_calibration(bundle)
     floors = Policy.from_dict(data, origin=str(bundle.root)).lowest_bars() if data else {}
-    lower = {d: f for d, f in floors.items() if f < _own_floor(layers.layers.get(d, layers.any_domain))}
+    lower = {d: f for d, f in floors.items() if f < (reported_floor(layers, d) or 0.0)}
     return layers.with_floors(lower) if lower else layers
-
-
-def _own_floor(layer: Any) -> float:
-    """The confidence floor a Layer 2 reports down to by itself (0 when it has none: nothing to lower)."""
-    conf = getattr(getattr(layer, "detector", None), "conf", None)
-    return float(conf) if isinstance(conf, (int, float)) else 0.0
 
 
 def load_gate(bundle: Bundle, domains: Sequence[str] | None = None, **overrides):

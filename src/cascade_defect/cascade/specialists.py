@@ -143,6 +143,19 @@ def served_domains(bundle: Bundle) -> list[str] | None:
     return None if None in entries else sorted(entries)
 
 
+def reported_floor(layer, domain: str | None = None) -> float | None:
+    """The confidence down to which `layer` (a set: `domain`'s Layer 2) reports detections; None when
+    not known here (a gate acting as Layer 2, a remote Layer 2, a domain without one)."""
+    if isinstance(layer, SpecialistSet):
+        layer = layer.layers.get(domain, layer.any_domain) if domain is not None else layer.any_domain
+    if not isinstance(layer, DetectorLayer):
+        return None
+    if layer.floor is not None:
+        return float(layer.floor)
+    conf = getattr(layer.detector, "conf", None)
+    return float(conf) if isinstance(conf, (int, float)) else None
+
+
 def at_floor(layer, domain: str, floor: float | None):
     """`layer` (a `SpecialistSet`, a `DetectorLayer` or a remote Layer 2) with `domain`'s detector
     reporting down to `floor`; a layer whose floor cannot be set here is returned as it is."""
@@ -205,5 +218,5 @@ def use_gate_as_layer2(bundle: Bundle, domain: str, class_name: str = "defect") 
 
 GATE_DECISION_KIND = "gate-decision"
 
-__all__ = ["DetectorLayer", "GateDecisionLayer", "SpecialistSet", "at_floor", "load_specialists", "served_domains",
+__all__ = ["DetectorLayer", "GateDecisionLayer", "SpecialistSet", "at_floor", "load_specialists", "reported_floor", "served_domains",
            "use_gate_as_layer2"]

@@ -78,8 +78,7 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     a class all of whose detections are decided is limited by the floor, not by the target, and the
     record warns. The loader runs the detector down to the lowest bar (`assemble.load_specialist`).
     """
-    from ..cascade.assemble import load_specialist
-    from ..cascade.specialists import at_floor
+    from ..cascade.specialists import at_floor, load_specialists, reported_floor
     from ..contracts import specialist_serves
     from ..imaging import load_image
     from .l2_bars import choose_class_bars, frame_outcomes, layer2_summary
@@ -88,7 +87,7 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
         raise ConfigError(f"--l2-precision must be in (0, 1], got {target_precision}")
     base = {"target_precision": target_precision, "confidence": confidence, "frames": len(samples)}
     if specialist is None:
-        specialist = load_specialist(bundle, domains=[domain])  # only this domain's Layer 2
+        specialist = load_specialists(bundle, domains=[domain])  # this domain's Layer 2, at its own floor
     if specialist is not None and not specialist_serves(specialist, domain):
         specialist = None  # a detector of other domains never sets this domain's bars
     if specialist is None:  # bars stay as they are: calibrate again once a detector is in the bundle
@@ -112,7 +111,9 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     warnings = [f"Layer 2 class '{c}': precision {b.precision:.3f} at bar {b.bar:.4g} certifies only "
                 f"{b.certified:.3f} (one-sided {confidence:.0%}) < target {target_precision} on {b.decided} frames"
                 for c, b in bars.items() if b.bar is not None and not b.certified_meets_target]
-    searched = floor if floor is not None else _own_floor(specialist, domain)
+    searched = reported_floor(specialist, domain)
+    if floor is not None and searched != floor:
+        warnings.append(f"--l2-floor {floor:g} was not applied: this domain's Layer 2 is not a local detector")
     at_limit = [c for c, b in bars.items() if b.bar is not None and b.decided == b.support]
     if at_limit and searched:
         warnings.append(f"Layer 2 class{'es' if len(at_limit) > 1 else ''} {', '.join(map(repr, at_limit))}: every "
@@ -136,15 +137,6 @@ def _at_tau(result, confidence: float) -> dict[str, Any]:
     if not n or found is None:
         return {"recall": None, "certified_recall": None}
     return {"recall": found / n, "certified_recall": clopper_pearson_lower(int(found), int(n), confidence)}
-
-
-def _own_floor(layer, domain: str) -> float | None:
-    """The confidence floor `domain`'s detector reports down to by itself (None: not known here)."""
-    inner = layer.layer(domain) if hasattr(layer, "layer") else layer
-    conf = getattr(getattr(inner, "detector", None), "conf", None)
-    floor = getattr(inner, "floor", None)
-    value = floor if floor is not None else conf
-    return float(value) if isinstance(value, (int, float)) else None
 
 
 def calibrate_domain(bundle: Bundle, domain: str, samples: Sequence[Sample], *, mode: str = "risk",

@@ -115,6 +115,7 @@ def _recalibrate(bundle: Bundle, split: RecordedSplit, production: list, keys: s
                                       target_recall=rec.get("target_recall") or 0.99,
                                       confidence=rec.get("confidence") or 0.95,
                                       max_escalation=rec.get("max_escalation"), l2_precision=l2_precision,
+                                      l2_floor=(rec.get("layer2") or {}).get("detector_floor"),
                                       data_info={**src, "production_frames": len(new)})
         except ConfigError as exc:
             out[domain] = {"tau": before, "changed": False, "reason": f"kept: {exc}"}

@@ -55,3 +55,9 @@ def paired_outcomes(a: Sequence[Decision], b: Sequence[Decision], samples: Seque
                      "difference": ci.as_dict(),
                      "mcnemar": {**test.as_dict(), "only_a": test.b, "only_b": test.c}}
     return out
+
+
+def ci_text(ci: dict[str, Any]) -> str:
+    """A difference with its interval as the tables print it: "+0.012 [-0.020, +0.045]"."""
+    return f"{ci['estimate']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"
+
