@@ -17,6 +17,7 @@ STEEL_SYNTHETIC_SHARE=${STEEL_SYNTHETIC_SHARE:-0.2}   # steel has ~1,000 labelle
 OOF_FOLDS=${OOF_FOLDS:-5}                    # out-of-fold scores of the gate's training defectives inform τ
 TARGET_RECALL=${TARGET_RECALL:-0.98}         # the stated risk: Layer-1 recall floor per domain
 L2_PRECISION=${L2_PRECISION:-0.95}           # the stated risk: Layer-2 class precision
+L2_FLOOR=${L2_FLOOR:-}                       # search the Layer-2 bars down to this detector confidence (default: 0.25)
 MAX_NORMALS=${MAX_NORMALS:-2000}             # cap on a gate's normals (binds only on the full Kaggle Severstal set)
 NEU_DETECTOR=${NEU_DETECTOR:-$REPO/src/cascade_defect/models/specialist-neu-cpu}
 STEEL_SOURCES=${STEEL_SOURCES:-$REPO/docs/eval/sources-steel.yaml}
@@ -28,6 +29,7 @@ SEVERSTAL_TILES="$(cd "$OUT" && pwd)/severstal-tiles"
 step() { echo "[build_real_bundle $(date -u +%H:%M:%S)] $*" >&2; }
 
 CALIBRATE=(--target-recall "$TARGET_RECALL" --l2-precision "$L2_PRECISION")   # calibrate's mode risk (default)
+[ -z "$L2_FLOOR" ] || CALIBRATE+=(--l2-floor "$L2_FLOOR")
 
 step "tiles of the Severstal frames -> $SEVERSTAL_TILES"
 $CLI data tile --format severstal --root "$CASCADE_DATA_ROOT/severstal" --out "$SEVERSTAL_TILES" --tile 256

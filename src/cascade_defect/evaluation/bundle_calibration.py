@@ -113,7 +113,8 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
                 for c, b in bars.items() if b.bar is not None and not b.certified_meets_target]
     searched = reported_floor(specialist, domain)
     if floor is not None and searched != floor:
-        warnings.append(f"--l2-floor {floor:g} was not applied: this domain's Layer 2 is not a local detector")
+        warnings.append(f"--l2-floor {floor:g} was not applied to '{domain}': its Layer 2 has no detector floor "
+                        "to lower here (a gate's decision, or a remote Layer 2)")
     at_limit = [c for c, b in bars.items() if b.bar is not None and b.decided == b.support]
     if at_limit and searched:
         warnings.append(f"Layer 2 class{'es' if len(at_limit) > 1 else ''} {', '.join(map(repr, at_limit))}: every "
