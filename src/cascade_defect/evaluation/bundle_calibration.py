@@ -116,10 +116,12 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
         warnings.append(f"--l2-floor {floor:g} was not applied to '{domain}': its Layer 2 has no detector floor "
                         "to lower here (a gate's decision, or a remote Layer 2)")
     at_limit = [c for c, b in bars.items() if b.bar is not None and b.decided == b.support]
-    if at_limit and searched:
+    unseen = int(np.sum(~np.isfinite(conf)))  # frames with no detection above the floor: a lower one may add them
+    if at_limit and unseen and searched:
         warnings.append(f"Layer 2 class{'es' if len(at_limit) > 1 else ''} {', '.join(map(repr, at_limit))}: every "
-                        f"detection above the detector's floor {searched:g} is decided, so the floor, not the "
-                        "precision target, limits coverage; a lower --l2-floor may decide more frames")
+                        f"detection above the detector's floor {searched:g} is decided and {unseen} frames have "
+                        "none above it, so the floor, not the precision target, limits coverage; a lower "
+                        "--l2-floor may decide more frames")
     unknown = sum(1 for s in samples if s.defective and not s.classes)
     if unknown:
         warnings.append(f"{unknown} escalated defective frames have no known class: they count as wrong for Layer 2")
