@@ -6,7 +6,7 @@
 #
 # Usage: bash scripts/learning_loop_pays.sh BUNDLE OUT [SEED ...]       (default seeds: 0 1)
 #   BUNDLE: a bundle whose detector trained on part of its train split (`specialist train --train-part F`)
-#   L2_FLOOR=F: the per-class bars are searched down to detector confidence F (default: the detector's floor).
+#   L2_FLOOR=F: the per-class bars are searched down to detector confidence F (default 0.01, as `calibrate`).
 #   Every loop and control runs at once, one torch thread each (JOBS=1 runs them one after another).
 #   Writes OUT/seed-S/{loop.jsonl,control.jsonl,paired.json,paired.md} and logs beside them.
 set -euo pipefail

@@ -93,7 +93,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--l2-precision", type=float, default=0.95)
     ap.add_argument("--l2-confidence", type=float, default=0.95)
     ap.add_argument("--l2-floor", type=float, default=None,
-                    help="Search the bars down to this detector confidence (default: the detector's own floor).")
+                    help="Search the bars down to this detector confidence (default 0.01, as `calibrate`).")
     ap.add_argument("--n-resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0,
                     help="Bootstrap seed, and the hold-out subset's seed (as `learn simulate --seed`).")

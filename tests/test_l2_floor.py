@@ -1,8 +1,8 @@
 """The detector's confidence floor and the Layer-2 bars (`calibrate --l2-floor`, `assemble.load_specialist`).
 
-A bar can never be lower than the confidence down to which the detector reports: with YOLO's default
+A bar can never be lower than the confidence down to which the detector reports: at YOLO's reporting
 floor (0.25) a class whose right detections sit at 0.1 gets no bar at all. Calibration searches the bars
-down to a stated floor and says when the floor, not the precision target, limits coverage; the bundle's
+down to 0.01 unless told otherwise and says when the floor, not the precision target, limits coverage; the bundle's
 loader runs each domain's detector down to that domain's lowest bar, so a bar means in serving what it
 meant on validation. Fast: a scripted detector on tiny images, and the committed synthetic-steel detector.
 """
@@ -65,15 +65,15 @@ def low_confidence_class(tmp_path):
     return Scripted(script), _slice(tmp_path, ["a"] * 10 + ["b"] * 6)
 
 
-def test_a_class_below_the_detectors_floor_gets_no_bar_until_the_floor_is_lowered(low_confidence_class):
+def test_a_class_below_yolos_floor_gets_a_bar_at_the_default_search_floor(low_confidence_class):
     det, frames = low_confidence_class
-    default = calibrate_layer2(None, "steel", frames, target_precision=0.95, specialist=DetectorLayer(det))
+    default = calibrate_layer2(None, "steel", frames, target_precision=0.95, specialist=DetectorLayer(det),
+                               floor=0.25)  # what a YOLO detector reports by itself
     assert "a" not in default["bars"] and default["detector_floor"] == 0.25
     assert default["classes"]["a"]["reason"].startswith("no bar")
     assert any("the floor, not the precision target, limits coverage" in w and "'b'" in w and "11 frames" in w
                for w in default["warnings"])  # every 'b' detection above 0.25 is decided; 11 frames have none
-    lowered = calibrate_layer2(None, "steel", frames, target_precision=0.95, specialist=DetectorLayer(det),
-                               floor=0.01)
+    lowered = calibrate_layer2(None, "steel", frames, target_precision=0.95, specialist=DetectorLayer(det))
     a = lowered["classes"]["a"]
     assert lowered["bars"]["a"] == pytest.approx(0.10)  # the lowest bar meeting 0.95; 0.05 would be 10/11
     assert (a["decided"], a["correct"], a["support"]) == (10, 10, 11)

@@ -215,8 +215,8 @@ def calibrate(
         0.95, "--l2-precision", help="Layer-2 precision target: per class, the lowest confidence bar meeting it "
                                      "on the validation frames τ escalates (0: leave the domain's bars as they are)."),
     l2_floor: Optional[float] = typer.Option(
-        None, "--l2-floor", help="Search the Layer-2 bars down to this detector confidence (default: the "
-                                 "detector's own floor, 0.25 for YOLO); serving then runs the detector down to "
+        None, "--l2-floor", help="Search the Layer-2 bars down to this detector confidence (default 0.01, "
+                                 "below YOLO's reporting floor 0.25); serving then runs the detector down to "
                                  "the lowest bar."),
     split: str = typer.Option("val", "--split", help="Slice to calibrate on (default: the held-out val split)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the group-aware split."),

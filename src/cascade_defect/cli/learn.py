@@ -142,7 +142,7 @@ def simulate_cmd(
                                                       "on the val split (replaces --l2-bar)."),
     l2_floor: Optional[float] = typer.Option(None, "--l2-floor", min=0.0, max=1.0,
                                              help="Search the per-class bars down to this detector confidence "
-                                                  "(default: the detector's own floor, 0.25)."),
+                                                  "(default 0.01, as `calibrate`)."),
     l2_confidence: float = typer.Option(0.95, "--l2-confidence", min=0.5, max=0.999,
                                         help="Confidence level of the certified precision bound."),
     measure_final: bool = typer.Option(False, "--measure-final", help="After the last learn, stream one more "

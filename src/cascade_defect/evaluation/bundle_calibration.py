@@ -63,6 +63,11 @@ def _detections(specialist, images: Sequence[np.ndarray], domain: str) -> list:
     return list(specialist.detect_batch(list(images), domain))
 
 
+DEFAULT_L2_FLOOR = 0.01
+"""The detector confidence the Layer-2 bars are searched down to unless stated (`calibrate --l2-floor`): low enough
+that the precision target, not the detector's reporting floor (YOLO's 0.25), sets each bar."""
+
+
 def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, target_precision: float,
                      confidence: float = 0.95, specialist=None, batch_size: int = 8,
                      floor: float | None = None) -> dict[str, Any]:
@@ -74,9 +79,10 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
     decided by Layer 2 there. Without a detector `bars` is None (the policy is left as it is).
 
     `floor`: the detector reports detections down to this confidence while the bars are searched
-    (None: its own floor, 0.25 for a YOLO detector by default). No bar can be lower than the floor;
-    a class all of whose detections are decided is limited by the floor, not by the target, and the
-    record warns. The loader runs the detector down to the lowest bar (`assemble.load_specialist`).
+    (None: `DEFAULT_L2_FLOOR`; a gate acting as Layer 2 has no floor). No bar can be lower than the
+    floor; when a class's every detection is decided while frames without one exist, the floor, not
+    the target, limits coverage, and the record warns. The loader runs the detector down to the
+    lowest bar (`assemble.load_specialist`).
     """
     from ..cascade.specialists import at_floor, load_specialists, reported_floor
     from ..contracts import specialist_serves
@@ -97,7 +103,7 @@ def calibrate_layer2(bundle: Bundle, domain: str, samples: Sequence[Sample], *, 
                              "again after adding one)"]}
     if floor is not None and not 0.0 < floor < 1.0:
         raise ConfigError(f"--l2-floor must be in (0, 1), got {floor}")
-    specialist = at_floor(specialist, domain, floor)
+    specialist = at_floor(specialist, domain, DEFAULT_L2_FLOOR if floor is None else floor)
     detections: list = []
     for start in range(0, len(samples), batch_size):
         part = samples[start:start + batch_size]

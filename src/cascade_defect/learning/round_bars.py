@@ -41,7 +41,7 @@ def domain_bars(detector: Any, val: Sequence[Sample], gate: Any, policy: Policy,
                 target_precision: float, confidence_level: float = 0.95,
                 floor: float | None = None) -> dict[str, dict[str, Any]]:
     """{domain: the `layer2` calibration record} of `detector` on its escalated validation frames, the
-    bars searched down to `floor` (None: the detector's own)."""
+    bars searched down to `floor` (None: `calibrate`'s default)."""
     layer = DetectorLayer(detector)
     out = {}
     for domain in domains:

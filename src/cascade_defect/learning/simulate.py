@@ -20,7 +20,7 @@ Protocol (all splits are the project's one split, ratios and seed recorded):
 `from_bundle`: round 0 is an existing bundle instead (`from_bundle.py`: its detector, gate and
 calibration, unchanged), and its detector's recorded split fixes val, test and the stream.
 `l2_precision`: each round the serving detector's per-class Layer-2 bars are set for that precision
-on the val split (`round_bars.py`), searched down to `l2_floor` (default: the detector's own floor);
+on the val split (`round_bars.py`), searched down to `l2_floor` (default 0.01, as `calibrate`);
 a class that cannot reach it is never decided by Layer 2.
 
 One JSON object per round: `round`, `frames`, `to_oracle` (share of streamed frames that
@@ -96,7 +96,7 @@ class SimSettings:
     l2_precision: float | None = None
     l2_confidence: float = 0.95
     l2_floor: float | None = None
-    """The detector's confidence floor while the bars are searched (None: its own, 0.25)."""
+    """The detector's confidence floor while the bars are searched (None: `calibrate`'s default, 0.01)."""
     measure_final: bool = False
     lr0: float | None = None
     """Fine-tuning learning rate (None: `learn`'s default); `mosaic` likewise."""
