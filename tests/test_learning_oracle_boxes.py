@@ -29,14 +29,16 @@ def _image(path):
 @pytest.fixture()
 def db(tmp_path):
     """One frame the oracle confirmed (the detector proposed `scratch` at its box, the oracle said `scratch`),
-    one the oracle answered against the detector's class, and one a reviewer drew two boxes on."""
+    one where it agreed with a faint proposal (confidence 0.05, below the trusted 0.25), one the oracle
+    answered against the detector's class, and one a reviewer drew two boxes on."""
     db = Database(tmp_path / "loop.db")
     log, labels = DecisionLog(db), LabelStore(db)
     run = log.start_run({"test": "oracle boxes"})
-    for fid, answer in (("confirmed", "scratch"), ("contradicted", "patch")):
+    for fid, answer, conf in (("confirmed", "scratch", 0.3), ("faint", "scratch", 0.05),
+                              ("contradicted", "patch", 0.3)):
         ref = _image(tmp_path / f"{fid}.png")
-        spec = LayerResult(layer="specialist", latency_ms=1.0, defect_class="scratch", confidence=0.3,
-                           detections=(Detection("scratch", 0.3, (2, 2, 12, 12)),))
+        spec = LayerResult(layer="specialist", latency_ms=1.0, defect_class="scratch", confidence=conf,
+                           detections=(Detection("scratch", conf, (2, 2, 12, 12)),))
         log.record(run, [(fid, Decision(frame_id=fid, image=ref, domain="d", label=answer, layer=3,
                                         box=(2.0, 2.0, 12.0, 12.0), trace=[spec]))])
         labels.add(frame_id=fid, image_ref=ref, domain="d", label=answer, source="oracle", confidence=1.0)
@@ -54,15 +56,15 @@ def test_hint_trains_the_confirmed_hint_box_none_keeps_it_class_only(db):
     by_id = {s.sample_id: s for s in hint.detector}
     assert set(by_id) == {"label-confirmed", "label-reviewed"}
     assert [(b.x1, b.y1, b.x2, b.y2, b.cls) for b in by_id["label-confirmed"].boxes] == [(2, 2, 12, 12, "scratch")]
-    assert hint.counts["with_boxes"] == 2 and hint.counts["class_only"] == 1  # the contradicted frame
+    assert hint.counts["with_boxes"] == 2 and hint.counts["class_only"] == 2  # the faint and contradicted frames
 
     none = labelled_frames(db, set(), CLASSES, oracle_boxes="none")
     assert [s.sample_id for s in none.detector] == ["label-reviewed"]
     assert len(none.detector[0].boxes) == 2  # the reviewer's drawn boxes still train the detector
-    assert none.counts["with_boxes"] == 1 and none.counts["class_only"] == 2
+    assert none.counts["with_boxes"] == 1 and none.counts["class_only"] == 3
     # every labelled frame still counts for τ / the Layer-2 bars, whatever the choice
     assert sorted(s.sample_id for s in none.calibration) == sorted(s.sample_id for s in hint.calibration)
-    assert len(none.calibration) == 3
+    assert len(none.calibration) == 4
 
 
 def test_an_unknown_choice_is_an_error(db):

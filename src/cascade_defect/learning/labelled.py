@@ -4,8 +4,11 @@ Per frame the label that counts is `LabelStore.effective` (a human label outrank
 Boxes: a human label's own boxes. An oracle label's boxes follow the caller's `oracle_boxes`
 choice (`ORACLE_BOXES`): "hint" gives it the detector's hint box (the box of the frame's Layer-3
 decision in the decision log) only where the oracle confirmed it, i.e. answered the class the
-detector proposed there — one box, although a frame may hold several defects (the others then
-train as background); "none" gives it no box. A defective label without a box still counts
+detector proposed there with confidence at least `TRUSTED_BOX_CONFIDENCE` (`hint_box_trusted`) —
+one box, although a frame may hold several defects (the others then train as background); "none"
+gives it no box. Since the detector runs down to its lowest Layer-2 bar (0.01 and up), the top
+detection of a frame that went on may be a faint guess: its box teaches the detector only when the
+detector would have reported it by itself. A defective label without a box still counts
 for τ calibration (defective or not) but cannot teach the detector where; it is reported as
 `class_only`. Frames of the detector's evaluation splits are dropped (`held_out`).
 """
@@ -23,6 +26,14 @@ from .sources import is_evaluation_frame
 
 ORACLE_BOXES = ("hint", "none")
 """How an oracle label teaches the detector: "hint" (its confirmed hint box) or "none" (class only)."""
+TRUSTED_BOX_CONFIDENCE = 0.25
+"""The least confidence at which the detector's hint box becomes a training box for the oracle's class:
+YOLO's own reporting floor, below which a box is a guess (a reviewer draws the boxes instead)."""
+
+
+def hint_box_trusted(proposed: str | None, confidence: float | None, label: str) -> bool:
+    """True when the oracle's `label` confirms the detector's proposed class at a trusted confidence."""
+    return proposed == label and confidence is not None and confidence >= TRUSTED_BOX_CONFIDENCE
 
 
 @dataclass
@@ -34,15 +45,14 @@ class LabelledFrames:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _hint_box(db: Database, frame_id: str) -> tuple[str | None, tuple[float, ...] | None]:
-    """(detector's proposed class, box) of the frame's latest Layer-3 decision."""
+def _hint_box(db: Database, frame_id: str) -> tuple[str | None, float | None, tuple[float, ...] | None]:
+    """(detector's proposed class, its confidence, box) of the frame's latest Layer-3 decision."""
     for row in db.query("SELECT record FROM decisions WHERE frame_id = ? ORDER BY id DESC LIMIT 5", (frame_id,)):
         rec = json.loads(row["record"])
         if str(rec.get("layer")) == "3" and rec.get("box"):
-            proposed = next((r.get("defect_class") for r in rec.get("trace", []) if r.get("layer") == "specialist"),
-                            None)
-            return proposed, tuple(float(v) for v in rec["box"])
-    return None, None
+            spec = next((r for r in rec.get("trace", []) if r.get("layer") == "specialist"), {})
+            return spec.get("defect_class"), spec.get("confidence"), tuple(float(v) for v in rec["box"])
+    return None, None, None
 
 
 def _boxes(db: Database, lab: Label, oracle_boxes: str) -> tuple[Box, ...] | None:
@@ -52,8 +62,8 @@ def _boxes(db: Database, lab: Label, oracle_boxes: str) -> tuple[Box, ...] | Non
         return lab.boxes or None
     if oracle_boxes == "none":
         return None
-    proposed, box = _hint_box(db, lab.frame_id)
-    if box is not None and proposed == lab.label:
+    proposed, confidence, box = _hint_box(db, lab.frame_id)
+    if box is not None and hint_box_trusted(proposed, confidence, lab.label):
         return (Box(*box, cls=lab.label),)
     return None
 

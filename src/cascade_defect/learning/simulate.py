@@ -43,6 +43,7 @@ import numpy as np
 
 from .compare import predict_holdout
 from .from_bundle import copy_bundle, recorded_plan
+from .labelled import hint_box_trusted
 from .learn import LearnSettings, bundle_version, finetune_args, learn
 from .round_bars import domain_bars, layer2_outcome, policy_with_bars
 from ..bundles.bundle import Bundle
@@ -312,12 +313,13 @@ def stream_round(router: Router, part: Sequence[Sample], plan: Plan, s: SimSetti
                        source="oracle", confidence=1.0)
             oracle_labels += 1
             spec = next((r for r in d.trace if r.layer == "specialist"), None)
-            confirmed = d.label == NO_DEFECT or (d.box is not None and spec is not None and spec.defect_class == d.label)
+            confirmed = d.label == NO_DEFECT or (d.box is not None and spec is not None
+                                                 and hint_box_trusted(spec.defect_class, spec.confidence, d.label))
             if not confirmed and x.boxes:
                 classes = plan.class_names + [NO_DEFECT]
                 rid = review.enqueue(frame_id=d.frame_id, image_ref=str(x.image_path), domain=x.domain,
                                      reason="box_unconfirmed", classes=classes,
-                                     detail="the oracle gave a class; the detector had no box of that class")
+                                     detail="the oracle gave a class; the detector had no trusted box of it")
                 board.submit(rid, d.label, REVIEWER, expected_version=0,
                              boxes=[b for b in x.boxes if b.cls in plan.class_names])
                 reviewer_labels += 1
