@@ -218,5 +218,5 @@ def use_gate_as_layer2(bundle: Bundle, domain: str, class_name: str = "defect") 
 
 GATE_DECISION_KIND = "gate-decision"
 
-__all__ = ["DetectorLayer", "GateDecisionLayer", "SpecialistSet", "at_floor", "load_specialists", "reported_floor", "served_domains",
-           "use_gate_as_layer2"]
+__all__ = ["DetectorLayer", "GateDecisionLayer", "SpecialistSet", "at_floor", "load_specialists", "reported_floor",
+           "served_domains", "use_gate_as_layer2"]

@@ -166,7 +166,8 @@ def simulate_cmd(
     s = SimSettings(seed_frames=seed_frames, per_round=per_round, rounds=rounds, holdout_limit=holdout_limit,
                     imgsz=imgsz if imgsz is not None else (None if from_bundle else 224), epochs0=epochs0,
                     epochs=epochs, batch=batch, l2_bar=l2_bar, seed=seed, device=device, gate_epochs=gate_epochs,
-                    from_bundle=from_bundle, l2_precision=l2_precision, l2_confidence=l2_confidence, l2_floor=l2_floor,
+                    from_bundle=from_bundle, l2_precision=l2_precision, l2_confidence=l2_confidence,
+                    l2_floor=l2_floor,
                     measure_final=measure_final, lr0=lr0, mosaic=mosaic, oracle_boxes=oracle_boxes)
 
     def emit(row):

@@ -6,8 +6,9 @@ the detector's validation frames (its recorded val split: never streamed, never 
 fixed hold-out) that Layer 1 escalates under the round's policy. "Correct" is the project's rule:
 the top detection's class is one of the frame's image-level classes (NEU-DET: the file-name class).
 The detections come through the router's own detector adapter (down to the stated floor, as the
-round's router runs it down to the lowest bar), so a bar means on validation what it means in routing. A class whose precision cannot reach the target gets
-no bar and is never decided by Layer 2 in that domain.
+round's router runs it down to the lowest bar), so a bar means on validation what it means in
+routing. A class whose precision cannot reach the target gets no bar and is never decided by
+Layer 2 in that domain.
 
 `policy_with_bars` is the loop's one place that turns bars into routing. `layer2_outcome` counts,
 over routed frames, Layer 2's coverage (decided / frames that reached it) and per-class precision
