@@ -3,7 +3,8 @@
 
 Round k + 1's detector is round k's, fine-tuned exactly as `learn` fine-tunes (same export of the recorded
 train + val frames, `learning.learn.finetune_args`, epochs, batch, seed) but on the detector's recorded training
-frames only. Each version is measured as a simulate round measures its serving detector: hold-out mAP50, Layer-2
+frames only, and kept only when `learn`'s Layer-2 guard passes it (`learning/l2_guard.py`, at the stated
+precision and floor; else the next version is the same detector). Each version is measured as a simulate round measures its serving detector: hold-out mAP50, Layer-2
 bars set on the val split for the stated precision, and the fixed hold-out routed through the cascade. What the
 loop gains beyond this control is what its labelled production frames gave; the rest is the extra epochs.
 
@@ -33,6 +34,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--seed", type=int, default=0, help="Fine-tuning seed (as `learn simulate --seed`).")
     ap.add_argument("--l2-precision", type=float, default=0.95)
     ap.add_argument("--l2-floor", type=float, default=None, help="As `learn simulate --l2-floor`.")
+    ap.add_argument("--no-l2-guard", action="store_true", help="Keep every fine-tune (as `learn --no-l2-guard`).")
     ap.add_argument("--format", dest="fmt")
     ap.add_argument("--root")
     args = ap.parse_args(argv)
@@ -40,6 +42,7 @@ def main(argv: list[str]) -> None:
     from cascade_defect.bundles.bundle import Bundle
     from cascade_defect.cascade.assemble import open_bundle
     from cascade_defect.data.yolo_export import export_yolo
+    from cascade_defect.learning.l2_guard import guard_row, l2_guard
     from cascade_defect.learning.learn import finetune_args
     from cascade_defect.learning.simulate import (SimSettings, holdout_map, round_cascade, weights_digest,
                                                   route_holdout, start_from_bundle)
@@ -78,8 +81,12 @@ def main(argv: list[str]) -> None:
                 cand.fit(data.data_yaml, out_dir=work, name="finetune", source=split.as_source())
                 row["finetune_seconds"] = round(time.perf_counter() - t1, 1)
                 row["train_frames"] = sum(1 for x in frames if x.split == "train")
+                targets = {d["domain"]: {"target_precision": s.l2_precision, "floor": s.l2_floor}
+                           for d in plan.datasets}
+                guard = None if args.no_l2_guard else l2_guard(det, cand, split.samples("val"), targets)
+                row["l2_guard"] = guard_row(guard)
                 bundle_dir = args.out / f"control-{k + 1}"
-                cand.to_bundle(Bundle.create(bundle_dir))
+                (det if guard and guard["worse"] else cand).to_bundle(Bundle.create(bundle_dir))
             row["seconds"] = round(time.perf_counter() - t0, 1)
             log(f"control {k}: hold-out to_oracle {held['to_oracle']:.3f}, mAP50 {row['map50']:.3f}")
             print(json.dumps(row), flush=True)

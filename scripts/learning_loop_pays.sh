@@ -7,6 +7,8 @@
 # Usage: bash scripts/learning_loop_pays.sh BUNDLE OUT [SEED ...]       (default seeds: 0 1)
 #   BUNDLE: a bundle whose detector trained on part of its train split (`specialist train --train-part F`)
 #   L2_FLOOR=F: the per-class bars are searched down to detector confidence F (default 0.01, as `calibrate`).
+#   L2_GUARD=0: loop and control keep every fine-tune (`--no-l2-guard`); by default both keep a candidate only when
+#   it decides at least as many val frames rightly at the stated precision (learning/l2_guard.py).
 #   Every loop and control runs at once, one torch thread each (JOBS=1 runs them one after another).
 #   Writes OUT/seed-S/{loop.jsonl,control.jsonl,paired.json,paired.md} and logs beside them.
 set -euo pipefail
@@ -20,15 +22,16 @@ BATCH=${BATCH:-16}; L2_PRECISION=${L2_PRECISION:-0.95}; L2_FLOOR=${L2_FLOOR:-}; 
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 SCHEDULE=(--epochs "$EPOCHS" --lr0 "$LR0" --mosaic "$MOSAIC" --batch-size "$BATCH" --l2-precision "$L2_PRECISION")
 FLOOR=(); [ -z "$L2_FLOOR" ] || FLOOR=(--l2-floor "$L2_FLOOR")   # bars searched down to this detector confidence
+GUARD=(); [ "${L2_GUARD:-1}" != 0 ] || GUARD=(--no-l2-guard)
 
 one_seed() {
   local s=$1 dir=$OUT/seed-$1
   mkdir -p "$dir"
   "$PY" -m cascade_defect learn simulate --from-bundle "$BUNDLE" --out "$dir/loop" --rounds "$ROUNDS" --measure-final \
-      --per-round "$PER_ROUND" --seed "$s" "${SCHEDULE[@]}" "${FLOOR[@]}" --json > "$dir/loop.jsonl" 2> "$dir/loop.log" &
+      --per-round "$PER_ROUND" --seed "$s" "${SCHEDULE[@]}" "${FLOOR[@]}" "${GUARD[@]}" --json > "$dir/loop.jsonl" 2> "$dir/loop.log" &
   local loop=$!
   [ "$JOBS" = all ] || wait "$loop"
-  "$PY" "$HERE/learning_loop_control.py" "$BUNDLE" "$dir/control" --rounds "$ROUNDS" --seed "$s" "${SCHEDULE[@]}" "${FLOOR[@]}" \
+  "$PY" "$HERE/learning_loop_control.py" "$BUNDLE" "$dir/control" --rounds "$ROUNDS" --seed "$s" "${SCHEDULE[@]}" "${FLOOR[@]}" "${GUARD[@]}" \
       > "$dir/control.jsonl" 2> "$dir/control.log"
   wait "$loop"
   local last

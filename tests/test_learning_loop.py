@@ -128,6 +128,58 @@ def test_a_significantly_worse_candidate_writes_nothing_and_keeps_the_queue(loop
         db.close()
 
 
+class _Truth:
+    """Predicts each frame's true boxes from its pixels (Layer 2 is given images, not paths)."""
+
+    def __init__(self, like, samples):
+        from cascade_defect.imaging import load_image
+
+        self.class_names, self.conf = like.class_names, like.conf
+        self.truth = {load_image(s.image_path).tobytes(): s.boxes for s in samples}
+
+    def predict(self, images, conf=None, max_det=None):
+        return [Prediction("frame", 1, 1, tuple(Detection(b.cls, 0.99, tuple(b.as_list()))
+                                                for b in self.truth[np.asarray(im).tobytes()])) for im in images]
+
+
+def test_learn_rejects_a_candidate_the_layer2_guard_fails_and_keeps_the_queue(loop, monkeypatch):
+    """Not worse on the hold-out, yet deciding fewer validation frames at the stated precision: rejected."""
+    from cascade_defect.learning import l2_guard as guard_mod
+
+    root, _ = loop
+    bundle = root / "run" / "bundle-0"
+    db = Database(root / "run" / "guard.db")
+    split = RecordedSplit.from_fit_info(Specialist.load(bundle / "specialist", device="cpu").fit_info_)
+    s = split.samples("train")[1]
+    LabelStore(db).add(frame_id=s.id, image_ref=str(s.image_path), domain=s.domain, label=s.boxes[0].cls if s.boxes
+                       else "no_defect", source="human", labelled_by="t", boxes=list(s.boxes))
+    real_compare, seen = compare_mod.compare_detectors, {}
+
+    def same(current, candidate, holdout, **kw):  # the hold-out test: the current detector against itself
+        return real_compare(current, current, holdout, **kw)
+
+    def guard_blind(current, candidate, val, targets, **kw):  # the real guard: a sure current, a blind candidate
+        seen.update(val=val, targets=targets)
+        return guard_mod.l2_guard(_Truth(current, val), _Blind(current), val, targets, **kw)
+
+    monkeypatch.setattr(learn_mod, "compare_detectors", same)
+    monkeypatch.setattr(learn_mod, "l2_guard", guard_blind)
+    out = root / "run" / "guard-rejected"
+    try:
+        result = learn(bundle, db, out, settings=LearnSettings(epochs=1, imgsz=64, batch=8, n_resamples=50,
+                                                               l2_precision=0.9, l2_floor=0.05))
+        assert result["comparison"]["worse"] is False
+        assert result["status"] == "rejected" and result["written"] is False and not out.exists()
+        guard = result["l2_guard"]
+        assert guard["applied"] and guard["worse"] and guard["candidate_right"] == 0 < guard["current_right"]
+        assert len(RetrainQueue(db).pending()) == 1
+        # judged on the detector's recorded val split, every frame, at the stated precision and floor
+        assert sorted(str(x.image_path) for x in seen["val"]) == sorted(str(x.image_path) for x in split.samples("val"))
+        assert seen["targets"] == {s.domain: {"target_precision": 0.9, "floor": 0.05}}
+    finally:
+        db.close()
+
+
 class _Oracle:
     """Predicts each hold-out frame's true boxes (so the blind candidate is measurably worse)."""
 
@@ -236,6 +288,9 @@ def test_from_bundle_starts_from_the_bundles_detector(from_bundle):
         assert bars["detector_floor"] == 0.05 and all(b >= 0.05 for b in bars["bars"].values())
     learned = rows[0]["learn"]["status"] == "accepted"
     assert (rows[1]["detector_sha256"] != rows[0]["detector_sha256"]) == learned
+    guard = rows[0]["learn"]["l2_guard"]  # --l2-precision: learn's Layer-2 guard judged the candidate on val
+    assert guard["applied"] is True and guard["frames"] == rows[0]["l2_bars"][next(iter(rows[0]["l2_bars"]))]["frames"]
+    assert not (guard["worse"] and learned) and guard["worse"] == (guard["candidate_right"] < guard["current_right"])
 
 
 def test_from_bundle_records_per_class_bars_and_coverage_each_round(from_bundle):
@@ -309,8 +364,8 @@ def test_learn_sets_a_domains_layer2_bars_again_for_the_new_detector(loop, tmp_p
     try:
         LabelStore(db).add(frame_id=normal.id, image_ref=str(normal.image_path), domain=domain, label="no_defect",
                            source="human", labelled_by="t", boxes=[])
-        result = learn(bundle.root, db, tmp_path / "v2", settings=LearnSettings(epochs=1, imgsz=64, batch=8,
-                                                                                n_resamples=50, holdout_limit=10))
+        result = learn(bundle.root, db, tmp_path / "v2", settings=LearnSettings(
+            epochs=1, imgsz=64, batch=8, n_resamples=50, holdout_limit=10, l2_guard=False))
     finally:
         db.close()
     if not result["written"]:

@@ -28,7 +28,7 @@ from ..settings import default_db_path, settings
 from ..contracts import ReviewSink
 from .policy import CALIBRATION_FILE, Policy
 from .router import Router
-from .specialists import DetectorLayer, SpecialistSet, load_specialists, reported_floor
+from .specialists import DetectorLayer, SpecialistSet, down_to_bars, load_specialists
 
 CALIBRATION_COMPONENT = "calibration"
 
@@ -163,9 +163,7 @@ def load_specialist(bundle: Bundle, engine: str = "torch", device: str | None = 
     if layers is None:
         return None
     data = read_calibration(bundle)
-    floors = Policy.from_dict(data, origin=str(bundle.root)).lowest_bars() if data else {}
-    lower = {d: f for d, f in floors.items() if f < (reported_floor(layers, d) or 0.0)}
-    return layers.with_floors(lower) if lower else layers
+    return down_to_bars(layers, Policy.from_dict(data, origin=str(bundle.root)).lowest_bars() if data else {})
 
 
 def load_gate(bundle: Bundle, domains: Sequence[str] | None = None, **overrides):

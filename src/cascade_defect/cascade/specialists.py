@@ -168,6 +168,21 @@ def at_floor(layer, domain: str, floor: float | None):
     return layer
 
 
+def down_to_bars(layer, lowest: Mapping[str, float]):
+    """`layer` (a `SpecialistSet` or a `DetectorLayer`) with each domain's detector reporting down to that
+    domain's lowest Layer-2 bar (`Policy.lowest_bars`) where the bar is below the floor it reports down to
+    now: a bar under the floor could never apply. A lone `DetectorLayer` is one Layer 2 for every domain,
+    so it goes down to the lowest of those bars; any other layer is returned as it is."""
+    lower = {d: f for d, f in lowest.items() if f < (reported_floor(layer, d) or 0.0)}
+    if not lower:
+        return layer
+    if isinstance(layer, SpecialistSet):
+        return layer.with_floors(lower)
+    if isinstance(layer, DetectorLayer):
+        return layer.with_floor(min(lower.values()))
+    return layer
+
+
 def load_specialists(bundle: Bundle, engine: str = "torch", device: str | None = None,
                      domains: Sequence[str] | None = None) -> SpecialistSet | None:
     """Every Layer 2 of the bundle (or of `domains`); None when it has none or `engine` is "none"."""
@@ -218,5 +233,5 @@ def use_gate_as_layer2(bundle: Bundle, domain: str, class_name: str = "defect") 
 
 GATE_DECISION_KIND = "gate-decision"
 
-__all__ = ["DetectorLayer", "GateDecisionLayer", "SpecialistSet", "at_floor", "load_specialists", "reported_floor",
+__all__ = ["DetectorLayer", "GateDecisionLayer", "SpecialistSet", "at_floor", "down_to_bars", "load_specialists", "reported_floor",
            "served_domains", "use_gate_as_layer2"]

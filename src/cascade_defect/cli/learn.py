@@ -13,6 +13,9 @@ app = typer.Typer(rich_markup_mode=None, help="Learn from the oracle's and revie
                   invoke_without_command=True, no_args_is_help=True)
 
 
+L2_GUARD_HELP = ("Publish a candidate even when, at bars set for the stated Layer-2 precision on the validation "
+                 "split, it decides fewer validation frames rightly than the current detector (docs/learning-loop.md).")
+
 ORACLE_BOXES_HELP = ("How an oracle label teaches the detector: hint (the detector's box the oracle confirmed, one "
                      "per frame: other defects of the frame train as background) or none (the label counts for τ "
                      "and the Layer-2 bars, not as boxes; reviewers' drawn boxes still train the detector).")
@@ -49,7 +52,7 @@ def learn_group(
     deprecated("learn --bundle ... (without a subcommand)", "learn run --bundle ...")
     learn_run(bundle=bundle, db=db, out=out, epochs=epochs, imgsz=imgsz, batch_size=batch, batch_old=None,
               device=device, alpha=alpha, holdout_limit=holdout_limit, no_recalibrate=no_recalibrate,
-              lr0=None, mosaic=None, oracle_boxes="hint", json_out=json_out)
+              lr0=None, mosaic=None, oracle_boxes="hint", no_l2_guard=False, json_out=json_out)
 
 
 @app.command("run")
@@ -70,6 +73,7 @@ def learn_run(
     mosaic: Optional[float] = typer.Option(None, "--mosaic", min=0.0, max=1.0,
                                            help="Share of mosaic-augmented batches (default 0.5)."),
     oracle_boxes: Literal["hint", "none"] = typer.Option("hint", "--oracle-boxes", help=ORACLE_BOXES_HELP),
+    no_l2_guard: bool = typer.Option(False, "--no-l2-guard", help=L2_GUARD_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result record as one JSON object."),
 ) -> None:
     """Fine-tune Layer 2 on the queue + original training data, re-calibrate τ, compare, publish if not worse."""
@@ -86,7 +90,8 @@ def learn_run(
         fail(f"{path}: no database (nothing was labelled); pass --db or set CASCADE_DB")
     settings = LearnSettings(epochs=epochs, imgsz=imgsz, batch=batch, device=device, alpha=alpha,
                              holdout_limit=holdout_limit, recalibrate=not no_recalibrate,
-                             train_args=finetune_args(lr0, mosaic), oracle_boxes=oracle_boxes)
+                             train_args=finetune_args(lr0, mosaic), oracle_boxes=oracle_boxes,
+                             l2_guard=not no_l2_guard)
     result = run_guarded(learn, bundle, run_guarded(Database, path), out, settings=settings,
                          log=lambda m: err_console.print(m, highlight=False))
     if json_out:
@@ -107,8 +112,11 @@ def learn_summary(result: dict) -> str:
     cmp_ = result.get("comparison") or {}
     if cmp_:
         d = cmp_.get("map50_diff") or {}
-        lines.append(f"hold-out mAP50: current {cmp_['current']['estimate']:.3f}, candidate "
-                     f"{cmp_['candidate']['estimate']:.3f} (difference {d.get('estimate', 0):+.3f})")
+        lines.append(f"hold-out mAP50: current {cmp_['current']['map50']['estimate']:.3f}, candidate "
+                     f"{cmp_['candidate']['map50']['estimate']:.3f} (difference {d.get('estimate', 0):+.3f})")
+    guard = result.get("l2_guard") or {}
+    if guard.get("applied"):
+        lines.append(f"Layer-2 guard: {'failed' if guard.get('worse') else 'passed'}: {guard.get('reason')}")
     if result.get("written"):
         lines.append(f"new bundle version: {result.get('out') or result.get('bundle')}")
     return "\n".join(lines)
@@ -145,6 +153,7 @@ def simulate_cmd(
                                                   "(default 0.01, as `calibrate`)."),
     l2_confidence: float = typer.Option(0.95, "--l2-confidence", min=0.5, max=0.999,
                                         help="Confidence level of the certified precision bound."),
+    no_l2_guard: bool = typer.Option(False, "--no-l2-guard", help=L2_GUARD_HELP),
     measure_final: bool = typer.Option(False, "--measure-final", help="After the last learn, stream one more "
                                        "round through the learned bundle and measure it (no learn)."),
     gate_epochs: int = typer.Option(10, "--gate-epochs", min=1),
@@ -167,7 +176,7 @@ def simulate_cmd(
                     imgsz=imgsz if imgsz is not None else (None if from_bundle else 224), epochs0=epochs0,
                     epochs=epochs, batch=batch, l2_bar=l2_bar, seed=seed, device=device, gate_epochs=gate_epochs,
                     from_bundle=from_bundle, l2_precision=l2_precision, l2_confidence=l2_confidence,
-                    l2_floor=l2_floor,
+                    l2_floor=l2_floor, l2_guard=not no_l2_guard,
                     measure_final=measure_final, lr0=lr0, mosaic=mosaic, oracle_boxes=oracle_boxes)
 
     def emit(row):

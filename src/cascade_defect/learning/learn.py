@@ -12,8 +12,10 @@ Steps (each recorded in the result and in the new bundle's `learning` component)
    plus the labelled *defective* production frames of the domain (the defective frames calibration
    lacks; labelled normals are left out: only frames above τ get labels, so they are all false alarms);
 4. candidate and current detector are compared on the fixed hold-out (the recorded test split):
-   mAP50 with bootstrap CIs and McNemar (`compare.compare_detectors`);
-5. when not significantly worse, the bundle is written (to `out`, or in place when `out` is the
+   mAP50 with bootstrap CIs and McNemar (`compare.compare_detectors`); where Layer 2 decides at
+   per-class bars set for a stated precision, the Layer-2 guard (`l2_guard.py`) also asks that the
+   candidate, with its own bars, decide at least as many validation frames rightly as the current one;
+5. when not significantly worse and the guard passes, the bundle is written (to `out`, or in place when `out` is the
    bundle: a running service picks it up on reload) with the comparison in its model card, and
    the queue items used are marked consumed. Otherwise nothing is written and the queue stays.
 """
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .compare import compare_detectors
+from .l2_guard import guard_targets, l2_guard
 from .labelled import labelled_frames
 from ..bundles.bundle import Bundle
 from ..cascade.assemble import open_bundle, read_calibration
@@ -70,6 +73,13 @@ class LearnSettings:
     recalibrate: bool = True
     oracle_boxes: str = "hint"
     """How oracle labels teach the detector (`labelled.ORACLE_BOXES`): "hint" (the confirmed hint box) or "none"."""
+    l2_guard: bool = True
+    """Apply the Layer-2 guard (`l2_guard.py`) where a precision is stated here or in the calibration record."""
+    l2_precision: float | None = None
+    """The Layer-2 precision the guard sets bars for (None: each domain's `calibrate --l2-precision` record)."""
+    l2_floor: float | None = None
+    """With `l2_precision`: the detector floor the guard searches bars down to (None: `calibrate`'s default)."""
+    l2_confidence: float = 0.95
     train_args: dict[str, Any] = field(default_factory=lambda: dict(FINETUNE_ARGS))
 
 
@@ -133,6 +143,20 @@ def _recalibrate(bundle: Bundle, split: RecordedSplit, production: list, keys: s
     return out
 
 
+def _guard(bundle: Bundle, current: Specialist, candidate: Specialist, val: list, s: LearnSettings,
+           log: Callable[[str], None]) -> dict[str, Any]:
+    """The Layer-2 guard's record (`l2_guard.l2_guard`), or why it was not applied."""
+    if not s.l2_guard:
+        return {"applied": False, "worse": False, "reason": "switched off (--no-l2-guard)"}
+    targets = guard_targets(read_calibration(bundle) or {}, s.l2_precision, s.l2_floor,
+                            sorted({x.domain for x in val}))
+    if not targets:
+        return {"applied": False, "worse": False,
+                "reason": "no Layer-2 precision stated (calibrate --l2-precision) for the detector's domains"}
+    log(f"Layer-2 guard on {len(val)} validation frames ({', '.join(sorted(targets))})")
+    return l2_guard(current, candidate, val, targets, confidence=s.l2_confidence)
+
+
 def _card(result: dict[str, Any]) -> str:
     c = result["comparison"]
     cur, cand, diff, mc = c["current"], c["candidate"], c["map50_diff"], c["mcnemar"]
@@ -154,7 +178,9 @@ def _card(result: dict[str, Any]) -> str:
         f"| per-frame accuracy (95% CI) | {ci(cur['accuracy'])} | {ci(cand['accuracy'])} |", "",
         f"mAP50 difference (candidate - current): {ci(diff)}. McNemar: b={mc['b']}, c={mc['c']}, "
         f"p={mc['p']:.3g} ({mc['method']}); α={c['alpha']}.", "",
-        f"Verdict: **{'accepted' if not c['worse'] else 'rejected'}** — {c['reason']}.", "",
+        f"Layer-2 guard ({'applied' if result['l2_guard']['applied'] else 'not applied'}): "
+        f"{result['l2_guard']['reason']}.", "",
+        f"Verdict: **{result['status']}** — {c['reason']}.", "",
         "## τ re-calibration", "",
     ]
     for d, r in (result.get("calibration") or {}).items():
@@ -227,7 +253,9 @@ def learn(bundle_ref: str | Path, db: Database, out: str | Path, *, settings: Le
               "schedule": {"epochs": s.epochs, "imgsz": imgsz, "batch": s.batch, "device": s.device,
                            "train_seconds": candidate.fit_info_["train_seconds"], "train_args": s.train_args},
               "comparison": comparison.as_dict()}
-    if comparison.worse:
+    result["l2_guard"] = _guard(bundle, current, candidate, val, s, log) if not comparison.worse else \
+        {"applied": False, "worse": False, "reason": "not reached: the hold-out comparison rejected the candidate"}
+    if comparison.worse or result["l2_guard"]["worse"]:
         shutil.rmtree(work, ignore_errors=True)
         return {**result, "status": "rejected", "written": False,
                 "queue": {"pending": len(pending), "drained": 0}}

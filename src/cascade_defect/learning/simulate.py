@@ -12,7 +12,8 @@ Protocol (all splits are the project's one split, ratios and seed recorded):
   Layer 3 is the ground-truth stand-in oracle; its answers become oracle labels; a defective
   frame whose box the oracle could not confirm (no detector box of its class) goes to review,
   where a ground-truth stand-in reviewer draws the true boxes (`store.ReviewBoard`);
-* `learn` then drains the queue into bundle version k+1 (or rejects the candidate);
+* `learn` then drains the queue into bundle version k+1 (or rejects the candidate; with
+  `l2_precision`, its Layer-2 guard sets bars for that precision on the val split, `l2_guard.py`);
 * the test split is the fixed hold-out: never streamed, never trained on (`learn` checks); each
   round it is also routed through the serving cascade (no label is stored) to measure Layer 2's
   coverage and precision and the share reaching the oracle on frames no detector trained on.
@@ -43,6 +44,7 @@ import numpy as np
 
 from .compare import predict_holdout
 from .from_bundle import copy_bundle, recorded_plan
+from .l2_guard import guard_row
 from .labelled import hint_box_trusted
 from .learn import LearnSettings, bundle_version, finetune_args, learn
 from .round_bars import domain_bars, layer2_outcome, policy_with_bars
@@ -104,6 +106,8 @@ class SimSettings:
     mosaic: float | None = None
     oracle_boxes: str = "hint"
     """How oracle labels teach the detector in `learn` (`labelled.ORACLE_BOXES`)."""
+    l2_guard: bool = True
+    """`learn`'s Layer-2 guard at `l2_precision` / `l2_floor` (`l2_guard.py`); off without `l2_precision`."""
     train_args0: dict[str, Any] = field(default_factory=lambda: {
         "optimizer": "SGD", "lr0": 0.01, "val": False, "mosaic": 1.0, "close_mosaic": 0, "flipud": 0.5, "hsv_h": 0.0, "hsv_s": 0.0})
 
@@ -232,6 +236,7 @@ def round_cascade(bundle: Bundle, det: Specialist, plan: Plan, s: SimSettings, d
     `--l2-bar`), its detector, the ground-truth stand-in oracle at assumed tokens per call, and the
     review queue of `db`."""
     from ..cascade.assemble import DetectorLayer, build_router, price_table
+    from ..cascade.specialists import down_to_bars
 
     gate, policy = _gate_and_policy(bundle, plan, s)
     bars = None
@@ -241,10 +246,7 @@ def round_cascade(bundle: Bundle, det: Specialist, plan: Plan, s: SimSettings, d
         policy = policy_with_bars(policy, bars)
     oracle = GroundTruthOracle(prices=price_table(), assumed_prompt_tokens=ASSUMED_PROMPT_TOKENS,
                                assumed_completion_tokens=ASSUMED_COMPLETION_TOKENS)
-    layer = DetectorLayer(det)
-    lowest = min(policy.lowest_bars().values(), default=None)
-    if lowest is not None and lowest < det.conf:  # as the bundle's loader does: down to the lowest bar
-        layer = layer.with_floor(lowest)
+    layer = down_to_bars(DetectorLayer(det), policy.lowest_bars())  # as the bundle's loader does
     router = build_router(bundle, policy=policy, gate=gate, specialist=layer, oracle=oracle, db=db).router
     return router, policy, bars
 
@@ -434,7 +436,8 @@ def _learn_round(bundle_dir: Path, db: Database, root: Path, k: int, s: SimSetti
     result = learn(bundle_dir, db, root / f"bundle-{k + 1}", settings=LearnSettings(
         epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=s.device, seed=s.seed,
         n_resamples=s.n_resamples, holdout_limit=s.holdout_limit, train_args=finetune_args(s.lr0, s.mosaic),
-        oracle_boxes=s.oracle_boxes),
+        oracle_boxes=s.oracle_boxes, l2_guard=s.l2_guard and s.l2_precision is not None,
+        l2_precision=s.l2_precision, l2_floor=s.l2_floor, l2_confidence=s.l2_confidence),
         work_dir=root / "work" / f"learn-{k}", log=log)
     comp = result.get("comparison") or {}
     return {"learn": {"status": result["status"], "written": result["written"],
@@ -444,5 +447,7 @@ def _learn_round(bundle_dir: Path, db: Database, root: Path, k: int, s: SimSetti
                       "map50_diff_ci": [comp.get("map50_diff", {}).get("low"),
                                         comp.get("map50_diff", {}).get("high")] if comp else None,
                       "mcnemar_p": (comp.get("mcnemar") or {}).get("p"),
-                      "labels": result.get("labels"), "seconds": round(time.perf_counter() - t1, 1)},
+                      "labels": result.get("labels"), "l2_guard": guard_row(result.get("l2_guard")),
+                      "seconds": round(time.perf_counter() - t1, 1)},
             "pending_after": len(RetrainQueue(db).pending())}
+
