@@ -101,14 +101,20 @@ class _Blind:
         return [Prediction(str(p), 1, 1, ()) for p in paths]
 
 
-def test_a_significantly_worse_candidate_writes_nothing_and_keeps_the_queue(loop, monkeypatch):
-    root, _ = loop
+def _one_label(root, db_name: str):
+    """(bundle, database, recorded split, frame): one train frame of the tiny loop labelled by a human."""
     bundle = root / "run" / "bundle-0"
-    db = Database(root / "run" / "reject.db")
+    db = Database(root / "run" / db_name)
     split = RecordedSplit.from_fit_info(Specialist.load(bundle / "specialist", device="cpu").fit_info_)
     s = split.samples("train")[1]
     LabelStore(db).add(frame_id=s.id, image_ref=str(s.image_path), domain=s.domain, label=s.boxes[0].cls if s.boxes
                        else "no_defect", source="human", labelled_by="t", boxes=list(s.boxes))
+    return bundle, db, split, s
+
+
+def test_a_significantly_worse_candidate_writes_nothing_and_keeps_the_queue(loop, monkeypatch):
+    root, _ = loop
+    bundle, db, _, _ = _one_label(root, "reject.db")
     real = compare_mod.compare_detectors
 
     def blind_candidate(current, candidate, holdout, **kw):
@@ -147,12 +153,7 @@ def test_learn_rejects_a_candidate_the_layer2_guard_fails_and_keeps_the_queue(lo
     from cascade_defect.learning import l2_guard as guard_mod
 
     root, _ = loop
-    bundle = root / "run" / "bundle-0"
-    db = Database(root / "run" / "guard.db")
-    split = RecordedSplit.from_fit_info(Specialist.load(bundle / "specialist", device="cpu").fit_info_)
-    s = split.samples("train")[1]
-    LabelStore(db).add(frame_id=s.id, image_ref=str(s.image_path), domain=s.domain, label=s.boxes[0].cls if s.boxes
-                       else "no_defect", source="human", labelled_by="t", boxes=list(s.boxes))
+    bundle, db, split, s = _one_label(root, "guard.db")
     real_compare, seen = compare_mod.compare_detectors, {}
 
     def same(current, candidate, holdout, **kw):  # the hold-out test: the current detector against itself
