@@ -25,16 +25,28 @@ def _held(row: dict) -> str:
     return " / ".join(_num(x) for x in (h["l2"]["coverage"], h["to_oracle"], h["l2"]["precision"]))
 
 
+def _guard(guard: dict | None) -> str:
+    """"val right current → candidate" of a Layer-2 guard record ("" when none was applied)."""
+    if not guard or not guard.get("applied"):
+        return ""
+    return f"; guard {guard['current_right']} → {guard['candidate_right']} val right"
+
+
 def rounds_table(seed_dir: Path) -> str:
     loop, control = _rows(seed_dir / "loop.jsonl"), _rows(seed_dir / "control.jsonl")
     lines = ["| round | loop hold-out: L2 coverage / to_oracle / L2 precision | loop mAP50 | loop learn "
-             "(status, candidate mAP50, production frames) | control hold-out: L2 coverage / to_oracle / L2 precision "
-             "| control mAP50 |", "|---|---|---|---|---|---|"]
+             "(status, candidate mAP50, production frames; Layer-2 guard) | control hold-out: L2 coverage / "
+             "to_oracle / L2 precision | control mAP50 | control fine-tune (Layer-2 guard) |",
+             "|---|---|---|---|---|---|---|"]
     for lr, cr in zip(loop, control):
         learn = lr.get("learn")
-        step = (f"{learn['status']}, {learn['candidate_map50']:.3f}, {learn['production_frames']}" if learn
-                else "— (measured only)")
-        lines.append(f"| {lr['round']} | {_held(lr)} | {lr['map50']:.3f} | {step} | {_held(cr)} | {cr['map50']:.3f} |")
+        step = (f"{learn['status']}, {learn['candidate_map50']:.3f}, {learn['production_frames']}"
+                f"{_guard(learn.get('l2_guard'))}" if learn else "— (measured only)")
+        kept = cr.get("l2_guard")
+        ctl = ("— (measured only)" if cr.get("finetune_seconds") is None else
+               ("kept" if not (kept or {}).get("worse") else "replaced by the detector it came from") + _guard(kept))
+        lines.append(f"| {lr['round']} | {_held(lr)} | {lr['map50']:.3f} | {step} | {_held(cr)} | {cr['map50']:.3f} "
+                     f"| {ctl} |")
     return "\n".join(lines)
 
 

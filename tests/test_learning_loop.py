@@ -438,7 +438,9 @@ def test_learning_loop_pays_script_runs_the_loop_its_control_and_pairs_them(from
     assert [r["round"] for r in loop] == [0, 1] and [r["round"] for r in control] == [0, 1]
     assert control[0]["holdout_routed"] == loop[0]["holdout_routed"]  # the same detector serves both round 0s
     assert control[0]["production_frames"] == 0 and control[0]["train_frames"] > 0
-    assert control[1]["detector_sha256"] != control[0]["detector_sha256"]  # the control did fine-tune
+    guard = control[0]["l2_guard"]  # the control fine-tuned, and kept the result only when the guard passed it
+    assert guard["applied"] is True and guard["frames"] > 0
+    assert (control[1]["detector_sha256"] != control[0]["detector_sha256"]) == (not guard["worse"])
     for name, row in (("round0", loop[0]), ("loop", loop[-1]), ("control", control[-1])):
         assert paired["bundles"][name]["holdout_routed"] == row["holdout_routed"]
         assert paired["bundles"][name]["detector_sha256"] == row["detector_sha256"]
