@@ -4,12 +4,13 @@
 Round k + 1's detector is round k's, fine-tuned exactly as `learn` fine-tunes (same export of the recorded
 train + val frames, `learning.learn.finetune_args`, epochs, batch, seed) but on the detector's recorded training
 frames only, and kept only when `learn`'s Layer-2 guard passes it (`learning/l2_guard.py`, at the stated
-precision and floor; else the next version is the same detector). Each version is measured as a simulate round measures its serving detector: hold-out mAP50, Layer-2
-bars set on the val split for the stated precision, and the fixed hold-out routed through the cascade. What the
-loop gains beyond this control is what its labelled production frames gave; the rest is the extra epochs.
+precision and floor; else the next version is the same detector). Each version is measured as a simulate round
+measures its serving detector: hold-out mAP50, Layer-2 bars set on the val split for the stated precision, and the
+fixed hold-out routed through the cascade. What the loop gains beyond this control is what its labelled production
+frames gave; the rest is the extra epochs.
 
 Usage: python scripts/learning_loop_control.py BUNDLE OUT --rounds 3 --epochs 5 --lr0 0.001 --mosaic 0 \
-           [--l2-precision 0.95] [--l2-floor F] [--seed 0] [--format neu --root DIR] > rows.jsonl
+           [--l2-precision 0.95] [--l2-floor F] [--no-l2-guard] [--seed 0] [--format neu --root DIR] > rows.jsonl
 """
 
 from __future__ import annotations

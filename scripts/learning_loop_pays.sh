@@ -28,10 +28,12 @@ one_seed() {
   local s=$1 dir=$OUT/seed-$1
   mkdir -p "$dir"
   "$PY" -m cascade_defect learn simulate --from-bundle "$BUNDLE" --out "$dir/loop" --rounds "$ROUNDS" --measure-final \
-      --per-round "$PER_ROUND" --seed "$s" "${SCHEDULE[@]}" "${FLOOR[@]}" "${GUARD[@]}" --json > "$dir/loop.jsonl" 2> "$dir/loop.log" &
+      --per-round "$PER_ROUND" --seed "$s" "${SCHEDULE[@]}" "${FLOOR[@]}" "${GUARD[@]}" --json \
+      > "$dir/loop.jsonl" 2> "$dir/loop.log" &
   local loop=$!
   [ "$JOBS" = all ] || wait "$loop"
-  "$PY" "$HERE/learning_loop_control.py" "$BUNDLE" "$dir/control" --rounds "$ROUNDS" --seed "$s" "${SCHEDULE[@]}" "${FLOOR[@]}" "${GUARD[@]}" \
+  "$PY" "$HERE/learning_loop_control.py" "$BUNDLE" "$dir/control" --rounds "$ROUNDS" --seed "$s" "${SCHEDULE[@]}" \
+      "${FLOOR[@]}" "${GUARD[@]}" \
       > "$dir/control.jsonl" 2> "$dir/control.log"
   wait "$loop"
   local last

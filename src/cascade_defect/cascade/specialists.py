@@ -233,5 +233,5 @@ def use_gate_as_layer2(bundle: Bundle, domain: str, class_name: str = "defect") 
 
 GATE_DECISION_KIND = "gate-decision"
 
-__all__ = ["DetectorLayer", "GateDecisionLayer", "SpecialistSet", "at_floor", "down_to_bars", "load_specialists", "reported_floor",
-           "served_domains", "use_gate_as_layer2"]
+__all__ = ["DetectorLayer", "GateDecisionLayer", "SpecialistSet", "at_floor", "down_to_bars", "load_specialists",
+           "reported_floor", "served_domains", "use_gate_as_layer2"]
