@@ -43,7 +43,7 @@ def main(argv: list[str]) -> None:
     from cascade_defect.bundles.bundle import Bundle
     from cascade_defect.cascade.assemble import open_bundle
     from cascade_defect.data.yolo_export import export_yolo
-    from cascade_defect.learning.l2_guard import guard_row, l2_guard
+    from cascade_defect.learning.l2_guard import guard_row, guard_targets, l2_guard
     from cascade_defect.learning.learn import finetune_args
     from cascade_defect.learning.simulate import (SimSettings, holdout_map, round_cascade, weights_digest,
                                                   route_holdout, start_from_bundle)
@@ -82,8 +82,7 @@ def main(argv: list[str]) -> None:
                 cand.fit(data.data_yaml, out_dir=work, name="finetune", source=split.as_source())
                 row["finetune_seconds"] = round(time.perf_counter() - t1, 1)
                 row["train_frames"] = sum(1 for x in frames if x.split == "train")
-                targets = {d["domain"]: {"target_precision": s.l2_precision, "floor": s.l2_floor}
-                           for d in plan.datasets}
+                targets = guard_targets({}, s.l2_precision, s.l2_floor, [d["domain"] for d in plan.datasets])
                 guard = None if args.no_l2_guard else l2_guard(det, cand, split.samples("val"), targets)
                 row["l2_guard"] = guard_row(guard)
                 bundle_dir = args.out / f"control-{k + 1}"

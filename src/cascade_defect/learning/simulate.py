@@ -450,4 +450,3 @@ def _learn_round(bundle_dir: Path, db: Database, root: Path, k: int, s: SimSetti
                       "labels": result.get("labels"), "l2_guard": guard_row(result.get("l2_guard")),
                       "seconds": round(time.perf_counter() - t1, 1)},
             "pending_after": len(RetrainQueue(db).pending())}
-
