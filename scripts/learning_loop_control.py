@@ -10,7 +10,10 @@ fixed hold-out routed through the cascade. What the loop gains beyond this contr
 frames gave; the rest is the extra epochs.
 
 Usage: python scripts/learning_loop_control.py BUNDLE OUT --rounds 3 --epochs 5 --lr0 0.001 --mosaic 0 \
-           [--l2-precision 0.95] [--l2-floor F] [--no-l2-guard] [--seed 0] [--format neu --root DIR] > rows.jsonl
+           [--l2-precision 0.95] [--l2-floor F] [--no-l2-guard] [--seed 0] [--format neu --root DIR] [--val-only] > rows.jsonl
+
+--val-only measures nothing on the hold-out: each row holds the fine-tune's guard on val only (choose a fine-tuning
+schedule with it, e.g. one `--rounds 1` per `--lr0`, before any hold-out run).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--l2-precision", type=float, default=0.95)
     ap.add_argument("--l2-floor", type=float, default=None, help="As `learn simulate --l2-floor`.")
     ap.add_argument("--no-l2-guard", action="store_true", help="Keep every fine-tune (as `learn --no-l2-guard`).")
+    ap.add_argument("--val-only", action="store_true", help="Never route or score the hold-out (schedule choice).")
     ap.add_argument("--format", dest="fmt")
     ap.add_argument("--root")
     args = ap.parse_args(argv)
@@ -59,15 +63,17 @@ def main(argv: list[str]) -> None:
     bundle_dir, plan, _ = start_from_bundle(sources, s, args.out, log)
     db = Database(args.out / "control.db")  # the routers' decision log (the hold-out is never logged)
     try:
-        for k in range(args.rounds + 1):
+        for k in range(args.rounds + (0 if args.val_only else 1)):
             t0 = time.perf_counter()
             bundle = open_bundle(bundle_dir)
             det = Specialist.from_bundle(bundle, device="cpu")
-            router, _, bars = round_cascade(bundle, det, plan, s, db)
-            held = route_holdout(router, plan.holdout, s)
-            row = {"round": k, "map50": round(holdout_map(det, plan.holdout, plan.class_names), 4),
-                   "holdout_routed": held, "l2_bars": bars, "detector_sha256": weights_digest(bundle),
-                   "production_frames": 0, "finetune_seconds": None}
+            row = {"round": k, "detector_sha256": weights_digest(bundle), "production_frames": 0,
+                   "finetune_seconds": None, "lr0": args.lr0, "epochs": s.epochs}
+            if not args.val_only:
+                router, _, bars = round_cascade(bundle, det, plan, s, db)
+                held = route_holdout(router, plan.holdout, s)
+                row.update({"map50": round(holdout_map(det, plan.holdout, plan.class_names), 4),
+                            "holdout_routed": held, "l2_bars": bars})
             if k < args.rounds:  # fine-tune as `learn` does, on the recorded training frames only
                 split = RecordedSplit.from_fit_info(det.fit_info_)
                 frames = ([replace(x, split="train") for x in split.samples("train")]
@@ -88,7 +94,8 @@ def main(argv: list[str]) -> None:
                 bundle_dir = args.out / f"control-{k + 1}"
                 (det if guard and guard["worse"] else cand).to_bundle(Bundle.create(bundle_dir))
             row["seconds"] = round(time.perf_counter() - t0, 1)
-            log(f"control {k}: hold-out to_oracle {held['to_oracle']:.3f}, mAP50 {row['map50']:.3f}")
+            if not args.val_only:
+                log(f"control {k}: hold-out to_oracle {held['to_oracle']:.3f}, mAP50 {row['map50']:.3f}")
             print(json.dumps(row), flush=True)
     finally:
         db.close()

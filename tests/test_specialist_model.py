@@ -281,3 +281,33 @@ def test_bundle_with_onnx_serves_both_router_engines(trained, test_images, tmp_p
     for xa, xb in zip(a, b):
         for da, db in zip(xa, xb):
             assert box_iou(np.array(da.box), np.array(db.box))[0, 0] >= 0.9
+
+
+def _bn_buffers(weights: Path) -> list:
+    import torch
+
+    from cascade_defect.specialist.offline import load_ultralytics
+
+    model = load_ultralytics()(str(weights)).model.float()
+    return [(m.running_mean.clone(), m.running_var.clone()) for m in model.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_fine_tune_keeps_the_batchnorm_statistics_it_started_from_when_asked(trained, tmp_path, keep):
+    """`keep_bn_stats` (learn's fine-tuning): two epochs at a learning rate of 1e-9 change no weight, and with the
+    key no BatchNorm running statistic either; without it the batches' statistics replace the trained ones."""
+    import torch
+
+    from cascade_defect.specialist.yolo import KEEP_BN_STATS
+
+    spec, data = trained
+    args = {"mosaic": 0.0, "warmup_epochs": 0.0, "val": False, "optimizer": "SGD", "lr0": 1e-9, "lrf": 1.0}
+    tuned = Specialist(model=str(spec.weights_), imgsz=64, epochs=2, batch=2, device="cpu", workers=0, seed=0,
+                       train_args={**args, **({KEEP_BN_STATS: True} if keep else {})})
+    tuned.fit(data, out_dir=tmp_path / "runs")
+    assert (KEEP_BN_STATS in tuned.fit_info_["train_args"]) is keep
+    before, after = _bn_buffers(spec.weights_), _bn_buffers(tuned.weights_)
+    assert len(before) == len(after) > 0
+    same = [torch.allclose(a, b, rtol=1e-3, atol=1e-4) for pa, pb in zip(before, after) for a, b in zip(pa, pb)]
+    assert all(same) if keep else not all(same)

@@ -41,7 +41,7 @@ from ..data.yolo_export import export_yolo
 from ..errors import ConfigError
 from ..evaluation.bundle_calibration import calibrate_domain
 from ..specialist.datasets import wide_fraction
-from ..specialist.yolo import Specialist
+from ..specialist.yolo import KEEP_BN_STATS, Specialist
 from ..store.db import Database
 from ..store.labels import RetrainQueue
 from .sources import RecordedSplit, is_evaluation_frame
@@ -52,9 +52,10 @@ RECORD_FILE = "learning.json"
 
 FINETUNE_ARGS = {"optimizer": "SGD", "lr0": 0.002, "lrf": 0.2, "warmup_epochs": 0.0, "val": False,
                  "close_mosaic": 0, "mosaic": 0.5, "flipud": 0.5, "fliplr": 0.5, "hsv_h": 0.0, "hsv_s": 0.0,
-                 "patience": 0}
+                 "patience": 0, KEEP_BN_STATS: True}
 """Fine-tuning from trained weights: a low learning rate, no warm-up, light augmentation, no per-epoch
-validation (the candidate is judged on the fixed hold-out afterwards)."""
+validation (the candidate is judged on the fixed hold-out afterwards), and the BatchNorm statistics of the
+trained weights kept (`specialist.yolo.KEEP_BN_STATS`)."""
 
 
 @dataclass

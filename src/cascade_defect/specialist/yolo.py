@@ -73,6 +73,25 @@ def _check_init_model(model: str | Path) -> str:
     raise WeightsUnavailableError(f"{text}: expected an architecture .yaml or a local .pt checkpoint")
 
 
+KEEP_BN_STATS = "keep_bn_stats"
+"""A `train_args` key of this project, not Ultralytics': True keeps the BatchNorm running statistics of the
+weights training starts from (fine-tuning; `learning.learn.FINETUNE_ARGS`)."""
+
+
+def _keep_bn_stats(trainer: Any) -> None:
+    """Freeze every BatchNorm layer's running mean and variance (momentum 0) in the model being trained.
+
+    Fine-tuning a trained detector for a few epochs at batch 16 otherwise replaces the statistics it was
+    trained with by those of a few dozen augmented batches: measured on NEU-DET, a fine-tune at learning
+    rate 1e-6 (no weight change to speak of) lowered the val frames Layer 2 decides rightly from 187 to 181.
+    """
+    import torch
+
+    for module in trainer.model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = 0.0
+
+
 class Specialist(DetectorBase):
     """YOLOv8n specialist on the torch path (Ultralytics).
 
@@ -144,10 +163,12 @@ class Specialist(DetectorBase):
             "project": str(Path(out_dir).resolve()), "name": name, "exist_ok": True,
             "plots": False, "verbose": self.verbose, "amp": device != "cpu",
         }
-        args.update(self.train_args)
+        args.update({k: v for k, v in self.train_args.items() if k != KEEP_BN_STATS})
         t0 = time.perf_counter()
         with stdout_to_stderr():
             yolo = YOLO(spec, task="detect")
+            if self.train_args.get(KEEP_BN_STATS):
+                yolo.add_callback("on_train_start", _keep_bn_stats)
             yolo.train(**args)
         seconds = time.perf_counter() - t0
         trainer = yolo.trainer
