@@ -456,6 +456,29 @@ def test_learning_loop_pays_script_runs_the_loop_its_control_and_pairs_them(from
     assert len(rows) == 2 + 3  # two rounds of seed 0, then its three pairs
 
 
+def test_control_val_only_chooses_a_schedule_without_the_holdout(from_bundle, tmp_path):
+    """`learning_loop_control.py --val-only`: one fine-tune per round judged by the guard on val, nothing routed or
+    scored on the hold-out. At a learning rate of 1e-9 no weight moves and learn's schedule keeps the BatchNorm
+    statistics, so the candidate decides exactly the val frames the detector did."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, _ = from_bundle
+    script = Path(__file__).resolve().parents[1] / "scripts" / "learning_loop_control.py"
+    res = subprocess.run([sys.executable, str(script), str(root / "det-only"), str(tmp_path / "c"), "--rounds", "1",
+                          "--epochs", "1", "--batch-size", "8", "--lr0", "1e-9", "--mosaic", "0", "--l2-precision",
+                          "0.9", "--l2-floor", "0.05", "--val-only"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    assert len(rows) == 1 and rows[0]["lr0"] == 1e-9 and rows[0]["epochs"] == 1
+    assert not {"holdout_routed", "map50", "l2_bars"} & set(rows[0])
+    guard = rows[0]["l2_guard"]
+    assert guard["applied"] is True and guard["frames"] > 0
+    assert guard["candidate_right"] == guard["current_right"] and guard["worse"] is False
+    assert "hold-out to_oracle" not in res.stderr  # the plan is read; no hold-out frame is measured
+
+
 def test_floor_sweep_reproduces_the_rounds_bars_at_its_floor(from_bundle, tmp_path):
     """`scripts/l2_floor_sweep.py` chooses the bars as a round does: at the loop's floor (0.05) it gives
     round 0's bars on the same val split; a lower floor never decides fewer frames."""
