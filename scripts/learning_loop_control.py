@@ -10,7 +10,8 @@ fixed hold-out routed through the cascade. What the loop gains beyond this contr
 frames gave; the rest is the extra epochs.
 
 Usage: python scripts/learning_loop_control.py BUNDLE OUT --rounds 3 --epochs 5 --lr0 0.001 --mosaic 0 \
-           [--l2-precision 0.95] [--l2-floor F] [--no-l2-guard] [--seed 0] [--format neu --root DIR] [--val-only] > rows.jsonl
+           [--l2-precision 0.95] [--l2-floor F] [--no-l2-guard] [--seed 0] [--format neu --root DIR] [--val-only] \
+           > rows.jsonl
 
 --val-only measures nothing on the hold-out: each row holds the fine-tune's guard on val only (choose a fine-tuning
 schedule with it, e.g. one `--rounds 1` per `--lr0`, before any hold-out run).
