@@ -286,8 +286,6 @@ def test_bundle_with_onnx_serves_both_router_engines(trained, test_images, tmp_p
 def _bn_buffers(weights: Path) -> list:
     import torch
 
-    from cascade_defect.specialist.offline import load_ultralytics
-
     model = load_ultralytics()(str(weights)).model.float()
     return [(m.running_mean.clone(), m.running_var.clone()) for m in model.modules()
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
