@@ -44,6 +44,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--format", dest="fmt")
     ap.add_argument("--root")
     args = ap.parse_args(argv)
+    if args.val_only and args.no_l2_guard:
+        ap.error("--val-only measures a fine-tune by the Layer-2 guard alone; it cannot run with --no-l2-guard")
 
     from cascade_defect.bundles.bundle import Bundle
     from cascade_defect.cascade.assemble import open_bundle

@@ -477,6 +477,10 @@ def test_control_val_only_chooses_a_schedule_without_the_holdout(from_bundle, tm
     assert guard["applied"] is True and guard["frames"] > 0
     assert guard["candidate_right"] == guard["current_right"] and guard["worse"] is False
     assert "hold-out to_oracle" not in res.stderr  # the plan is read; no hold-out frame is measured
+    unguarded = subprocess.run([sys.executable, str(script), str(root / "det-only"), str(tmp_path / "u"),
+                                "--val-only", "--no-l2-guard"], capture_output=True, text=True, timeout=120)
+    assert unguarded.returncode == 2 and "cannot run with --no-l2-guard" in unguarded.stderr
+    assert not (tmp_path / "u").exists()  # refused before anything is written
 
 
 def test_floor_sweep_reproduces_the_rounds_bars_at_its_floor(from_bundle, tmp_path):
