@@ -11,6 +11,7 @@ frames gave; the rest is the extra epochs.
 
 Usage: python scripts/learning_loop_control.py BUNDLE OUT --rounds 3 --epochs 5 --lr0 0.001 --mosaic 0 \
            [--l2-precision 0.95] [--l2-floor F] [--no-l2-guard] [--seed 0] [--format neu --root DIR] [--val-only] \
+           [--candidates K] \
            > rows.jsonl
 
 --val-only measures nothing on the hold-out: each row holds the fine-tune's guard on val only (choose a fine-tuning
@@ -41,11 +42,15 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--l2-floor", type=float, default=None, help="As `learn simulate --l2-floor`.")
     ap.add_argument("--no-l2-guard", action="store_true", help="Keep every fine-tune (as `learn --no-l2-guard`).")
     ap.add_argument("--val-only", action="store_true", help="Never route or score the hold-out (schedule choice).")
+    ap.add_argument("--candidates", type=int, default=1,
+                    help="Fine-tunes per round (seeds seed, seed+1, ...); the guard keeps the best on val (as `learn`).")
     ap.add_argument("--format", dest="fmt")
     ap.add_argument("--root")
     args = ap.parse_args(argv)
     if args.val_only and args.no_l2_guard:
         ap.error("--val-only measures a fine-tune by the Layer-2 guard alone; it cannot run with --no-l2-guard")
+    if args.candidates > 1 and args.no_l2_guard:
+        ap.error("--candidates chooses among fine-tunes by the Layer-2 guard; it cannot run with --no-l2-guard")
 
     from cascade_defect.bundles.bundle import Bundle
     from cascade_defect.cascade.assemble import open_bundle
@@ -85,15 +90,25 @@ def main(argv: list[str]) -> None:
                 data = export_yolo(frames, work / "data", class_names=det.class_names, ratios=(0.8, 0.2, 0.0),
                                    overwrite=True, link="symlink", source={"control": True, **split.as_source()})
                 t1 = time.perf_counter()
-                cand = Specialist(model=str(det.weights_), imgsz=det.imgsz, epochs=s.epochs, batch=s.batch,
-                                  device="cpu", seed=s.seed, workers=0, train_args=finetune_args(s.lr0, s.mosaic),
-                                  conf=det.conf, iou=det.iou, max_det=det.max_det, tile_policy=det.tile_policy)
-                cand.fit(data.data_yaml, out_dir=work, name="finetune", source=split.as_source())
+                targets = guard_targets({}, s.l2_precision, s.l2_floor, [d["domain"] for d in plan.datasets])
+                tried = []  # (guard, candidate) per fine-tune seed
+                for i in range(args.candidates):
+                    cand = Specialist(model=str(det.weights_), imgsz=det.imgsz, epochs=s.epochs, batch=s.batch,
+                                      device="cpu", seed=s.seed + i, workers=0,
+                                      train_args=finetune_args(s.lr0, s.mosaic), conf=det.conf, iou=det.iou,
+                                      max_det=det.max_det, tile_policy=det.tile_policy)
+                    cand.fit(data.data_yaml, out_dir=work, name="finetune" if i == 0 else f"finetune-{i}",
+                             source=split.as_source())
+                    earlier = tried[0][0] if tried else None  # the current detector's side is counted once
+                    tried.append((None if args.no_l2_guard else l2_guard(det, cand, split.samples("val"), targets,
+                                                                         earlier=earlier), cand))
+                rights = [g["candidate_right"] for g, _ in tried] if tried[0][0] else []
+                guard, cand = tried[rights.index(max(rights))] if rights else tried[0]
                 row["finetune_seconds"] = round(time.perf_counter() - t1, 1)
                 row["train_frames"] = sum(1 for x in frames if x.split == "train")
-                targets = guard_targets({}, s.l2_precision, s.l2_floor, [d["domain"] for d in plan.datasets])
-                guard = None if args.no_l2_guard else l2_guard(det, cand, split.samples("val"), targets)
                 row["l2_guard"] = guard_row(guard)
+                if args.candidates > 1:
+                    row["candidates"] = [{"seed": s.seed + i, "val_right": r} for i, r in enumerate(rights)]
                 bundle_dir = args.out / f"control-{k + 1}"
                 (det if guard and guard["worse"] else cand).to_bundle(Bundle.create(bundle_dir))
             row["seconds"] = round(time.perf_counter() - t0, 1)

@@ -70,6 +70,25 @@ def test_the_same_or_a_better_candidate_passes(val):
     assert guard["worse"] is False and (guard["current_right"], guard["candidate_right"]) == (10, 20)
 
 
+def test_a_second_candidate_reuses_the_current_detectors_count(val):
+    """Several candidates against one detector (`learn --candidates`): the current side is counted once."""
+    class _Counting(_Table):
+        calls = 0
+
+        def predict(self, images, conf=None, max_det=None):
+            type(self).calls += 1
+            return super().predict(images, conf=conf, max_det=max_det)
+
+    current = _Counting({i: [("a", 0.8)] if i < 15 else [] for i in range(20)})
+    first = l2_guard(current, SURE, val, STEEL)
+    calls = _Counting.calls
+    half = _Table({i: [("a", 0.8)] if i < 10 else [] for i in range(20)})
+    second = l2_guard(current, half, val, STEEL, earlier=first)
+    assert _Counting.calls == calls  # the current detector was not run again
+    assert (second["current_right"], second["candidate_right"], second["worse"]) == (15, 10, True)
+    assert second["domains"]["steel"]["current"] == first["domains"]["steel"]["current"]
+
+
 def test_the_guard_sets_bars_down_to_the_stated_floor_only(val):
     faint = _Table({i: [("a", 0.8)] if i < 10 else [("a", 0.03)] for i in range(20)})
     at_005 = l2_guard(SURE, faint, val, STEEL)

@@ -11,6 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cascade_defect.cli import app
+from cascade_defect.cli.learn import learn_summary
+from cascade_defect.errors import ConfigError
 from cascade_defect.learning import compare as compare_mod
 from cascade_defect.learning import learn as learn_mod
 from cascade_defect.learning.labelled import labelled_frames
@@ -177,6 +179,48 @@ def test_learn_rejects_a_candidate_the_layer2_guard_fails_and_keeps_the_queue(lo
         # judged on the detector's recorded val split, every frame, at the stated precision and floor
         assert sorted(str(x.image_path) for x in seen["val"]) == sorted(str(x.image_path) for x in split.samples("val"))
         assert seen["targets"] == {s.domain: {"target_precision": 0.9, "floor": 0.05}}
+    finally:
+        db.close()
+
+
+def test_learn_with_candidates_keeps_the_one_the_guard_rates_best_on_val_before_the_holdout(loop, monkeypatch):
+    """Two fine-tunes (seeds 0, 1): the guard's val count picks seed 1; only it is compared on the hold-out."""
+    root, _ = loop
+    bundle, db, _, _ = _one_label(root, "candidates.db")
+    compared, counts = [], {0: 3, 1: 7}
+
+    def compare_seen(current, candidate, holdout, **kw):
+        compared.append(candidate.seed)
+        return compare_mod.compare_detectors(current, current, holdout, **kw)
+
+    def guard_by_seed(current, candidate, val, targets, **kw):  # a val count per fine-tune seed
+        right = counts[candidate.seed]
+        return {"applied": True, "worse": right < 5, "reason": f"{right} right", "current_right": 5,
+                "candidate_right": right, "frames": len(val), "domains": {}}
+
+    monkeypatch.setattr(learn_mod, "compare_detectors", compare_seen)
+    monkeypatch.setattr(learn_mod, "l2_guard", guard_by_seed)
+    out = root / "run" / "candidates"
+    try:
+        result = learn(bundle, db, out, settings=LearnSettings(epochs=1, imgsz=64, batch=8, n_resamples=50,
+                                                               holdout_limit=10, l2_precision=0.9, candidates=2))
+        assert result["candidates"] == [{"seed": 0, "val_right": 3}, {"seed": 1, "val_right": 7}]
+        assert result["schedule"]["seed"] == 1 and result["l2_guard"]["candidate_right"] == 7
+        assert compared == [1]  # the hold-out saw only the chosen candidate
+        assert result["status"] == "accepted" and out.exists()
+        assert "kept seed 1" in learn_summary(result)
+    finally:
+        db.close()
+
+
+def test_learn_refuses_candidates_it_could_only_choose_on_the_holdout(loop):
+    root, _ = loop
+    bundle, db, _, _ = _one_label(root, "candidates-no-guard.db")
+    try:
+        with pytest.raises(ConfigError, match="candidates need the Layer-2 guard"):
+            learn(bundle, db, root / "run" / "no-guard", settings=LearnSettings(
+                epochs=1, imgsz=64, batch=8, l2_precision=0.9, l2_guard=False, candidates=2))
+        assert not (root / "run" / "no-guard").exists() and len(RetrainQueue(db).pending()) == 1
     finally:
         db.close()
 
@@ -468,7 +512,8 @@ def test_control_val_only_chooses_a_schedule_without_the_holdout(from_bundle, tm
     script = Path(__file__).resolve().parents[1] / "scripts" / "learning_loop_control.py"
     res = subprocess.run([sys.executable, str(script), str(root / "det-only"), str(tmp_path / "c"), "--rounds", "1",
                           "--epochs", "1", "--batch-size", "8", "--lr0", "1e-9", "--mosaic", "0", "--l2-precision",
-                          "0.9", "--l2-floor", "0.05", "--val-only"], capture_output=True, text=True, timeout=600)
+                          "0.9", "--l2-floor", "0.05", "--val-only", "--candidates", "2"],
+                         capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
     assert len(rows) == 1 and rows[0]["lr0"] == 1e-9 and rows[0]["epochs"] == 1
@@ -476,11 +521,18 @@ def test_control_val_only_chooses_a_schedule_without_the_holdout(from_bundle, tm
     guard = rows[0]["l2_guard"]
     assert guard["applied"] is True and guard["frames"] > 0
     assert guard["candidate_right"] == guard["current_right"] and guard["worse"] is False
+    # two fine-tunes (seeds 0, 1), each counted by the guard on val; neither moved a weight
+    assert rows[0]["candidates"] == [{"seed": 0, "val_right": guard["current_right"]},
+                                     {"seed": 1, "val_right": guard["current_right"]}]
     assert "hold-out to_oracle" not in res.stderr  # the plan is read; no hold-out frame is measured
     unguarded = subprocess.run([sys.executable, str(script), str(root / "det-only"), str(tmp_path / "u"),
                                 "--val-only", "--no-l2-guard"], capture_output=True, text=True, timeout=120)
     assert unguarded.returncode == 2 and "cannot run with --no-l2-guard" in unguarded.stderr
     assert not (tmp_path / "u").exists()  # refused before anything is written
+    unguarded = subprocess.run([sys.executable, str(script), str(root / "det-only"), str(tmp_path / "k"),
+                                "--candidates", "2", "--no-l2-guard"], capture_output=True, text=True, timeout=120)
+    assert unguarded.returncode == 2 and "cannot run with --no-l2-guard" in unguarded.stderr
+    assert not (tmp_path / "k").exists()
 
 
 def test_floor_sweep_reproduces_the_rounds_bars_at_its_floor(from_bundle, tmp_path):

@@ -16,6 +16,9 @@ app = typer.Typer(rich_markup_mode=None, help="Learn from the oracle's and revie
 L2_GUARD_HELP = ("Publish a candidate even when, at bars set for the stated Layer-2 precision on the validation "
                  "split, it decides fewer validation frames rightly than the current detector (docs/learning-loop.md).")
 
+CANDIDATES_HELP = ("Fine-tunes per round (seeds seed, seed+1, ...): the Layer-2 guard keeps the one deciding most "
+                   "validation frames rightly, before the hold-out is read; needs a stated Layer-2 precision.")
+
 ORACLE_BOXES_HELP = ("How an oracle label teaches the detector: hint (the detector's box the oracle confirmed, one "
                      "per frame: other defects of the frame train as background) or none (the label counts for τ "
                      "and the Layer-2 bars, not as boxes; reviewers' drawn boxes still train the detector).")
@@ -74,6 +77,7 @@ def learn_run(
                                            help="Share of mosaic-augmented batches (default 0.5)."),
     oracle_boxes: Literal["hint", "none"] = typer.Option("hint", "--oracle-boxes", help=ORACLE_BOXES_HELP),
     no_l2_guard: bool = typer.Option(False, "--no-l2-guard", help=L2_GUARD_HELP),
+    candidates: int = typer.Option(1, "--candidates", min=1, help=CANDIDATES_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result record as one JSON object."),
 ) -> None:
     """Fine-tune Layer 2 on the queue + original training data, re-calibrate τ, compare, publish if not worse."""
@@ -91,7 +95,7 @@ def learn_run(
     settings = LearnSettings(epochs=epochs, imgsz=imgsz, batch=batch, device=device, alpha=alpha,
                              holdout_limit=holdout_limit, recalibrate=not no_recalibrate,
                              train_args=finetune_args(lr0, mosaic), oracle_boxes=oracle_boxes,
-                             l2_guard=not no_l2_guard)
+                             l2_guard=not no_l2_guard, candidates=candidates)
     result = run_guarded(learn, bundle, run_guarded(Database, path), out, settings=settings,
                          log=lambda m: err_console.print(m, highlight=False))
     if json_out:
@@ -115,6 +119,9 @@ def learn_summary(result: dict) -> str:
         lines.append(f"hold-out mAP50: current {cmp_['current']['map50']['estimate']:.3f}, candidate "
                      f"{cmp_['candidate']['map50']['estimate']:.3f} (difference {d.get('estimate', 0):+.3f})")
     guard = result.get("l2_guard") or {}
+    if result.get("candidates"):
+        counts = ", ".join(f"seed {c['seed']}: {c['val_right']}" for c in result["candidates"])
+        lines.append(f"candidates, val frames decided rightly: {counts}; kept seed {result['schedule']['seed']}")
     if guard.get("applied"):
         lines.append(f"Layer-2 guard: {'failed' if guard.get('worse') else 'passed'}: {guard.get('reason')}")
     if result.get("written"):
@@ -154,6 +161,7 @@ def simulate_cmd(
     l2_confidence: float = typer.Option(0.95, "--l2-confidence", min=0.5, max=0.999,
                                         help="Confidence level of the certified precision bound."),
     no_l2_guard: bool = typer.Option(False, "--no-l2-guard", help=L2_GUARD_HELP),
+    candidates: int = typer.Option(1, "--candidates", min=1, help=CANDIDATES_HELP),
     measure_final: bool = typer.Option(False, "--measure-final", help="After the last learn, stream one more "
                                        "round through the learned bundle and measure it (no learn)."),
     gate_epochs: int = typer.Option(10, "--gate-epochs", min=1),
@@ -177,7 +185,8 @@ def simulate_cmd(
                     epochs=epochs, batch=batch, l2_bar=l2_bar, seed=seed, device=device, gate_epochs=gate_epochs,
                     from_bundle=from_bundle, l2_precision=l2_precision, l2_confidence=l2_confidence,
                     l2_floor=l2_floor, l2_guard=not no_l2_guard,
-                    measure_final=measure_final, lr0=lr0, mosaic=mosaic, oracle_boxes=oracle_boxes)
+                    measure_final=measure_final, lr0=lr0, mosaic=mosaic, oracle_boxes=oracle_boxes,
+                    candidates=candidates)
 
     def emit(row):
         if json_out:

@@ -38,10 +38,12 @@ def layer2_on_val(detector: Any, frames: Sequence[Sample], domain: str, *, targe
 
 
 def l2_guard(current: Any, candidate: Any, val: Sequence[Sample], targets: Mapping[str, Mapping[str, Any]], *,
-             confidence: float = 0.95) -> dict[str, Any]:
+             confidence: float = 0.95, earlier: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Compare `current` and `candidate` on `val` for each domain of `targets`
     ({domain: {"target_precision": P, "floor": F or None}}). `worse` is True when the candidate decides
-    fewer validation frames rightly over the guarded domains; the record holds both sides per domain."""
+    fewer validation frames rightly over the guarded domains; the record holds both sides per domain.
+    `earlier`: a record of this function for the same current detector, frames and targets, whose
+    current side is reused (several candidates against one detector)."""
     by_domain: dict[str, list[Sample]] = defaultdict(list)
     for s in val:
         by_domain[s.domain].append(s)
@@ -53,7 +55,8 @@ def l2_guard(current: Any, candidate: Any, val: Sequence[Sample], targets: Mappi
             continue
         args = {"target_precision": float(target["target_precision"]), "floor": target.get("floor"),
                 "confidence": confidence}
-        domains[domain] = {**args, "current": layer2_on_val(current, frames, domain, **args),
+        known = ((earlier or {}).get("domains") or {}).get(domain) or {}
+        domains[domain] = {**args, "current": known.get("current") or layer2_on_val(current, frames, domain, **args),
                            "candidate": layer2_on_val(candidate, frames, domain, **args)}
     measured = [d for d in domains.values() if "current" in d]
     cur = sum(d["current"]["right"] for d in measured)

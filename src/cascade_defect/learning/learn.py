@@ -7,7 +7,8 @@ Steps (each recorded in the result and in the new bundle's `learning` component)
    frames; every labelled production frame (`labelled.labelled_frames`) that is not one of the
    val / test frames joins the original train split (a defective oracle label with its confirmed
    hint box; with `oracle_boxes="none"` it joins none and counts only for τ);
-2. Layer 2 is fine-tuned from the current weights on that set (CPU-feasible defaults);
+2. Layer 2 is fine-tuned from the current weights on that set (CPU-feasible defaults); with `candidates` K > 1,
+   K fine-tunes (seeds seed … seed + K − 1) and the Layer-2 guard's count on val picks one before the hold-out is read;
 3. τ of every calibrated domain with a gate is re-calibrated on its previous calibration slice
    plus the labelled *defective* production frames of the domain (the defective frames calibration
    lacks; labelled normals are left out: only frames above τ get labels, so they are all false alarms);
@@ -81,6 +82,9 @@ class LearnSettings:
     l2_floor: float | None = None
     """With `l2_precision`: the detector floor the guard searches bars down to (None: `calibrate`'s default)."""
     l2_confidence: float = 0.95
+    candidates: int = 1
+    """Fine-tunes per round (seeds `seed`, `seed` + 1, ...); with more than one, the Layer-2 guard picks the one
+    deciding most validation frames rightly *before* the hold-out is read, and only that one is compared there."""
     train_args: dict[str, Any] = field(default_factory=lambda: dict(FINETUNE_ARGS))
 
 
@@ -145,7 +149,7 @@ def _recalibrate(bundle: Bundle, split: RecordedSplit, production: list, keys: s
 
 
 def _guard(bundle: Bundle, current: Specialist, candidate: Specialist, val: list, s: LearnSettings,
-           log: Callable[[str], None]) -> dict[str, Any]:
+           log: Callable[[str], None], earlier: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Layer-2 guard's record (`l2_guard.l2_guard`), or why it was not applied."""
     if not s.l2_guard:
         return {"applied": False, "worse": False, "reason": "switched off (--no-l2-guard)"}
@@ -155,7 +159,20 @@ def _guard(bundle: Bundle, current: Specialist, candidate: Specialist, val: list
         return {"applied": False, "worse": False,
                 "reason": "no Layer-2 precision stated (calibrate --l2-precision) for the detector's domains"}
     log(f"Layer-2 guard on {len(val)} validation frames ({', '.join(sorted(targets))})")
-    return l2_guard(current, candidate, val, targets, confidence=s.l2_confidence)
+    return l2_guard(current, candidate, val, targets, confidence=s.l2_confidence, earlier=earlier)
+
+
+def _choose_on_val(bundle: Bundle, current: Specialist, fits: list[Specialist], val: list, s: LearnSettings,
+                   log: Callable[[str], None]) -> dict[str, Any]:
+    """The fine-tune the Layer-2 guard rates best on val (most frames decided rightly; the first on a tie), with
+    every candidate's count (`learn` checks first that the guard applies: the choice never reads the hold-out)."""
+    guards = [_guard(bundle, current, fits[0], val, s, log)]
+    guards += [_guard(bundle, current, fit, val, s, log, earlier=guards[0]) for fit in fits[1:]]
+    rights = [g["candidate_right"] for g in guards]
+    index = rights.index(max(rights))
+    log(f"candidates decide {rights} val frames rightly (now {guards[0]['current_right']}): seed {s.seed + index}")
+    return {"index": index, "guard": guards[index],
+            "candidates": [{"seed": s.seed + i, "val_right": r} for i, r in enumerate(rights)]}
 
 
 def _card(result: dict[str, Any]) -> str:
@@ -221,6 +238,11 @@ def learn(bundle_ref: str | Path, db: Database, out: str | Path, *, settings: Le
     if not pending:
         return {**base, "status": "nothing_to_learn", "written": False}
 
+    if s.candidates > 1 and not (s.l2_guard and guard_targets(read_calibration(bundle) or {}, s.l2_precision,
+                                                                s.l2_floor, sorted({x.domain for x in split.samples("val")}))):
+        raise ConfigError(f"{s.candidates} candidates need the Layer-2 guard to choose among them on val, without "
+                          "the hold-out: state a Layer-2 precision (`calibrate --l2-precision`) and keep the guard on, "
+                          "or fine-tune one candidate")
     work = Path(work_dir) if work_dir else out.parent / f".learn-{uuid.uuid4().hex[:8]}"
     work.mkdir(parents=True, exist_ok=True)
     original = [replace(x, split="train") for x in split.samples("train")]
@@ -234,11 +256,18 @@ def learn(bundle_ref: str | Path, db: Database, out: str | Path, *, settings: Le
                          overlap=tp.overlap if tp else 0.25, overwrite=True, link="symlink",
                          source={"learn": True, **split.as_source()})
     imgsz = s.imgsz or current.imgsz
-    log(f"fine-tuning on {len(train)} frames ({len(production.detector)} from production), {s.epochs} epochs")
-    candidate = Specialist(model=str(current.weights_), imgsz=imgsz, epochs=s.epochs, batch=s.batch,
-                           device=s.device, seed=s.seed, workers=s.workers, train_args=s.train_args,
-                           conf=current.conf, iou=current.iou, max_det=current.max_det, tile_policy=tp)
-    candidate.fit(export.data_yaml, out_dir=work, name="finetune", source=split.as_source())
+    log(f"fine-tuning on {len(train)} frames ({len(production.detector)} from production), {s.epochs} epochs"
+        + (f", {s.candidates} candidates" if s.candidates > 1 else ""))
+    fits = []
+    for i in range(s.candidates):
+        fit = Specialist(model=str(current.weights_), imgsz=imgsz, epochs=s.epochs, batch=s.batch,
+                         device=s.device, seed=s.seed + i, workers=s.workers, train_args=s.train_args,
+                         conf=current.conf, iou=current.iou, max_det=current.max_det, tile_policy=tp)
+        fit.fit(export.data_yaml, out_dir=work, name="finetune" if i == 0 else f"finetune-{i}",
+                source=split.as_source())
+        fits.append(fit)
+    chosen = _choose_on_val(bundle, current, fits, val, s, log) if len(fits) > 1 else None
+    candidate = fits[chosen["index"]] if chosen else fits[0]
 
     holdout = split.samples("test")
     holdout = seeded_subset(holdout, s.holdout_limit, s.seed)
@@ -254,7 +283,11 @@ def learn(bundle_ref: str | Path, db: Database, out: str | Path, *, settings: Le
               "schedule": {"epochs": s.epochs, "imgsz": imgsz, "batch": s.batch, "device": s.device,
                            "train_seconds": candidate.fit_info_["train_seconds"], "train_args": s.train_args},
               "comparison": comparison.as_dict()}
-    result["l2_guard"] = _guard(bundle, current, candidate, val, s, log) if not comparison.worse else \
+    if chosen:
+        result["candidates"] = chosen["candidates"]
+        result["schedule"]["seed"] = s.seed + chosen["index"]
+    result["l2_guard"] = chosen["guard"] if chosen else _guard(bundle, current, candidate, val, s, log) \
+        if not comparison.worse else \
         {"applied": False, "worse": False, "reason": "not reached: the hold-out comparison rejected the candidate"}
     if comparison.worse or result["l2_guard"]["worse"]:
         shutil.rmtree(work, ignore_errors=True)
