@@ -15,23 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
-
-
-def class_mix(frames) -> dict[str, int]:
-    return dict(sorted(Counter(s.classes[0] if s.classes else "defect_free" for s in frames).items()))
-
-
-def repeat_to_balance(frames) -> list:
-    """Every class repeated (cyclically, each copy its own sample id) up to the count of the largest class."""
-    by: dict[str, list] = defaultdict(list)
-    for s in frames:
-        by[s.classes[0] if s.classes else "defect_free"].append(s)
-    top = max(len(v) for v in by.values())
-    return [replace(v[k % len(v)], sample_id=f"{v[k % len(v)].id}__copy{k // len(v)}") if k >= len(v) else v[k]
-            for v in by.values() for k in range(top)]
 
 
 def main(argv: list[str]) -> None:
@@ -51,6 +36,7 @@ def main(argv: list[str]) -> None:
 
     from cascade_defect.cascade.assemble import open_bundle
     from cascade_defect.data.yolo_export import export_yolo
+    from cascade_defect.learning.class_balance import balanced_by_repetition, class_counts
     from cascade_defect.learning.l2_guard import l2_guard
     from cascade_defect.learning.labelled import labelled_frames
     from cascade_defect.learning.learn import finetune_args
@@ -72,7 +58,7 @@ def main(argv: list[str]) -> None:
     for mix in args.mix:
         train = original + (production if mix == "as-is" else [])
         if mix == "repeat":
-            train = repeat_to_balance(original + production)
+            train = balanced_by_repetition(original + production)
         frames = [replace(x, split="train") for x in train] + [replace(x, split="val") for x in val]
         data = export_yolo(frames, args.work / mix / "data", class_names=det.class_names, ratios=(0.8, 0.2, 0.0),
                            overwrite=True, link="symlink", source={"diagnosis": mix, **split.as_source()})
@@ -83,7 +69,7 @@ def main(argv: list[str]) -> None:
         guard = l2_guard(det, cand, val, targets, earlier=earlier)
         earlier = earlier or guard
         rows.append({"mix": mix, "train_frames": len(train), "production_frames": len(production),
-                     "classes": class_mix(train), "current_right": guard["current_right"],
+                     "classes": class_counts(train), "current_right": guard["current_right"],
                      "candidate_right": guard["candidate_right"], "val_frames": guard["frames"],
                      "bars": guard["domains"][val[0].domain]["candidate"]["bars"]})
         print(json.dumps(rows[-1]), flush=True)

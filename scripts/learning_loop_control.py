@@ -11,7 +11,7 @@ frames gave; the rest is the extra epochs.
 
 Usage: python scripts/learning_loop_control.py BUNDLE OUT --rounds 3 --epochs 5 --lr0 0.001 --mosaic 0 \
            [--l2-precision 0.95] [--l2-floor F] [--no-l2-guard] [--seed 0] [--format neu --root DIR] [--val-only] \
-           [--candidates K] \
+           [--candidates K] [--balance-classes] \
            > rows.jsonl
 
 --val-only measures nothing on the hold-out: each row holds the fine-tune's guard on val only (choose a fine-tuning
@@ -42,6 +42,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--l2-floor", type=float, default=None, help="As `learn simulate --l2-floor`.")
     ap.add_argument("--no-l2-guard", action="store_true", help="Keep every fine-tune (as `learn --no-l2-guard`).")
     ap.add_argument("--val-only", action="store_true", help="Never route or score the hold-out (schedule choice).")
+    ap.add_argument("--balance-classes", action="store_true",
+                    help="Fine-tune on class-balanced frames (as `learn --balance-classes`).")
     ap.add_argument("--candidates", type=int, default=1,
                     help="Fine-tunes per round (seeds seed, seed+1, ...); the guard keeps the best on val (as `learn`).")
     ap.add_argument("--format", dest="fmt")
@@ -55,6 +57,7 @@ def main(argv: list[str]) -> None:
     from cascade_defect.bundles.bundle import Bundle
     from cascade_defect.cascade.assemble import open_bundle
     from cascade_defect.data.yolo_export import export_yolo
+    from cascade_defect.learning.class_balance import balanced_by_repetition
     from cascade_defect.learning.l2_guard import guard_row, guard_targets, l2_guard
     from cascade_defect.learning.learn import finetune_args
     from cascade_defect.learning.simulate import (SimSettings, holdout_map, round_cascade, weights_digest,
@@ -84,8 +87,10 @@ def main(argv: list[str]) -> None:
                             "holdout_routed": held, "l2_bars": bars})
             if k < args.rounds:  # fine-tune as `learn` does, on the recorded training frames only
                 split = RecordedSplit.from_fit_info(det.fit_info_)
-                frames = ([replace(x, split="train") for x in split.samples("train")]
-                          + [replace(x, split="val") for x in split.samples("val")])
+                train = [replace(x, split="train") for x in split.samples("train")]
+                if args.balance_classes:
+                    train = balanced_by_repetition(train)
+                frames = train + [replace(x, split="val") for x in split.samples("val")]
                 work = args.out / "work" / f"control-{k}"
                 data = export_yolo(frames, work / "data", class_names=det.class_names, ratios=(0.8, 0.2, 0.0),
                                    overwrite=True, link="symlink", source={"control": True, **split.as_source()})

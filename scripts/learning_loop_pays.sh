@@ -10,6 +10,7 @@
 #   L2_GUARD=0: loop and control keep every fine-tune (`--no-l2-guard`); by default both keep a candidate only when
 #   it decides at least as many val frames rightly at the stated precision (learning/l2_guard.py).
 #   CANDIDATES=K: loop and control fine-tune K seeds a round and the guard keeps the best on val (default 1).
+#   BALANCE=1: loop and control fine-tune on class-balanced frames (learn --balance-classes).
 #   Every loop and control runs at once, one torch thread each (JOBS=1 runs them one after another).
 #   Writes OUT/seed-S/{loop.jsonl,control.jsonl,paired.json,paired.md} and logs beside them.
 set -euo pipefail
@@ -25,6 +26,7 @@ SCHEDULE=(--epochs "$EPOCHS" --lr0 "$LR0" --mosaic "$MOSAIC" --batch-size "$BATC
 FLOOR=(); [ -z "$L2_FLOOR" ] || FLOOR=(--l2-floor "$L2_FLOOR")   # bars searched down to this detector confidence
 GUARD=(); [ "${L2_GUARD:-1}" != 0 ] || GUARD=(--no-l2-guard)
 GUARD+=(--candidates "${CANDIDATES:-1}")   # fine-tunes per round; the guard keeps the best on val (learn --candidates)
+[ "${BALANCE:-0}" = 0 ] || GUARD+=(--balance-classes)   # class-balanced fine-tunes (learn --balance-classes)
 
 one_seed() {
   local s=$1 dir=$OUT/seed-$1

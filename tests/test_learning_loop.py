@@ -213,6 +213,24 @@ def test_learn_with_candidates_keeps_the_one_the_guard_rates_best_on_val_before_
         db.close()
 
 
+def test_learn_balance_classes_fine_tunes_on_every_class_repeated_to_the_largest(loop, monkeypatch):
+    root, _ = loop
+    bundle, db, _, _ = _one_label(root, "balanced.db")
+    monkeypatch.setattr(learn_mod, "compare_detectors",  # the hold-out test: the current detector against itself
+                        lambda current, candidate, holdout, **kw: compare_mod.compare_detectors(current, current,
+                                                                                                holdout, **kw))
+    try:
+        result = learn(bundle, db, root / "run" / "balanced", settings=LearnSettings(
+            epochs=1, imgsz=64, batch=8, n_resamples=50, holdout_limit=10, l2_guard=False, balance_classes=True))
+        frames = result["train_frames"]
+        before, after = frames["classes"], frames["balanced"]
+        assert sum(before.values()) == frames["original"] + frames["production"] and len(set(before.values())) > 1
+        assert set(after) == set(before) and set(after.values()) == {max(before.values())}
+        assert frames["exported"]["train"]["frames"] == sum(after.values())  # the fine-tune saw the balanced set
+    finally:
+        db.close()
+
+
 def test_learn_refuses_candidates_it_could_only_choose_on_the_holdout(loop):
     root, _ = loop
     bundle, db, _, _ = _one_label(root, "candidates-no-guard.db")

@@ -19,6 +19,9 @@ L2_GUARD_HELP = ("Publish a candidate even when, at bars set for the stated Laye
 CANDIDATES_HELP = ("Fine-tunes per round (seeds seed, seed+1, ...): the Layer-2 guard keeps the one deciding most "
                    "validation frames rightly, before the hold-out is read; needs a stated Layer-2 precision.")
 
+BALANCE_HELP = ("Fine-tune on class-balanced frames: every class's frames (original and labelled) repeated up to "
+                "the largest class, so the labels' class mix does not move the detector (docs/learning-loop.md).")
+
 ORACLE_BOXES_HELP = ("How an oracle label teaches the detector: hint (the detector's box the oracle confirmed, one "
                      "per frame: other defects of the frame train as background) or none (the label counts for τ "
                      "and the Layer-2 bars, not as boxes; reviewers' drawn boxes still train the detector).")
@@ -78,6 +81,7 @@ def learn_run(
     oracle_boxes: Literal["hint", "none"] = typer.Option("hint", "--oracle-boxes", help=ORACLE_BOXES_HELP),
     no_l2_guard: bool = typer.Option(False, "--no-l2-guard", help=L2_GUARD_HELP),
     candidates: int = typer.Option(1, "--candidates", min=1, help=CANDIDATES_HELP),
+    balance_classes: bool = typer.Option(False, "--balance-classes", help=BALANCE_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result record as one JSON object."),
 ) -> None:
     """Fine-tune Layer 2 on the queue + original training data, re-calibrate τ, compare, publish if not worse."""
@@ -95,7 +99,7 @@ def learn_run(
     settings = LearnSettings(epochs=epochs, imgsz=imgsz, batch=batch, device=device, alpha=alpha,
                              holdout_limit=holdout_limit, recalibrate=not no_recalibrate,
                              train_args=finetune_args(lr0, mosaic), oracle_boxes=oracle_boxes,
-                             l2_guard=not no_l2_guard, candidates=candidates)
+                             l2_guard=not no_l2_guard, candidates=candidates, balance_classes=balance_classes)
     result = run_guarded(learn, bundle, run_guarded(Database, path), out, settings=settings,
                          log=lambda m: err_console.print(m, highlight=False))
     if json_out:
@@ -162,6 +166,7 @@ def simulate_cmd(
                                         help="Confidence level of the certified precision bound."),
     no_l2_guard: bool = typer.Option(False, "--no-l2-guard", help=L2_GUARD_HELP),
     candidates: int = typer.Option(1, "--candidates", min=1, help=CANDIDATES_HELP),
+    balance_classes: bool = typer.Option(False, "--balance-classes", help=BALANCE_HELP),
     measure_final: bool = typer.Option(False, "--measure-final", help="After the last learn, stream one more "
                                        "round through the learned bundle and measure it (no learn)."),
     gate_epochs: int = typer.Option(10, "--gate-epochs", min=1),
@@ -186,7 +191,7 @@ def simulate_cmd(
                     from_bundle=from_bundle, l2_precision=l2_precision, l2_confidence=l2_confidence,
                     l2_floor=l2_floor, l2_guard=not no_l2_guard,
                     measure_final=measure_final, lr0=lr0, mosaic=mosaic, oracle_boxes=oracle_boxes,
-                    candidates=candidates)
+                    candidates=candidates, balance_classes=balance_classes)
 
     def emit(row):
         if json_out:

@@ -9,6 +9,7 @@ Steps (each recorded in the result and in the new bundle's `learning` component)
    hint box; with `oracle_boxes="none"` it joins none and counts only for τ);
 2. Layer 2 is fine-tuned from the current weights on that set (CPU-feasible defaults); with `candidates` K > 1,
    K fine-tunes (seeds seed … seed + K − 1) and the Layer-2 guard's count on val picks one before the hold-out is read;
+   with `balance_classes`, every class's frames are repeated up to the largest class first (`class_balance.py`);
 3. τ of every calibrated domain with a gate is re-calibrated on its previous calibration slice
    plus the labelled *defective* production frames of the domain (the defective frames calibration
    lacks; labelled normals are left out: only frames above τ get labels, so they are all false alarms);
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from .class_balance import balanced_by_repetition, class_counts
 from .compare import compare_detectors
 from .l2_guard import guard_targets, l2_guard
 from .labelled import labelled_frames
@@ -82,6 +84,8 @@ class LearnSettings:
     l2_floor: float | None = None
     """With `l2_precision`: the detector floor the guard searches bars down to (None: `calibrate`'s default)."""
     l2_confidence: float = 0.95
+    balance_classes: bool = False
+    """Repeat every class's training frames up to the largest class before fine-tuning (`class_balance.py`)."""
     candidates: int = 1
     """Fine-tunes per round (seeds `seed`, `seed` + 1, ...); with more than one, the Layer-2 guard picks the one
     deciding most validation frames rightly *before* the hold-out is read, and only that one is compared there."""
@@ -247,6 +251,9 @@ def learn(bundle_ref: str | Path, db: Database, out: str | Path, *, settings: Le
     work.mkdir(parents=True, exist_ok=True)
     original = [replace(x, split="train") for x in split.samples("train")]
     train = original + [replace(x, split="train") for x in production.detector]
+    unbalanced = class_counts(train)
+    if s.balance_classes:
+        train = balanced_by_repetition(train)
     val = [replace(x, split="val") for x in split.samples("val")]
     assert not any(is_evaluation_frame(x.image_path, keys) for x in production.detector)
     tp = current.tile_policy
@@ -279,7 +286,8 @@ def learn(bundle_ref: str | Path, db: Database, out: str | Path, *, settings: Le
               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "split": {k: v for k, v in split.as_source().items() if k != "train_ids"},
               "train_frames": {"original": len(original), "production": len(production.detector),
-                               "val": len(val), "exported": export.counts},
+                               "val": len(val), "exported": export.counts, "classes": unbalanced,
+                               "balanced": class_counts(train) if s.balance_classes else None},
               "schedule": {"epochs": s.epochs, "imgsz": imgsz, "batch": s.batch, "device": s.device,
                            "train_seconds": candidate.fit_info_["train_seconds"], "train_args": s.train_args},
               "comparison": comparison.as_dict()}

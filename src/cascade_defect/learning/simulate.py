@@ -110,6 +110,8 @@ class SimSettings:
     """`learn`'s Layer-2 guard at `l2_precision` / `l2_floor` (`l2_guard.py`); off without `l2_precision`."""
     candidates: int = 1
     """Fine-tunes per round; the guard picks one on val (`learn.LearnSettings.candidates`)."""
+    balance_classes: bool = False
+    """`learn` fine-tunes on class-balanced frames (`learn.LearnSettings.balance_classes`)."""
     train_args0: dict[str, Any] = field(default_factory=lambda: {
         "optimizer": "SGD", "lr0": 0.01, "val": False, "mosaic": 1.0, "close_mosaic": 0, "flipud": 0.5, "hsv_h": 0.0, "hsv_s": 0.0})
 
@@ -439,7 +441,8 @@ def _learn_round(bundle_dir: Path, db: Database, root: Path, k: int, s: SimSetti
         epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=s.device, seed=s.seed,
         n_resamples=s.n_resamples, holdout_limit=s.holdout_limit, train_args=finetune_args(s.lr0, s.mosaic),
         oracle_boxes=s.oracle_boxes, l2_guard=s.l2_guard and s.l2_precision is not None,
-        l2_precision=s.l2_precision, l2_floor=s.l2_floor, l2_confidence=s.l2_confidence, candidates=s.candidates),
+        l2_precision=s.l2_precision, l2_floor=s.l2_floor, l2_confidence=s.l2_confidence, candidates=s.candidates,
+        balance_classes=s.balance_classes),
         work_dir=root / "work" / f"learn-{k}", log=log)
     comp = result.get("comparison") or {}
     return {"learn": {"status": result["status"], "written": result["written"],
