@@ -20,17 +20,15 @@ from pathlib import Path
 
 
 def _tops(layer, samples, batch: int = 16) -> list[tuple[float, str | None, bool]]:
-    from cascade_defect.cascade.decide import top_detection
+    """(confidence, class, correct) of each frame's top detection, by the rule bars are set with."""
+    from cascade_defect.evaluation.l2_bars import frame_outcomes
     from cascade_defect.imaging import load_image
 
-    out = []
+    detections = []
     for k in range(0, len(samples), batch):
-        chunk = samples[k:k + batch]
-        for s, dets in zip(chunk, layer.detect_batch([load_image(x.image_path) for x in chunk])):
-            top = top_detection(dets)
-            out.append((top.confidence if top else float("nan"), top.cls if top else None,
-                        bool(top and top.cls in s.classes)))
-    return out
+        detections += layer.detect_batch([load_image(x.image_path) for x in samples[k:k + batch]])
+    conf, pred, ok = frame_outcomes(detections, [bool(s.defective) for s in samples], [s.classes for s in samples])
+    return [(float(c), p, bool(o)) for c, p, o in zip(conf, pred, ok)]
 
 
 def _bars(evidence, target: float) -> dict[str, float | None]:
